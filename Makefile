@@ -1,0 +1,57 @@
+# Two commands matter: `make demo` (train from jobs/train.yml locally) and `make test`.
+# Each sets up its own virtual environment first (idempotent: re-run only when pyproject.toml changes).
+SHELL := /bin/bash
+PYTHON ?= python3
+VENV ?= .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed
+
+# The real MNIST next to the checkout (as in CI) is used when present; otherwise the data module's
+# cache, a download from the public mirrors, or its announced offline fallback.
+SHARED_MNIST := $(wildcard ../shared/data/mnist/train-images-idx3-ubyte.gz)
+ifneq ($(SHARED_MNIST),)
+MNIST_DATA ?= $(abspath ../shared/data/mnist)
+endif
+ifneq ($(MNIST_DATA),)
+export MNIST_DATA
+endif
+export AML_BACKEND ?= local
+
+.PHONY: setup demo test lint data bench bench-train clean help
+help:
+	@echo "make demo   train the model from jobs/train.yml on this machine (aml-local)"
+	@echo "make test   run the test suite (offline)"
+	@echo "make lint   ruff, shellcheck, yamllint"
+	@echo "make bench  benchmarks (bench-train: our train.py against the reference loop)"
+	@echo "make data   download MNIST into the local cache (checksums verified)"
+
+setup: $(STAMP)
+$(STAMP): pyproject.toml
+	@$(PYTHON) -c 'import sys; assert sys.version_info[:2] == (3, 11), "Python 3.11 is required, found " + sys.version.split()[0]'
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade pip
+	$(BIN)/python -m pip install --quiet -e ".[train,serve,local,dev]"
+	@touch $@
+
+demo: setup
+	PATH="$(abspath $(BIN)):$$PATH" scripts/train.sh jobs/train.yml
+
+test: setup
+	PATH="$(abspath $(BIN)):$$PATH" $(BIN)/python -m pytest -q
+
+lint: setup
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+	$(BIN)/shellcheck scripts/*.sh .ci/run
+	$(BIN)/yamllint -s .
+
+data: setup
+	$(BIN)/mnist-data fetch
+
+bench: bench-train
+
+bench-train: setup
+	$(BIN)/python bench/bench_train.py
+
+clean:
+	rm -rf $(VENV) .aml-local .pytest_cache .ruff_cache

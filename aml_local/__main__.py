@@ -1,0 +1,3 @@
+from aml_local.cli import main
+
+raise SystemExit(main())

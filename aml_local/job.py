@@ -1,0 +1,409 @@
+"""The `job` noun: `job create/show/list/stream/cancel`, for the job YAML that `az ml job create` takes.
+
+The YAML is parsed by azure.ai.ml's own load_job (so what the CLI rejects is rejected here, with the
+SDK's message); a job is recorded as an MLflow run in the local store, and its command runs here with
+inputs mapped to local folders and outputs written under the job's folder.
+"""
+
+import datetime
+import getpass
+import json
+import os
+import random
+import re
+import shlex
+import shutil
+import string
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+from aml_local import AmlLocalError, data, runner, store
+
+SCHEMAS = {"command": "https://azuremlschemas.azureedge.net/latest/commandJob.schema.json"}
+JOB_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_-]{0,254}$")
+PLACEHOLDER = re.compile(r"\$\{\{\s*([A-Za-z_]+)\.([A-Za-z0-9_]+)\s*\}\}")
+OPTIONAL_PART = re.compile(r"\$\[\[(.*?)\]\]", re.S)
+_ADJECTIVES = "brave calm eager gentle happy jolly keen lively loyal merry neat proud quiet sincere tidy witty"
+_NOUNS = "lamp hat river stone cloud leaf kettle bridge garden pepper tiger violin window yarn zebra"
+
+
+def _generated_name():
+    # Azure ML names jobs like "sincere_hat_7k2hk6t5y1".
+    suffix = "".join(random.choices(string.ascii_lowercase + string.digits, k=10))
+    return f"{random.choice(_ADJECTIVES.split())}_{random.choice(_NOUNS.split())}_{suffix}"
+
+
+def _parse_set(pairs):
+    overrides = []
+    for pair in pairs or []:
+        key, sep, value = pair.partition("=")
+        if not sep or not key.strip():
+            raise AmlLocalError(f"--set {pair!r}: expected key=value, e.g. --set inputs.epochs=2")
+        overrides.append((key.strip(), value))
+    return overrides
+
+
+def load(file, set_pairs=()):
+    """Load a job YAML with the SDK, applying --set overrides the way the CLI does (params_override)."""
+    from azure.ai.ml import load_job
+
+    path = Path(file)
+    if not path.is_file():
+        raise AmlLocalError(f"--file {file}: no such file")
+    overrides = _parse_set(set_pairs)
+    job = _sdk_load(load_job, path, [])
+    for key, _ in overrides:
+        parts = key.split(".")
+        if parts[0] in ("inputs", "outputs") and len(parts) > 1:
+            known = getattr(job, parts[0]) or {}
+            if parts[1] not in known:
+                names = ", ".join(known) or "none"
+                raise AmlLocalError(f"--set {key}: {path} has no {parts[0][:-1]} {parts[1]!r} ({parts[0]}: {names})")
+    if overrides:
+        job = _sdk_load(load_job, path, [{k: v} for k, v in overrides])
+    return job
+
+
+def _sdk_load(load_job, path, params_override):
+    from azure.ai.ml.exceptions import MlException
+    from marshmallow.exceptions import ValidationError
+    from yaml import YAMLError
+
+    try:
+        return load_job(path, params_override=params_override)
+    except (ValidationError, MlException, YAMLError, ValueError, KeyError, TypeError) as err:
+        raise AmlLocalError(f"{path}: {sdk_error_summary(err)}") from None
+
+
+def sdk_error_summary(err) -> str:
+    """The field-level messages buried in the SDK's multi-line validation errors, on one line."""
+    text = str(err)
+    found = []
+
+    def walk(node, prefix=""):
+        if isinstance(node, dict):
+            if "errors" in node and isinstance(node["errors"], list):
+                for item in node["errors"]:
+                    walk(item.get("message", "") if isinstance(item, dict) else item, prefix)
+                return
+            for key, value in node.items():
+                walk(value, f"{prefix}{key}." if prefix else f"{key}.")
+        elif isinstance(node, list):
+            for value in node:
+                walk(value, prefix)
+        elif isinstance(node, str):
+            nested = _json_after_failed(node)
+            if nested is not None:
+                walk(nested, prefix)
+            elif node.strip():
+                found.append(f"{prefix.rstrip('.')}: {node.strip()}" if prefix else node.strip())
+
+    nested = _json_after_failed(text)
+    if nested is None:
+        return " ".join(text.split())[:500]
+    walk(nested)
+    return "; ".join(dict.fromkeys(found)) or " ".join(text.split())[:500]
+
+
+def _json_after_failed(text: str):
+    start = text.find("failed:")
+    brace = text.find("{", start if start >= 0 else 0)
+    if start < 0 or brace < 0:
+        return None
+    try:
+        value, _ = json.JSONDecoder().raw_decode(text[brace:])
+    except ValueError:
+        return None
+    return value
+
+
+def _input_value(name, node_input, base_dir):
+    """(value shown by `show`, value substituted into the command, local path or None)."""
+    value = getattr(node_input, "_data", node_input)
+    if hasattr(value, "type") and hasattr(value, "path"):
+        if value.path is None:
+            return None
+        local = data.local_path(name, str(value.path), base_dir, str(value.type))
+        shown = {"type": value.type, "path": str(value.path), "mode": value.mode or "ro_mount"}
+        return shown, str(local), str(local)
+    if value is None:
+        return None
+    text = str(value).lower() if isinstance(value, bool) else str(value)
+    return text, text, None
+
+
+def resolve_command(command: str, values: dict) -> str:
+    """Substitute ${{inputs.x}}/${{outputs.x}}; keep $[[...]] parts only when all their inputs are set."""
+
+    def optional(match):
+        refs = PLACEHOLDER.findall(match[1])
+        return match[1] if all(f"{kind}.{key}" in values for kind, key in refs) else ""
+
+    command = OPTIONAL_PART.sub(optional, command)
+
+    def substitute(match):
+        ref = f"{match[1]}.{match[2]}"
+        if ref not in values:
+            raise AmlLocalError(f"command: ${{{{{ref}}}}} names no {match[1][:-1]} of this job")
+        return shlex.quote(values[ref])
+
+    return PLACEHOLDER.sub(substitute, command)
+
+
+def _copy_code(source: Path, target: Path):
+    ignore = shutil.ignore_patterns("__pycache__", "*.pyc", ".git", "outputs", "mlruns")
+    patterns = []
+    amlignore = source / ".amlignore"
+    if amlignore.exists():
+        patterns = [line.strip() for line in amlignore.read_text().splitlines() if line.strip()]
+        patterns = [p for p in patterns if not p.startswith("#")]
+    shutil.copytree(source, target, ignore=shutil.ignore_patterns(*patterns) if patterns else ignore)
+
+
+def create(file, name=None, set_pairs=(), stream=False, echo=sys.stdout):
+    job = load(file, set_pairs)
+    job_type = getattr(job, "type", None)
+    if job_type != "command":
+        raise AmlLocalError(f"{file}: job type {job_type!r} is not supported by aml-local (command jobs only)")
+    name = name or job.name or _generated_name()
+    if not JOB_NAME.match(name):
+        raise AmlLocalError(f"--name {name!r}: use letters, digits, '_' and '-' (at most 255, first a letter or digit)")
+    distribution = job.distribution._to_dict() if job.distribution else None
+    if distribution and distribution.get("type") != "tensorflow":
+        raise AmlLocalError(
+            f"{file}: distribution type {distribution.get('type')!r} does not run locally (tensorflow only)"
+        )
+    if _exists(name):
+        raise AmlLocalError(f"--name {name}: a job with this name already exists")
+
+    yaml_dir = Path(file).resolve().parent
+    job_dir = store.jobs_dir() / name
+    values, shown_inputs = {}, {}
+    for input_name, node_input in (job.inputs or {}).items():
+        resolved = _input_value(input_name, node_input, yaml_dir)
+        if resolved is not None:
+            shown_inputs[input_name], values[f"inputs.{input_name}"], _ = resolved
+    shown_outputs = {}
+    for output_name, node_output in (job.outputs or {}).items():
+        spec = getattr(node_output, "_data", None)
+        output_type = getattr(spec, "type", None) or (spec or {}).get("type", "uri_folder")
+        folder = job_dir / "outputs" / output_name
+        shown_outputs[output_name] = {"type": output_type, "path": str(folder), "mode": "rw_mount"}
+        values[f"outputs.{output_name}"] = str(folder)
+    resolved_command = resolve_command(job.command, values)
+
+    code_source = (yaml_dir / job.code).resolve() if job.code else yaml_dir
+    if not code_source.is_dir():
+        raise AmlLocalError(f"{file}: code {job.code} is not a folder ({code_source})")
+    experiment_name = job.experiment_name or Path.cwd().name
+    experiment_id = store.experiment_id(experiment_name)
+    tags = {str(k): str(v) for k, v in (job.tags or {}).items()}
+    run = store.client().create_run(
+        experiment_id,
+        run_name=name,
+        tags={**tags, store.TAG_NAME: name, store.TAG_TYPE: "command", store.TAG_STATUS: "Starting"},
+    )
+    job_dir.mkdir(parents=True)
+    _copy_code(code_source, job_dir / "code")
+    for folder in shown_outputs.values():
+        Path(folder["path"]).mkdir(parents=True)
+    spec = {
+        "name": name,
+        "type": "command",
+        "display_name": job.display_name or name,
+        "description": job.description,
+        "experiment_name": experiment_name,
+        "experiment_id": experiment_id,
+        "mlflow_run_id": run.info.run_id,
+        "file": str(Path(file).resolve()),
+        "command": job.command,
+        "resolved_command": resolved_command,
+        "code": str(code_source),
+        "code_dir": str(job_dir / "code"),
+        "environment": _ref(job.environment),
+        "environment_variables": {str(k): str(v) for k, v in (job.environment_variables or {}).items()},
+        "compute": _ref(job.compute) or "local",
+        "distribution": distribution,
+        "resources": job.resources._to_dict() if job.resources else None,
+        "inputs": shown_inputs,
+        "outputs": shown_outputs,
+        "tags": tags,
+        "created_at": datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds"),
+        "created_by": getpass.getuser(),
+    }
+    (job_dir / "job.json").write_text(json.dumps(spec, indent=2))
+
+    if stream:
+        echo.write(
+            f"RunId: {name}\nWeb View: {_studio_url(spec)}\n"
+            f"Note: compute {spec['compute']} and environment {spec['environment']} run as this machine "
+            f"and this Python ({sys.prefix}).\n\nStreaming {runner.log_paths(job_dir, 1)[0].relative_to(job_dir)}\n"
+            f"{'=' * 40}\n\n"
+        )
+        echo.flush()
+        status = runner.run(job_dir, echo=echo)
+        echo.write(f"\nExecution Summary\n=================\nRunId: {name}\nStatus: {status}\n\n")
+        echo.flush()
+    else:
+        log = open(job_dir / "runner.log", "ab")  # noqa: SIM115 - handed to the detached runner
+        subprocess.Popen(
+            [sys.executable, "-m", "aml_local.runner", str(job_dir)],
+            stdin=subprocess.DEVNULL,
+            stdout=log,
+            stderr=log,
+            start_new_session=True,
+            env={**os.environ, "AML_LOCAL_HOME": str(store.home())},
+        )
+        log.close()
+    return show(name)
+
+
+def _ref(value):
+    if value is None:
+        return None
+    if isinstance(value, str):
+        return value if value.startswith("azureml:") else f"azureml:{value}"
+    return f"inline {type(value).__name__.lower()}"  # e.g. an environment written into the job YAML
+
+
+def _exists(name):
+    try:
+        store.find_job_run(name)
+    except AmlLocalError:
+        return False
+    return True
+
+
+def _runner_alive(job_dir: Path) -> bool:
+    import psutil
+
+    try:
+        info = json.loads((job_dir / "runner.json").read_text())
+        proc = psutil.Process(info["pid"])
+        return abs(proc.create_time() - info["started"]) < 1
+    except (OSError, psutil.Error, ValueError, KeyError):
+        return False
+
+
+def _studio_url(spec):
+    return f"http://127.0.0.1:5000/#/experiments/{spec['experiment_id']}/runs/{spec['mlflow_run_id']}"
+
+
+def _status(run, job_dir: Path) -> str:
+    status = run.data.tags.get(store.TAG_STATUS, "NotStarted")
+    if status not in ("Starting", "Running") or _runner_alive(job_dir):
+        return status
+    # The runner writes runner.json when it starts and removes it only after recording the end.
+    age = time.time() - (run.info.start_time or 0) / 1000
+    if status == "Starting" and not (job_dir / "runner.json").exists() and age < 60:
+        return status
+    store.set_status(run.info.run_id, "Failed", "the local runner process ended without recording a result")
+    return "Failed"
+
+
+def show(name) -> dict:
+    run = store.find_job_run(name)
+    job_dir = store.jobs_dir() / name
+    try:
+        spec = json.loads((job_dir / "job.json").read_text())
+    except (OSError, ValueError):
+        raise AmlLocalError(f"job {name!r}: its record in {job_dir} is missing or unreadable") from None
+    result = {
+        "$schema": SCHEMAS["command"],
+        "code": spec["code"],
+        "command": spec["command"],
+        "compute": spec["compute"],
+        "creation_context": {
+            "created_at": spec["created_at"],
+            "created_by": spec["created_by"],
+            "created_by_type": "User",
+        },
+        "description": spec["description"],
+        "display_name": spec["display_name"],
+        "distribution": spec["distribution"],
+        "environment": spec["environment"],
+        "environment_variables": spec["environment_variables"],
+        "experiment_name": spec["experiment_name"],
+        "id": f"azureml:/local/jobs/{name}",
+        "inputs": spec["inputs"],
+        "name": name,
+        "outputs": spec["outputs"],
+        "properties": {
+            "mlflow.runId": spec["mlflow_run_id"],
+            "aml_local.job_dir": str(job_dir),
+            "aml_local.resolved_command": spec["resolved_command"],
+        },
+        "resources": spec["resources"] or {"instance_count": 1},
+        "services": {
+            "Studio": {"endpoint": _studio_url(spec), "type": "Studio"},
+            "Tracking": {"endpoint": store.tracking_uri(), "type": "Tracking"},
+        },
+        "status": _status(run, job_dir),
+        "tags": spec["tags"],
+        "type": spec["type"],
+    }
+    message = run.data.tags.get("aml.status_message")
+    if message:
+        result["properties"]["aml_local.status_message"] = message
+    return {k: v for k, v in result.items() if v is not None}
+
+
+def list_jobs(parent_job_name=None, max_results=50) -> list[dict]:
+    parent = store.find_job_run(parent_job_name).info.run_id if parent_job_name else None
+    jobs = []
+    for run in store.job_runs(parent, max_results):
+        name = run.data.tags[store.TAG_NAME]
+        try:
+            jobs.append(show(name))
+        except AmlLocalError:
+            continue  # a run whose job folder was removed by hand
+    return jobs
+
+
+def stream(name, echo=sys.stdout, poll=0.5) -> dict:
+    """Follow a job's logs until it ends, like `az ml job stream`."""
+    job = show(name)
+    job_dir = Path(job["properties"]["aml_local.job_dir"])
+    processes = int((job.get("distribution") or {}).get("worker_count") or 1)
+    paths = runner.log_paths(job_dir, processes if (job.get("distribution") or {}).get("type") == "tensorflow" else 1)
+    offsets = [0] * len(paths)
+    echo.write(f"RunId: {name}\nWeb View: {job['services']['Studio']['endpoint']}\n\n")
+    while True:
+        status = show(name)["status"]
+        for i, path in enumerate(paths):
+            if path.exists():
+                with open(path, "rb") as handle:
+                    handle.seek(offsets[i])
+                    chunk = handle.read()
+                offsets[i] += len(chunk)
+                prefix = f"[worker {i}] " if len(paths) > 1 else ""
+                for line in chunk.decode(errors="replace").splitlines(keepends=True):
+                    echo.write(prefix + line)
+        echo.flush()
+        if status in store.TERMINAL_STATES:
+            break
+        time.sleep(poll)
+    echo.write(f"\nExecution Summary\n=================\nRunId: {name}\nStatus: {status}\n\n")
+    echo.flush()
+    return show(name)
+
+
+def cancel(name) -> dict:
+    import psutil
+
+    job = show(name)
+    if job["status"] in store.TERMINAL_STATES:
+        raise AmlLocalError(f"job {name} has already ended ({job['status']})")
+    info_path = Path(job["properties"]["aml_local.job_dir"]) / "runner.json"
+    try:
+        pid = json.loads(info_path.read_text())["pid"]
+        psutil.Process(pid).terminate()
+    except (OSError, ValueError, KeyError, psutil.Error):
+        raise AmlLocalError(f"job {name}: its runner is not running here (started with --stream elsewhere?)") from None
+    for _ in range(100):
+        if show(name)["status"] in store.TERMINAL_STATES:
+            break
+        time.sleep(0.2)
+    return show(name)

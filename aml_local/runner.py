@@ -1,0 +1,184 @@
+"""Runs one local job's processes: its command once, or once per worker with TF_CONFIG for
+`distribution: type: tensorflow`. Used in the foreground by `job create --stream`, and detached
+(`python -m aml_local.runner JOB_DIR`) by `job create`, as Azure ML runs a job while the CLI returns."""
+
+import contextlib
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+
+from aml_local import store
+
+
+class _Canceled(Exception):
+    pass
+
+
+def _free_ports(count):
+    sockets = [socket.socket() for _ in range(count)]
+    try:
+        for s in sockets:
+            s.bind(("127.0.0.1", 0))
+        return [s.getsockname()[1] for s in sockets]
+    finally:
+        for s in sockets:
+            s.close()
+
+
+def _worker_envs(spec):
+    """One environment per process: Azure ML's variables, MLflow attached to the job's run, and
+    TF_CONFIG on 127.0.0.1 ports for each TensorFlow worker."""
+    base = dict(os.environ)
+    base.update(spec["environment_variables"])
+    base.update(
+        {
+            "AZUREML_RUN_ID": spec["name"],
+            "MLFLOW_TRACKING_URI": store.tracking_uri(),
+            "MLFLOW_RUN_ID": spec["mlflow_run_id"],
+            "MLFLOW_EXPERIMENT_ID": spec["experiment_id"],
+            "AML_LOCAL_HOME": str(store.home()),
+            "PYTHONUNBUFFERED": "1",
+            # `python` in the command means this environment's interpreter, as the job's image would.
+            "PATH": os.pathsep.join([str(Path(sys.executable).parent), os.environ.get("PATH", "")]),
+        }
+    )
+    distribution = spec.get("distribution") or {}
+    workers = int(distribution.get("worker_count") or 1)
+    if distribution.get("type") != "tensorflow" or workers == 1:
+        return [base]
+    # Split the cores between the workers so they do not fight over them.
+    threads = str(max(1, (os.cpu_count() or 1) // workers))
+    addresses = [f"127.0.0.1:{port}" for port in _free_ports(workers)]
+    envs = []
+    for index in range(workers):
+        env = dict(base)
+        env.setdefault("TF_NUM_INTRAOP_THREADS", threads)
+        env.setdefault("OMP_NUM_THREADS", threads)
+        env["TF_CONFIG"] = json.dumps({"cluster": {"worker": addresses}, "task": {"type": "worker", "index": index}})
+        envs.append(env)
+    return envs
+
+
+def _start_time():
+    import psutil
+
+    return psutil.Process().create_time()
+
+
+def log_paths(job_dir: Path, processes: int):
+    logs = job_dir / "logs" / "user_logs"
+    if processes == 1:
+        return [logs / "std_log.txt"]
+    return [logs / f"std_log_process_{i}.txt" for i in range(processes)]
+
+
+def _pump(stream, log_path, echo, prefix):
+    with open(log_path, "ab") as log:
+        for line in iter(stream.readline, b""):
+            log.write(line)
+            log.flush()
+            if echo is not None:
+                echo.write(prefix + line.decode(errors="replace"))
+                echo.flush()
+
+
+def _stop(processes, sig=signal.SIGTERM, grace=10.0):
+    """Stop every process group (a worker's own children included), then SIGKILL what lingers."""
+    for proc in processes:
+        if proc.poll() is None:
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(proc.pid, sig)
+    deadline = time.monotonic() + grace
+    for proc in processes:
+        try:
+            proc.wait(max(0.1, deadline - time.monotonic()))
+        except subprocess.TimeoutExpired:
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(proc.pid, signal.SIGKILL)
+            proc.wait()
+
+
+def run(job_dir: Path, echo=None) -> str:
+    """Run the job in job_dir to its end; returns its final Azure ML status."""
+    job_dir = Path(job_dir)
+    spec = json.loads((job_dir / "job.json").read_text())
+    run_id = spec["mlflow_run_id"]
+    envs = _worker_envs(spec)
+    paths = log_paths(job_dir, len(envs))
+    paths[0].parent.mkdir(parents=True, exist_ok=True)
+
+    def cancel(signum, _frame):
+        raise _Canceled(signal.Signals(signum).name)
+
+    previous = {s: signal.signal(s, cancel) for s in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP)}
+    # Lets `job show` tell a running job from one whose runner died without recording its end.
+    (job_dir / "runner.json").write_text(json.dumps({"pid": os.getpid(), "started": _start_time()}))
+    processes, pumps = [], []
+    status, message = "Failed", None
+    try:
+        store.set_status(run_id, "Running")
+        for index, (env, log_path) in enumerate(zip(envs, paths, strict=True)):
+            proc = subprocess.Popen(
+                ["bash", "-c", spec["resolved_command"]],
+                cwd=spec["code_dir"],
+                env=env,
+                stdout=subprocess.PIPE,
+                stderr=subprocess.STDOUT,
+                stdin=subprocess.DEVNULL,
+                start_new_session=True,
+            )
+            processes.append(proc)
+            prefix = f"[worker {index}] " if len(envs) > 1 else ""
+            pump = threading.Thread(target=_pump, args=(proc.stdout, log_path, echo, prefix), daemon=True)
+            pump.start()
+            pumps.append(pump)
+        # Wait for all; the first failure stops the others, as one failed node fails an Azure job.
+        while True:
+            codes = [p.poll() for p in processes]
+            failed = [(i, c) for i, c in enumerate(codes) if c not in (None, 0)]
+            if failed:
+                index, code = failed[0]
+                _stop(processes)
+                where = f"process {index} " if len(processes) > 1 else ""
+                status, message = "Failed", f"the command's {where}exited with code {code}"
+                break
+            if all(c == 0 for c in codes):
+                status = "Completed"
+                break
+            time.sleep(0.2)
+    except _Canceled as signame:
+        _stop(processes)
+        status, message = "Canceled", f"canceled by {signame}"
+    except Exception as err:
+        _stop(processes)
+        status, message = "Failed", f"aml-local could not run the job: {err}"
+    finally:
+        for pump in pumps:
+            pump.join(timeout=5)
+        # Record the end even if a second Ctrl-C arrives while we do.
+        for sig in previous:
+            signal.signal(sig, signal.SIG_IGN)
+        store.set_status(run_id, status, message)
+        (job_dir / "runner.json").unlink(missing_ok=True)
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
+    if message and echo is not None:
+        echo.write(f"{spec['name']}: {status}: {message}\n")
+        echo.flush()
+    return status
+
+
+def main(argv=None):
+    job_dir = Path((argv or sys.argv[1:])[0])
+    status = run(job_dir)
+    return 0 if status == "Completed" else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())

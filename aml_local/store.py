@@ -1,0 +1,120 @@
+"""Where local state lives: one folder (AML_LOCAL_HOME, default <repo>/.aml-local) holding the MLflow
+sqlite store that plays the workspace's job history and model registry, and one folder per job."""
+
+import contextlib
+import fcntl
+import os
+from pathlib import Path
+
+from aml_local import AmlLocalError
+
+REPO_ROOT = Path(__file__).resolve().parents[1]
+
+# Tags on the MLflow run that records a job. Azure ML's job name is the run's identity there;
+# MLflow picks its own run ids, so the name is kept as a tag and as the run name.
+TAG_NAME = "aml.job_name"
+TAG_STATUS = "aml.status"
+TAG_TYPE = "aml.job_type"
+TAG_PARENT = "mlflow.parentRunId"
+
+TERMINAL_STATES = ("Completed", "Failed", "Canceled", "NotResponding")
+_MLFLOW_END_STATE = {"Completed": "FINISHED", "Failed": "FAILED", "Canceled": "KILLED"}
+
+
+def home() -> Path:
+    path = Path(os.environ.get("AML_LOCAL_HOME") or REPO_ROOT / ".aml-local").resolve()
+    try:
+        path.mkdir(parents=True, exist_ok=True)
+    except OSError as err:
+        raise AmlLocalError(f"AML_LOCAL_HOME {path}: cannot create it ({err.strerror})") from None
+    return path
+
+
+def tracking_uri() -> str:
+    return f"sqlite:///{home() / 'mlflow.db'}"
+
+
+def artifact_root() -> Path:
+    return home() / "mlartifacts"
+
+
+def jobs_dir() -> Path:
+    return home() / "jobs"
+
+
+@contextlib.contextmanager
+def locked(name="store"):
+    """Serialise the few read-modify-write steps two aml-local commands could race on."""
+    with open(home() / f".{name}.lock", "w") as handle:
+        fcntl.flock(handle, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(handle, fcntl.LOCK_UN)
+
+
+_client = None
+
+
+def client():
+    """The MLflow client on the local store (created, and its schema migrated, on first use)."""
+    global _client
+    if _client is None:
+        import logging
+
+        from mlflow.tracking import MlflowClient
+
+        # MLflow and alembic log every schema migration of a new sqlite store at INFO: noise for users.
+        for logger in ("mlflow", "alembic"):
+            logging.getLogger(logger).setLevel(logging.WARNING)
+
+        with locked():
+            _client = MlflowClient(tracking_uri=tracking_uri())
+            _client.search_experiments(max_results=1)
+    return _client
+
+
+def experiment_id(name: str) -> str:
+    with locked():
+        experiment = client().get_experiment_by_name(name)
+        if experiment is not None:
+            return experiment.experiment_id
+        location = (artifact_root() / name).as_uri()
+        return client().create_experiment(name, artifact_location=location)
+
+
+def all_experiment_ids() -> list[str]:
+    return [e.experiment_id for e in client().search_experiments()]
+
+
+def find_job_run(name: str):
+    runs = client().search_runs(
+        all_experiment_ids(), filter_string=f"tags.`{TAG_NAME}` = '{_quote(name)}'", max_results=1
+    )
+    if not runs:
+        raise AmlLocalError(f"job {name!r} not found in the local store {home()}")
+    return runs[0]
+
+
+def job_runs(parent_run_id=None, max_results=50):
+    filters = [f"tags.`{TAG_NAME}` != ''"]
+    if parent_run_id:
+        filters.append(f"tags.`{TAG_PARENT}` = '{parent_run_id}'")
+    return client().search_runs(
+        all_experiment_ids(),
+        filter_string=" and ".join(filters),
+        max_results=max_results,
+        order_by=["attributes.start_time DESC"],
+    )
+
+
+def set_status(run_id: str, status: str, message: str | None = None):
+    client().set_tag(run_id, TAG_STATUS, status)
+    if message:
+        client().set_tag(run_id, "aml.status_message", message[:4000])
+    if status in _MLFLOW_END_STATE:
+        client().set_terminated(run_id, _MLFLOW_END_STATE[status])
+
+
+def _quote(value: str) -> str:
+    return value.replace("'", "''")

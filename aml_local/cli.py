@@ -19,6 +19,7 @@ def _quiet_libraries():
     # The SDK announces its experimental classes and MLflow its migrations on every load; a CLI
     # that mirrors az should print what az prints and no more.
     logging.getLogger("azure").setLevel(logging.ERROR)
+    logging.getLogger("azure.ai.ml._utils._experimental").disabled = True
     logging.getLogger("mlflow").setLevel(logging.WARNING)
     logging.getLogger("alembic").setLevel(logging.WARNING)
     warnings.filterwarnings("ignore", category=FutureWarning)
@@ -111,7 +112,7 @@ def main(argv=None) -> int:
             if text:
                 print(text)
     except AmlLocalError as err:
-        print(f"ERROR: {err}", file=sys.stderr)
+        print(f"ERROR: {' '.join(str(err).split())}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         print("ERROR: interrupted", file=sys.stderr)

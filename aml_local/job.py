@@ -80,7 +80,7 @@ def _sdk_load(load_job, path, params_override):
 def sdk_error_summary(err) -> str:
     """The field-level messages buried in the SDK's multi-line validation errors, on one line."""
     text = str(err)
-    found = []
+    found = {}
 
     def walk(node, prefix=""):
         if isinstance(node, dict):
@@ -98,13 +98,17 @@ def sdk_error_summary(err) -> str:
             if nested is not None:
                 walk(nested, prefix)
             elif node.strip():
-                found.append(f"{prefix.rstrip('.')}: {node.strip()}" if prefix else node.strip())
+                # The first message per field is the one that says what is wrong; the SDK appends
+                # the alternatives it also tried (URL, git path, registry...) after it.
+                field = prefix.rstrip(".").removesuffix("._schema")
+                found.setdefault(field, " ".join(node.split()))
 
     nested = _json_after_failed(text)
     if nested is None:
         return " ".join(text.split())[:500]
     walk(nested)
-    return "; ".join(dict.fromkeys(found)) or " ".join(text.split())[:500]
+    messages = [f"{field}: {message}" if field else message for field, message in found.items()]
+    return "; ".join(messages) or " ".join(text.split())[:500]
 
 
 def _json_after_failed(text: str):
@@ -162,7 +166,8 @@ def _copy_code(source: Path, target: Path):
     shutil.copytree(source, target, ignore=shutil.ignore_patterns(*patterns) if patterns else ignore)
 
 
-def create(file, name=None, set_pairs=(), stream=False, echo=sys.stdout):
+def create(file, name=None, set_pairs=(), stream=False, echo=None):
+    echo = echo or sys.stdout
     job = load(file, set_pairs)
     job_type = getattr(job, "type", None)
     if job_type != "command":
@@ -170,7 +175,7 @@ def create(file, name=None, set_pairs=(), stream=False, echo=sys.stdout):
     name = name or job.name or _generated_name()
     if not JOB_NAME.match(name):
         raise AmlLocalError(f"--name {name!r}: use letters, digits, '_' and '-' (at most 255, first a letter or digit)")
-    distribution = job.distribution._to_dict() if job.distribution else None
+    distribution = _plain(job.distribution)
     if distribution and distribution.get("type") != "tensorflow":
         raise AmlLocalError(
             f"{file}: distribution type {distribution.get('type')!r} does not run locally (tensorflow only)"
@@ -226,7 +231,7 @@ def create(file, name=None, set_pairs=(), stream=False, echo=sys.stdout):
         "environment_variables": {str(k): str(v) for k, v in (job.environment_variables or {}).items()},
         "compute": _ref(job.compute) or "local",
         "distribution": distribution,
-        "resources": job.resources._to_dict() if job.resources else None,
+        "resources": _plain(job.resources),
         "inputs": shown_inputs,
         "outputs": shown_outputs,
         "tags": tags,
@@ -260,6 +265,15 @@ def create(file, name=None, set_pairs=(), stream=False, echo=sys.stdout):
     return show(name)
 
 
+def _plain(entity):
+    """An SDK settings object (distribution, resources) as the dict `az ml job show` prints."""
+    if entity is None:
+        return None
+    if hasattr(entity, "_to_dict"):
+        return entity._to_dict()
+    return {k: v for k, v in vars(entity).items() if not k.startswith("_") and v is not None}
+
+
 def _ref(value):
     if value is None:
         return None
@@ -282,7 +296,7 @@ def _runner_alive(job_dir: Path) -> bool:
     try:
         info = json.loads((job_dir / "runner.json").read_text())
         proc = psutil.Process(info["pid"])
-        return abs(proc.create_time() - info["started"]) < 1
+        return abs(proc.create_time() - info["started"]) < 1 and proc.status() != psutil.STATUS_ZOMBIE
     except (OSError, psutil.Error, ValueError, KeyError):
         return False
 
@@ -291,16 +305,18 @@ def _studio_url(spec):
     return f"http://127.0.0.1:5000/#/experiments/{spec['experiment_id']}/runs/{spec['mlflow_run_id']}"
 
 
-def _status(run, job_dir: Path) -> str:
+def _status(run, job_dir: Path) -> tuple[str, str | None]:
     status = run.data.tags.get(store.TAG_STATUS, "NotStarted")
+    message = run.data.tags.get("aml.status_message")
     if status not in ("Starting", "Running") or _runner_alive(job_dir):
-        return status
+        return status, message
     # The runner writes runner.json when it starts and removes it only after recording the end.
     age = time.time() - (run.info.start_time or 0) / 1000
     if status == "Starting" and not (job_dir / "runner.json").exists() and age < 60:
-        return status
-    store.set_status(run.info.run_id, "Failed", "the local runner process ended without recording a result")
-    return "Failed"
+        return status, message
+    message = "the local runner process ended without recording a result"
+    store.set_status(run.info.run_id, "Failed", message)
+    return "Failed", message
 
 
 def show(name) -> dict:
@@ -310,6 +326,7 @@ def show(name) -> dict:
         spec = json.loads((job_dir / "job.json").read_text())
     except (OSError, ValueError):
         raise AmlLocalError(f"job {name!r}: its record in {job_dir} is missing or unreadable") from None
+    status, message = _status(run, job_dir)
     result = {
         "$schema": SCHEMAS["command"],
         "code": spec["code"],
@@ -340,11 +357,10 @@ def show(name) -> dict:
             "Studio": {"endpoint": _studio_url(spec), "type": "Studio"},
             "Tracking": {"endpoint": store.tracking_uri(), "type": "Tracking"},
         },
-        "status": _status(run, job_dir),
+        "status": status,
         "tags": spec["tags"],
         "type": spec["type"],
     }
-    message = run.data.tags.get("aml.status_message")
     if message:
         result["properties"]["aml_local.status_message"] = message
     return {k: v for k, v in result.items() if v is not None}
@@ -362,8 +378,9 @@ def list_jobs(parent_job_name=None, max_results=50) -> list[dict]:
     return jobs
 
 
-def stream(name, echo=sys.stdout, poll=0.5) -> dict:
+def stream(name, echo=None, poll=0.5) -> dict:
     """Follow a job's logs until it ends, like `az ml job stream`."""
+    echo = echo or sys.stdout
     job = show(name)
     job_dir = Path(job["properties"]["aml_local.job_dir"])
     processes = int((job.get("distribution") or {}).get("worker_count") or 1)

@@ -53,13 +53,13 @@ def locked(name="store"):
             fcntl.flock(handle, fcntl.LOCK_UN)
 
 
-_client = None
+_clients = {}
 
 
 def client():
     """The MLflow client on the local store (created, and its schema migrated, on first use)."""
-    global _client
-    if _client is None:
+    uri = tracking_uri()
+    if uri not in _clients:
         import logging
 
         from mlflow.tracking import MlflowClient
@@ -69,9 +69,9 @@ def client():
             logging.getLogger(logger).setLevel(logging.WARNING)
 
         with locked():
-            _client = MlflowClient(tracking_uri=tracking_uri())
-            _client.search_experiments(max_results=1)
-    return _client
+            _clients[uri] = MlflowClient(tracking_uri=uri)
+            _clients[uri].search_experiments(max_results=1)
+    return _clients[uri]
 
 
 def experiment_id(name: str) -> str:

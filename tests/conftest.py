@@ -1,0 +1,76 @@
+"""Shared data fixtures: tiny MNIST-shaped IDX files, and the real MNIST folder when MNIST_DATA is set."""
+
+import gzip
+import os
+import pathlib
+import struct
+
+import numpy as np
+import pytest
+
+REPO_ROOT = pathlib.Path(__file__).resolve().parents[1]
+# Read at import, before any test clears the environment. CI sets it relative to the repo root.
+_REAL_MNIST = os.environ.get("MNIST_DATA", "")
+# The four standard names (the same as mnist_data.FILES; spelled out so this file imports nothing from src/).
+MNIST_NAMES = ("train-images-idx3-ubyte", "train-labels-idx1-ubyte", "t10k-images-idx3-ubyte", "t10k-labels-idx1-ubyte")
+
+
+def idx_bytes(array: np.ndarray, magic: int | None = None) -> bytes:
+    """Uncompressed IDX: magic, count, then 28, 28 for images; then the uint8 data."""
+    magic = magic or (2051 if array.ndim == 3 else 2049)
+    dims = struct.pack(f">{array.ndim}I", *array.shape)
+    return struct.pack(">I", magic) + dims + array.astype(np.uint8).tobytes()
+
+
+@pytest.fixture
+def make_idx():
+    """make_idx(array, magic=None) -> uncompressed IDX bytes (for building bad files by hand)."""
+    return idx_bytes
+
+
+@pytest.fixture
+def tiny_mnist():
+    """(train_images, train_labels, test_images, test_labels): 20 and 10 random 28x28 digits."""
+    rng = np.random.default_rng(1)
+
+    def split(n):
+        return rng.integers(0, 256, (n, 28, 28), dtype=np.uint8), (np.arange(n) % 10).astype(np.uint8)
+
+    return (*split(20), *split(10))
+
+
+@pytest.fixture
+def idx_files(tiny_mnist) -> dict[str, bytes]:
+    """The tiny data as the four standard files' uncompressed IDX bytes, by file name."""
+    return {name: idx_bytes(array) for name, array in zip(MNIST_NAMES, tiny_mnist, strict=True)}
+
+
+@pytest.fixture
+def write_mnist(idx_files):
+    """write_mnist(folder, gz=True, files=None): write the four files (default: the tiny ones) into folder."""
+
+    def write(folder: pathlib.Path, gz: bool = True, files: dict[str, bytes] | None = None) -> pathlib.Path:
+        folder.mkdir(parents=True, exist_ok=True)
+        for name, raw in (idx_files if files is None else files).items():
+            (folder / (name + ".gz" if gz else name)).write_bytes(gzip.compress(raw, mtime=0) if gz else raw)
+        return folder
+
+    return write
+
+
+@pytest.fixture
+def real_mnist_dir() -> pathlib.Path:
+    """The real MNIST folder (never copied into the repo); skips when MNIST_DATA is not set."""
+    if not _REAL_MNIST:
+        pytest.skip("MNIST_DATA is not set, so there is no real MNIST folder to test against")
+    path = (REPO_ROOT / _REAL_MNIST).resolve()  # an absolute MNIST_DATA stays as it is
+    if not path.is_dir():
+        pytest.skip(f"MNIST_DATA={_REAL_MNIST} is not a folder (resolved to {path})")
+    return path
+
+
+@pytest.fixture
+def clean_data_env(monkeypatch):
+    """Keep the caller's data settings (CI sets MNIST_DATA) out of tests of the resolution order."""
+    for var in ("MNIST_DATA", "MNIST_CACHE", "MNIST_MIRRORS", "AML_LOCAL_HOME"):
+        monkeypatch.delenv(var, raising=False)

@@ -1,0 +1,246 @@
+"""aml-local's job verbs on small jobs that need no TensorFlow: parsing, errors, records, processes."""
+
+import json
+import os
+import signal
+import textwrap
+import time
+
+import psutil
+import pytest
+
+from aml_local import AmlLocalError, cli, job, store
+
+
+@pytest.fixture
+def home(tmp_path, monkeypatch):
+    monkeypatch.setenv("AML_LOCAL_HOME", str(tmp_path / "home"))
+    return tmp_path / "home"
+
+
+@pytest.fixture
+def project(tmp_path):
+    """A tiny project: src/step.py logs a metric to the job's MLflow run and writes its output."""
+    root = tmp_path / "project"
+    (root / "src").mkdir(parents=True)
+    (root / "pyproject.toml").write_text("[project]\nname = 'tiny'\n")
+    (root / "src" / "step.py").write_text(
+        textwrap.dedent(
+            """
+            import json, os, sys, time, mlflow
+            value, out, *rest = sys.argv[1:]
+            if value == "fail":
+                sys.exit(3)
+            with mlflow.start_run():
+                mlflow.log_metric("value", float(value))
+            tf_config = json.loads(os.environ.get("TF_CONFIG") or "{}")
+            index = tf_config.get("task", {}).get("index") or ""
+            with open(os.path.join(out, f"out{index}.json"), "w") as f:
+                json.dump({"tf_config": os.environ.get("TF_CONFIG"), "rest": rest, "pid": os.getpid(),
+                           "threads": os.environ.get("TF_NUM_INTRAOP_THREADS")}, f)
+            if rest and rest[0] == "sleep":
+                time.sleep(float(rest[1]))
+            print("step done", value)
+            """
+        )
+    )
+    return root
+
+
+def write_job(project, body, name="job.yml"):
+    path = project / name
+    header = "$schema: https://azuremlschemas.azureedge.net/latest/commandJob.schema.json\n"
+    path.write_text(header + body)
+    return path
+
+
+SIMPLE = textwrap.dedent(
+    """
+    description: tiny
+    experiment_name: tiny
+    code: src
+    command: python step.py ${{inputs.value}} ${{outputs.out}}
+    inputs:
+      value: 3
+    outputs:
+      out:
+        type: uri_folder
+    environment: azureml:tiny-env@latest
+    compute: azureml:cpu-cluster
+    """
+)
+
+
+def run_cli(capsys, *argv):
+    code = cli.main(list(argv))
+    captured = capsys.readouterr()
+    return code, captured.out, captured.err
+
+
+def test_stream_runs_the_command_and_records_the_job(home, project, capsys):
+    spec = write_job(project, SIMPLE)
+    code, out, err = run_cli(capsys, "job", "create", "--file", str(spec), "--stream", "--name", "tiny_1")
+    assert code == 0, err
+    assert "step done 3" in out
+    shown = json.loads(out[out.index("{") :])
+    assert shown["name"] == "tiny_1" and shown["status"] == "Completed" and shown["type"] == "command"
+    assert shown["experiment_name"] == "tiny"
+    assert shown["inputs"]["value"] == "3"
+    written = json.loads((home / "jobs/tiny_1/outputs/out/out.json").read_text())
+    assert written["tf_config"] is None
+    # The job's own mlflow.start_run() attached to the job's run, as on Azure ML.
+    run = store.client().get_run(shown["properties"]["mlflow.runId"])
+    assert run.data.metrics["value"] == 3.0
+    assert run.info.status == "FINISHED"
+    assert (home / "jobs/tiny_1/logs/user_logs/std_log.txt").read_text().strip().endswith("step done 3")
+
+    code, out, _ = run_cli(capsys, "job", "show", "-n", "tiny_1", "--query", "status", "-o", "tsv")
+    assert (code, out.strip()) == (0, "Completed")
+    code, out, _ = run_cli(capsys, "job", "list", "--query", "[].name", "-o", "tsv")
+    assert out.split() == ["tiny_1"]
+    code, out, _ = run_cli(capsys, "job", "list", "-o", "table")
+    assert out.splitlines()[0].split()[:4] == ["Name", "Display_name", "Type", "Status"]
+
+
+def test_set_overrides_inputs_and_a_failing_command_fails_the_job(home, project, capsys):
+    spec = write_job(project, SIMPLE)
+    code, out, err = run_cli(capsys, "job", "create", "-f", str(spec), "--stream", "--set", "inputs.value=fail")
+    assert code == 1
+    assert "exited with code 3" in err and err.count("\n") == 1
+    name = json.loads(out[out.index("{") :])["name"]
+    assert job.show(name)["status"] == "Failed"
+    assert store.client().get_run(job.show(name)["properties"]["mlflow.runId"]).info.status == "FAILED"
+
+
+@pytest.mark.parametrize(
+    ("body_change", "set_args", "expected"),
+    [
+        (("compute:", "computee:"), [], "computee: Unknown field"),
+        (None, ["--set", "inputs.valu=4"], "has no input 'valu'"),
+        (None, ["--set", "inputs.value"], "expected key=value"),
+        (("${{inputs.value}}", "${{inputs.missing}}"), [], "${{inputs.missing}} names no input"),
+        (("code: src", "code: nowhere"), [], "nowhere"),
+    ],
+)
+def test_bad_input_gives_one_line_and_exit_2(home, project, capsys, body_change, set_args, expected):
+    body = SIMPLE.replace(*body_change) if body_change else SIMPLE
+    spec = write_job(project, body)
+    code, out, err = run_cli(capsys, "job", "create", "-f", str(spec), *set_args)
+    assert code == 2
+    assert expected in err
+    assert err.startswith("ERROR: ") and err.count("\n") == 1, err
+    assert "Traceback" not in err and out == ""
+
+
+def test_missing_file_and_unknown_job_exit_2(home, capsys):
+    code, _, err = run_cli(capsys, "job", "create", "-f", "nope.yml")
+    assert code == 2 and "no such file" in err
+    code, _, err = run_cli(capsys, "job", "show", "-n", "nope")
+    assert code == 2 and "not found" in err
+    with pytest.raises(SystemExit) as exit_info:
+        cli.main(["job", "create"])
+    assert exit_info.value.code == 2
+    assert capsys.readouterr().err.count("\n") == 1
+
+
+def test_detached_create_then_stream(home, project, capsys):
+    spec = write_job(project, SIMPLE)
+    code, out, _ = run_cli(capsys, "job", "create", "-f", str(spec), "--query", "name", "-o", "tsv")
+    name = out.strip()
+    assert code == 0 and name
+    code, out, _ = run_cli(capsys, "job", "stream", "-n", name)
+    assert code == 0
+    assert "step done 3" in out and "Status: Completed" in out
+    assert job.show(name)["status"] == "Completed"
+
+
+def _wait_for(path, timeout=60):
+    deadline = time.monotonic() + timeout
+    while not path.exists():
+        assert time.monotonic() < deadline, f"{path} never appeared"
+        time.sleep(0.1)
+    time.sleep(0.2)
+    return json.loads(path.read_text())
+
+
+def test_cancel_stops_the_whole_process_tree(home, project, capsys):
+    spec = write_job(project, SIMPLE.replace("${{outputs.out}}", "${{outputs.out}} sleep 120"))
+    name = job.create(spec)["name"]
+    child = _wait_for(home / "jobs" / name / "outputs/out/out.json")
+    assert psutil.pid_exists(child["pid"])
+    assert job.cancel(name)["status"] == "Canceled"
+    time.sleep(0.5)
+    assert not psutil.pid_exists(child["pid"]) or psutil.Process(child["pid"]).status() == psutil.STATUS_ZOMBIE
+    assert store.client().get_run(job.show(name)["properties"]["mlflow.runId"]).info.status == "KILLED"
+
+
+def test_a_runner_that_died_is_reported_failed(home, project):
+    spec = write_job(project, SIMPLE.replace("${{outputs.out}}", "${{outputs.out}} sleep 120"))
+    name = job.create(spec)["name"]
+    child = _wait_for(home / "jobs" / name / "outputs/out/out.json")
+    runner_pid = json.loads((home / "jobs" / name / "runner.json").read_text())["pid"]
+    os.kill(runner_pid, signal.SIGKILL)
+    os.killpg(child["pid"], signal.SIGKILL)
+    time.sleep(0.5)
+    shown = job.show(name)
+    assert shown["status"] == "Failed"
+    assert "runner process ended" in shown["properties"]["aml_local.status_message"]
+
+
+def test_tensorflow_distribution_starts_one_process_per_worker(home, project, capsys):
+    body = SIMPLE + "distribution:\n  type: tensorflow\n  worker_count: 2\nresources:\n  instance_count: 2\n"
+    spec = write_job(project, body)
+    code, out, err = run_cli(capsys, "job", "create", "-f", str(spec), "--stream", "-n", "dist")
+    assert code == 0, err
+    assert "[worker 0] step done 3" in out and "[worker 1] step done 3" in out
+    configs = [json.loads((home / f"jobs/dist/outputs/out/out{i or ''}.json").read_text()) for i in range(2)]
+    tf_configs = [json.loads(c["tf_config"]) for c in configs]
+    workers = tf_configs[0]["cluster"]["worker"]
+    assert len(workers) == 2 and all(w.startswith("127.0.0.1:") for w in workers)
+    assert [t["task"] for t in tf_configs] == [{"type": "worker", "index": 0}, {"type": "worker", "index": 1}]
+    assert all(t["cluster"]["worker"] == workers for t in tf_configs)
+    assert configs[0]["threads"] == str(max(1, (os.cpu_count() or 1) // 2))
+    assert (home / "jobs/dist/logs/user_logs/std_log_process_1.txt").exists()
+
+
+def test_other_distributions_are_refused(home, project, capsys):
+    spec = write_job(project, SIMPLE + "distribution:\n  type: pytorch\n  process_count_per_instance: 2\n")
+    code, _, err = run_cli(capsys, "job", "create", "-f", str(spec))
+    assert code == 2 and "'pytorch' does not run locally" in err
+
+
+def test_data_inputs_map_to_local_folders(home, project, tmp_path, capsys):
+    local = tmp_path / "digits"
+    local.mkdir()
+    (project / "data").mkdir()
+    (project / "data" / "digits.yml").write_text(
+        "$schema: https://azuremlschemas.azureedge.net/latest/data.schema.json\n"
+        f"name: digits\nversion: '2'\ntype: uri_folder\npath: {local}\n"
+    )
+    body = SIMPLE.replace("${{outputs.out}}", "${{outputs.out}} ${{inputs.digits}}")
+    body = body.replace(
+        "  value: 3\n", "  value: 3\n  digits:\n    type: uri_folder\n    path: azureml:digits@latest\n"
+    )
+    spec = write_job(project, body)
+    with open(os.devnull, "w") as quiet:
+        shown = job.create(spec, stream=True, echo=quiet)
+    assert shown["status"] == "Completed"
+    assert json.loads((home / f"jobs/{shown['name']}/outputs/out/out.json").read_text())["rest"] == [str(local)]
+
+    code, _, err = run_cli(capsys, "job", "create", "-f", str(spec), "--set", "inputs.digits.path=azureml:other@latest")
+    assert code == 2 and "data asset 'other'" in err
+    code, _, err = run_cli(
+        capsys, "job", "create", "-f", str(spec), "--set", "inputs.digits.path=https://example.invalid/x/"
+    )
+    assert code == 2 and "has no local copy" in err and "--set inputs.digits.path=" in err
+    code, _, err = run_cli(capsys, "job", "create", "-f", str(spec), "--set", f"inputs.digits.path={tmp_path}/none")
+    assert code == 2 and "does not exist" in err
+
+
+def test_optional_command_parts_follow_their_inputs():
+    command = "python t.py --a ${{inputs.a}} $[[--resume ${{inputs.r}}]] --o ${{outputs.m}}"
+    assert job.resolve_command(command, {"inputs.a": "1", "outputs.m": "/o"}) == "python t.py --a 1  --o /o"
+    both = {"inputs.a": "1", "inputs.r": "/c k", "outputs.m": "/o"}
+    assert job.resolve_command(command, both) == "python t.py --a 1 --resume '/c k' --o /o"
+    with pytest.raises(AmlLocalError, match="names no input"):
+        job.resolve_command("${{inputs.zzz}}", {})

@@ -1,0 +1,114 @@
+"""Every Azure ML YAML in the repo loads with the azure-ai-ml loader that `az ml` uses for it."""
+
+import pathlib
+
+import pytest
+import yaml
+
+REPO_ROOT = pathlib.Path(__file__).resolve().parents[1]
+SPEC_FOLDERS = ("jobs", "components", "endpoints", "environments", "compute", "data")
+
+# The $schema URL names the resource type; each maps to the SDK loader the CLI calls for it.
+LOADERS = {
+    "commandJob": "load_job",
+    "sweepJob": "load_job",
+    "pipelineJob": "load_job",
+    "commandComponent": "load_component",
+    "amlCompute": "load_compute",
+    "environment": "load_environment",
+    "data": "load_data",
+    "model": "load_model",
+    "managedOnlineEndpoint": "load_online_endpoint",
+    "managedOnlineDeployment": "load_online_deployment",
+}
+
+
+def _spec_files():
+    for folder in SPEC_FOLDERS:
+        for path in sorted((REPO_ROOT / folder).rglob("*.y*ml")):
+            if not path.name.endswith(".conda.yaml"):
+                yield path
+
+
+SPECS = list(_spec_files())
+
+
+def test_there_are_specs_for_every_stage_of_issue_2():
+    names = {p.relative_to(REPO_ROOT).as_posix() for p in SPECS}
+    for expected in (
+        "jobs/train.yml",
+        "jobs/train-distributed.yml",
+        "components/train.yml",
+        "compute/cpu-cluster.yml",
+        "compute/gpu-cluster.yml",
+        "environments/train.yml",
+        "environments/inference.yml",
+        "data/mnist.yml",
+    ):
+        assert expected in names
+
+
+@pytest.mark.parametrize("path", SPECS, ids=lambda p: p.relative_to(REPO_ROOT).as_posix())
+def test_spec_starts_with_schema_and_loads_with_the_sdk(path):
+    import azure.ai.ml
+
+    first_line = path.read_text().splitlines()[0]
+    assert first_line.startswith("$schema: https://azuremlschemas.azureedge.net/latest/"), first_line
+    schema = yaml.safe_load(path.read_text())["$schema"]
+    kind = schema.rsplit("/", 1)[-1].removesuffix(".schema.json")
+    assert kind in LOADERS, f"no loader known for schema {schema}"
+    entity = getattr(azure.ai.ml, LOADERS[kind])(path)
+    assert entity is not None
+    assert yaml.safe_load(path.read_text()).get("description"), "each spec carries a short description"
+
+
+def test_environments_point_at_conda_files_that_exist():
+    from azure.ai.ml import load_environment
+
+    for path in (REPO_ROOT / "environments").glob("*.yml"):
+        env = load_environment(path)
+        assert env.conda_file, f"{path.name} has no conda file"
+        assert env.image, f"{path.name} has no base image"
+
+
+def test_train_job_matches_the_component_and_train_py_arguments():
+    from azure.ai.ml import load_component, load_job
+
+    job = load_job(REPO_ROOT / "jobs/train.yml")
+    component = load_component(REPO_ROOT / "components/train.yml")
+    job_inputs = set(job.inputs)
+    assert job_inputs <= set(component.inputs)
+    assert set(job.outputs) == set(component.outputs) == {"model", "checkpoints"}
+    assert component.outputs["model"].type == "mlflow_model"
+    train_py = (REPO_ROOT / "src/train.py").read_text()
+    for flag in (
+        "--data-folder",
+        "--batch-size",
+        "--first-layer-neurons",
+        "--second-layer-neurons",
+        "--learning-rate",
+        "--resume-from",
+        "--epochs",
+        "--seed",
+        "--model-output",
+        "--checkpoint-dir",
+    ):
+        assert f'"{flag}"' in train_py, f"src/train.py has no {flag} argument"
+        if flag != "--resume-from":
+            assert flag in job.command
+
+
+def test_distributed_job_asks_for_two_tensorflow_workers():
+    from azure.ai.ml import load_job
+
+    job = load_job(REPO_ROOT / "jobs/train-distributed.yml")
+    assert job.distribution.type == "tensorflow"
+    assert job.distribution.worker_count == 2
+    assert job.resources.instance_count == 2
+
+
+def test_clusters_scale_to_zero():
+    from azure.ai.ml import load_compute
+
+    for path in (REPO_ROOT / "compute").glob("*.yml"):
+        assert load_compute(path).min_instances == 0, path.name

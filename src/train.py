@@ -3,9 +3,10 @@
     python src/train.py --data-folder /path/to/mnist --epochs 20
 
 An epoch is one call of an XLA-compiled function that loops over its batches in-graph: no Python runs per
-step (on 2 CPU cores, 12-14x faster per epoch than an eager GradientTape loop: bench/bench_train.py). When TF_CONFIG names
-several workers (Azure ML `distribution: type: tensorflow`), the same loop runs under MultiWorkerMirroredStrategy.
-Each epoch ends with a complete checkpoint; `--resume-from DIR` continues to exactly the uninterrupted weights.
+step (on 2 CPU cores, 12-14x faster per epoch than an eager GradientTape loop: bench/bench_train.py). When
+TF_CONFIG names several workers (Azure ML `distribution: type: tensorflow`), the same loop runs under
+MultiWorkerMirroredStrategy. Each epoch ends with a complete checkpoint; `--resume-from DIR` continues to
+exactly the uninterrupted weights.
 """
 
 import argparse

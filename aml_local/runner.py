@@ -78,13 +78,16 @@ def log_paths(job_dir: Path, processes: int):
     return [logs / f"std_log_process_{i}.txt" for i in range(processes)]
 
 
-def _pump(stream, log_path, echo, prefix):
+def _pump(stream, log_path, echo, prefix, last_line):
     with open(log_path, "ab") as log:
         for line in iter(stream.readline, b""):
             log.write(line)
             log.flush()
+            text = line.decode(errors="replace")
+            if text.strip():
+                last_line[0] = text.strip()
             if echo is not None:
-                echo.write(prefix + line.decode(errors="replace"))
+                echo.write(prefix + text)
                 echo.flush()
 
 
@@ -120,6 +123,7 @@ def run(job_dir: Path, echo=None) -> str:
     # Lets `job show` tell a running job from one whose runner died without recording its end.
     (job_dir / "runner.json").write_text(json.dumps({"pid": os.getpid(), "started": _start_time()}))
     processes, pumps = [], []
+    last_lines = [[""] for _ in envs]  # each process's last output line: usually its own error message
     status, message = "Failed", None
     try:
         store.set_status(run_id, "Running")
@@ -135,7 +139,9 @@ def run(job_dir: Path, echo=None) -> str:
             )
             processes.append(proc)
             prefix = f"[worker {index}] " if len(envs) > 1 else ""
-            pump = threading.Thread(target=_pump, args=(proc.stdout, log_path, echo, prefix), daemon=True)
+            pump = threading.Thread(
+                target=_pump, args=(proc.stdout, log_path, echo, prefix, last_lines[index]), daemon=True
+            )
             pump.start()
             pumps.append(pump)
         # Wait for all; the first failure stops the others, as one failed node fails an Azure job.
@@ -145,8 +151,12 @@ def run(job_dir: Path, echo=None) -> str:
             if failed:
                 index, code = failed[0]
                 _stop(processes)
-                where = f"process {index} " if len(processes) > 1 else ""
-                status, message = "Failed", f"the command's {where}exited with code {code}"
+                for pump in pumps:
+                    pump.join(timeout=5)
+                where = f" (process {index})" if len(processes) > 1 else ""
+                last = last_lines[index][0][:300]
+                message = f"the command{where} exited with code {code}" + (f"; its last line: {last}" if last else "")
+                status = "Failed"
                 break
             if all(c == 0 for c in codes):
                 status = "Completed"

@@ -106,7 +106,7 @@ def test_set_overrides_inputs_and_a_failing_command_fails_the_job(home, project,
     spec = write_job(project, SIMPLE)
     code, out, err = run_cli(capsys, "job", "create", "-f", str(spec), "--stream", "--set", "inputs.value=fail")
     assert code == 1
-    assert "exited with code 3" in err and err.count("\n") == 1
+    assert "the command exited with code 3" in err and err.count("\n") == 1
     name = json.loads(out[out.index("{") :])["name"]
     assert job.show(name)["status"] == "Failed"
     assert store.client().get_run(job.show(name)["properties"]["mlflow.runId"]).info.status == "FAILED"

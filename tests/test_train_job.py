@@ -73,7 +73,8 @@ def test_a_job_on_corrupt_data_fails_with_the_data_error_in_its_log(env, tmp_pat
     assert result.returncode == 1
     assert "t10k-labels-idx1-ubyte.gz" in result.stdout  # train.py's own one-line error, streamed
     assert "Traceback" not in result.stdout
-    assert "ended Failed" in result.stderr
+    assert "ended Failed: the command exited with code 2; its last line: error: " in result.stderr
+    assert "t10k-labels-idx1-ubyte.gz" in result.stderr
 
 
 def test_bad_job_input_is_refused_before_anything_runs(env, tmp_path):

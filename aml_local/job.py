@@ -157,13 +157,15 @@ def resolve_command(command: str, values: dict) -> str:
 
 
 def _copy_code(source: Path, target: Path):
-    ignore = shutil.ignore_patterns("__pycache__", "*.pyc", ".git", "outputs", "mlruns")
-    patterns = []
-    amlignore = source / ".amlignore"
-    if amlignore.exists():
-        patterns = [line.strip() for line in amlignore.read_text().splitlines() if line.strip()]
-        patterns = [p for p in patterns if not p.startswith("#")]
-    shutil.copytree(source, target, ignore=shutil.ignore_patterns(*patterns) if patterns else ignore)
+    """Snapshot the code folder, leaving out what Azure ML's upload leaves out: the patterns in .amlignore,
+    or else .gitignore, plus caches and build leftovers."""
+    patterns = ["__pycache__", "*.pyc", ".git", "*.egg-info", ".ipynb_checkpoints"]
+    for ignore_file in (source / ".amlignore", source / ".gitignore"):
+        if ignore_file.is_file():
+            lines = (line.strip().strip("/") for line in ignore_file.read_text().splitlines())
+            patterns += [line for line in lines if line and not line.startswith(("#", "!"))]
+            break
+    shutil.copytree(source, target, ignore=shutil.ignore_patterns(*patterns))
 
 
 def create(file, name=None, set_pairs=(), stream=False, echo=None):
@@ -180,11 +182,10 @@ def create(file, name=None, set_pairs=(), stream=False, echo=None):
         raise AmlLocalError(
             f"{file}: distribution type {distribution.get('type')!r} does not run locally (tensorflow only)"
         )
-    if _exists(name):
-        raise AmlLocalError(f"--name {name}: a job with this name already exists")
-
     yaml_dir = Path(file).resolve().parent
     job_dir = store.jobs_dir() / name
+    if _exists(name) or job_dir.exists():
+        raise AmlLocalError(f"--name {name}: a job with this name already exists")
     values, shown_inputs = {}, {}
     for input_name, node_input in (job.inputs or {}).items():
         resolved = _input_value(input_name, node_input, yaml_dir)

@@ -244,3 +244,23 @@ def test_optional_command_parts_follow_their_inputs():
     assert job.resolve_command(command, both) == "python t.py --a 1 --resume '/c k' --o /o"
     with pytest.raises(AmlLocalError, match="names no input"):
         job.resolve_command("${{inputs.zzz}}", {})
+
+
+def test_code_snapshot_leaves_out_what_the_upload_would(home, project):
+    (project / "src" / ".amlignore").write_text("# not uploaded\nscratch/\n*.tmp\n")
+    (project / "src" / "scratch").mkdir()
+    (project / "src" / "scratch" / "big.bin").write_text("x")
+    (project / "src" / "notes.tmp").write_text("x")
+    (project / "src" / "__pycache__").mkdir()
+    name = job.create(write_job(project, SIMPLE), stream=True, echo=open(os.devnull, "w"))["name"]  # noqa: SIM115
+    code = home / "jobs" / name / "code"
+    assert sorted(p.name for p in code.iterdir()) == [".amlignore", "step.py"]
+
+
+def test_a_job_name_is_used_once(home, project, capsys):
+    spec = write_job(project, SIMPLE)
+    assert run_cli(capsys, "job", "create", "-f", str(spec), "-n", "once", "--stream")[0] == 0
+    code, _, err = run_cli(capsys, "job", "create", "-f", str(spec), "-n", "once")
+    assert code == 2 and "already exists" in err
+    code, _, err = run_cli(capsys, "job", "create", "-f", str(spec), "-n", "bad name!")
+    assert code == 2 and "--name 'bad name!'" in err

@@ -26,14 +26,19 @@ def _quiet_libraries():
     warnings.filterwarnings("ignore", message=".*experimental.*")
 
 
+def _failure(job_shown):
+    """None for a completed job; else the one line `az ml job stream` would end with."""
+    if job_shown["status"] == "Completed":
+        return None
+    message = job_shown["properties"].get("aml_local.status_message")
+    return f"job {job_shown['name']} ended {job_shown['status']}" + (f": {message}" if message else "")
+
+
 def _job_create(args):
     from aml_local import job
 
     result = job.create(args.file, name=args.name, set_pairs=args.set, stream=args.stream)
-    if args.stream and result["status"] != "Completed":
-        message = result["properties"].get("aml_local.status_message", "")
-        return result, f"job {result['name']} ended {result['status']}" + (f": {message}" if message else "")
-    return result, None
+    return result, _failure(result) if args.stream else None
 
 
 def _job_show(args):
@@ -56,10 +61,7 @@ def _job_list(args):
 def _job_stream(args):
     from aml_local import job
 
-    result = job.stream(args.name)
-    if result["status"] != "Completed":
-        return None, f"job {args.name} ended {result['status']}"
-    return None, None
+    return None, _failure(job.stream(args.name))
 
 
 def _job_cancel(args):

@@ -56,7 +56,7 @@ def _table(result):
     if not rows:
         return ""
     columns = [k for k in rows[0] if not isinstance(rows[0][k], dict | list)]
-    header = [c[:1].upper() + c[1:] for c in columns]
+    header = ["".join(part[:1].upper() + part[1:] for part in c.split("_")) for c in columns]  # DisplayName
     cells = [[_scalar(r.get(c)) for c in columns] for r in rows]
     widths = [max(len(h), *(len(row[i]) for row in cells)) for i, h in enumerate(header)]
     lines = ["  ".join(h.ljust(w) for h, w in zip(header, widths, strict=True)).rstrip()]

@@ -99,7 +99,7 @@ def test_stream_runs_the_command_and_records_the_job(home, project, capsys):
     code, out, _ = run_cli(capsys, "job", "list", "--query", "[].name", "-o", "tsv")
     assert out.split() == ["tiny_1"]
     code, out, _ = run_cli(capsys, "job", "list", "-o", "table")
-    assert out.splitlines()[0].split()[:4] == ["Name", "Display_name", "Type", "Status"]
+    assert out.splitlines()[0].split()[:4] == ["Name", "DisplayName", "Type", "Status"]
 
 
 def test_set_overrides_inputs_and_a_failing_command_fails_the_job(home, project, capsys):
@@ -264,3 +264,11 @@ def test_a_job_name_is_used_once(home, project, capsys):
     assert code == 2 and "already exists" in err
     code, _, err = run_cli(capsys, "job", "create", "-f", str(spec), "-n", "bad name!")
     assert code == 2 and "--name 'bad name!'" in err
+
+
+def test_streaming_a_detached_job_that_fails_exits_1_with_its_reason(home, project, capsys):
+    spec = write_job(project, SIMPLE)
+    name = job.create(spec, set_pairs=["inputs.value=fail"])["name"]
+    code, out, err = run_cli(capsys, "job", "stream", "-n", name)
+    assert code == 1 and "Status: Failed" in out
+    assert err == f"ERROR: job {name} ended Failed: the command exited with code 3\n"

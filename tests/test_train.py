@@ -1,5 +1,6 @@
 """src/train.py as a user runs it: a subprocess on real MNIST (MNIST_DATA), logging into a throwaway MLflow db."""
 
+import contextlib
 import gzip
 import json
 import os
@@ -233,15 +234,18 @@ def test_corrupt_data_and_unwritable_outputs_fail_with_one_line(env, tmp_path, m
     assert_one_line_error(train(env, tmp_path, "--model-output", "used"), "is not empty")
 
 
-def free_port():
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
+def free_ports(count):
+    """count distinct free ports: all held open together, so the kernel cannot hand out one twice."""
+    with contextlib.ExitStack() as stack:
+        sockets = [stack.enter_context(socket.socket()) for _ in range(count)]
+        for s in sockets:
+            s.bind(("127.0.0.1", 0))
+        return [s.getsockname()[1] for s in sockets]
 
 
 @pytest.mark.slow
 def test_two_workers_train_like_one_process_and_only_the_chief_writes(env, tmp_path, small_run):
-    workers = [f"127.0.0.1:{free_port()}", f"127.0.0.1:{free_port()}"]
+    workers = [f"127.0.0.1:{port}" for port in free_ports(2)]
     processes = []
     # Both get the same output folders, as on Azure ML; the non-chief must not write into them.
     args = ["--epochs", "2", *SMALL, "--model-output", "dist/model", "--checkpoint-dir", "dist/checkpoints"]

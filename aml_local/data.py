@@ -15,6 +15,8 @@ ASSET_REF = re.compile(
     r"^(?:azureml:)?(?P<name>[A-Za-z0-9_.-]+)(?:@(?P<label>[A-Za-z0-9_.-]+)|:(?P<version>[A-Za-z0-9_.-]+))$"
 )
 REMOTE = re.compile(r"^(https?|wasbs?|abfss?|adl|azureml)://", re.I)
+# Another job's output, as Azure ML names it: azureml://jobs/<job name>/outputs/<output name>[/<path>]
+JOB_OUTPUT = re.compile(r"^azureml://jobs/(?P<job>[^/]+)/outputs/(?P<output>[^/]+)(?:/(?P<rest>.*))?$")
 
 # Remote folders that hold MNIST: the Azure Open Datasets blob (data/mnist.yml) in its https and wasbs
 # spellings, and the public mirrors the data module downloads from.
@@ -64,6 +66,9 @@ def _is_mnist_remote(url: str) -> bool:
 
 def local_path(input_name: str, path: str, base_dir: Path, input_type: str = "uri_folder") -> Path:
     """The local path a job input of the given path reads from (never downloads anything but MNIST)."""
+    job_output = JOB_OUTPUT.match(path)
+    if job_output:
+        return _job_output(input_name, path, job_output)
     if REMOTE.match(path):
         if _is_mnist_remote(path):
             import mnist_data
@@ -91,3 +96,22 @@ def local_path(input_name: str, path: str, base_dir: Path, input_type: str = "ur
         spec_dir = Path(asset.base_path) if getattr(asset, "base_path", None) else base_dir
         return local_path(input_name, str(asset.path), spec_dir, str(asset.type))
     raise AmlLocalError(f"input {input_name}: local path {candidate} does not exist")
+
+
+def _job_output(input_name: str, path: str, match) -> Path:
+    from aml_local import store
+
+    job_dir = store.jobs_dir() / match["job"]
+    if not (job_dir / "job.json").is_file():
+        raise AmlLocalError(f"input {input_name}: {path}: no local job named {match['job']!r}")
+    folder = job_dir / "outputs" / match["output"]
+    if not folder.is_dir():
+        outputs = sorted(p.name for p in (job_dir / "outputs").glob("*")) or ["none"]
+        raise AmlLocalError(
+            f"input {input_name}: {path}: job {match['job']} has no output {match['output']!r} "
+            f"(outputs: {', '.join(outputs)})"
+        )
+    target = folder / match["rest"] if match["rest"] else folder
+    if not target.exists():
+        raise AmlLocalError(f"input {input_name}: {path}: {target} does not exist")
+    return target

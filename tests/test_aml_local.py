@@ -272,3 +272,25 @@ def test_streaming_a_detached_job_that_fails_exits_1_with_its_reason(home, proje
     code, out, err = run_cli(capsys, "job", "stream", "-n", name)
     assert code == 1 and "Status: Failed" in out
     assert err == f"ERROR: job {name} ended Failed: the command exited with code 3\n"
+
+
+def test_an_input_can_read_another_jobs_output_by_its_azureml_uri(home, project, capsys):
+    first = job.create(write_job(project, SIMPLE), name="producer", stream=True, echo=open(os.devnull, "w"))  # noqa: SIM115
+    assert first["status"] == "Completed"
+    body = SIMPLE.replace("${{outputs.out}}", "${{outputs.out}} ${{inputs.previous}}")
+    body = body.replace("  value: 3\n", "  value: 3\n  previous:\n    type: uri_folder\n    path: ./nowhere\n")
+    spec = write_job(project, body, name="consumer.yml")
+    uri = "azureml://jobs/producer/outputs/out"
+    shown = job.create(spec, set_pairs=[f"inputs.previous.path={uri}"], stream=True, echo=open(os.devnull, "w"))  # noqa: SIM115
+    assert shown["inputs"]["previous"]["path"] == uri
+    written = json.loads((home / f"jobs/{shown['name']}/outputs/out/out.json").read_text())
+    assert written["rest"] == [str(home / "jobs/producer/outputs/out")]
+
+    code, _, err = run_cli(
+        capsys, "job", "create", "-f", str(spec), "--set", "inputs.previous.path=azureml://jobs/nobody/outputs/out"
+    )
+    assert code == 2 and "no local job named 'nobody'" in err
+    code, _, err = run_cli(
+        capsys, "job", "create", "-f", str(spec), "--set", "inputs.previous.path=azureml://jobs/producer/outputs/model"
+    )
+    assert code == 2 and "has no output 'model' (outputs: out)" in err

@@ -124,18 +124,18 @@ def _json_after_failed(text: str):
 
 
 def _input_value(name, node_input, base_dir):
-    """(value shown by `show`, value substituted into the command, local path or None)."""
+    """(value shown by `show`, value substituted into the command), or None for an unset input."""
     value = getattr(node_input, "_data", node_input)
     if hasattr(value, "type") and hasattr(value, "path"):
         if value.path is None:
             return None
         local = data.local_path(name, str(value.path), base_dir, str(value.type))
         shown = {"type": value.type, "path": str(value.path), "mode": value.mode or "ro_mount"}
-        return shown, str(local), str(local)
+        return shown, str(local)
     if value is None:
         return None
     text = str(value).lower() if isinstance(value, bool) else str(value)
-    return text, text, None
+    return text, text
 
 
 def resolve_command(command: str, values: dict) -> str:
@@ -190,7 +190,7 @@ def create(file, name=None, set_pairs=(), stream=False, echo=None):
     for input_name, node_input in (job.inputs or {}).items():
         resolved = _input_value(input_name, node_input, yaml_dir)
         if resolved is not None:
-            shown_inputs[input_name], values[f"inputs.{input_name}"], _ = resolved
+            shown_inputs[input_name], values[f"inputs.{input_name}"] = resolved
     shown_outputs = {}
     for output_name, node_output in (job.outputs or {}).items():
         spec = getattr(node_output, "_data", None)
@@ -384,8 +384,7 @@ def stream(name, echo=None, poll=0.5) -> dict:
     echo = echo or sys.stdout
     job = show(name)
     job_dir = Path(job["properties"]["aml_local.job_dir"])
-    processes = int((job.get("distribution") or {}).get("worker_count") or 1)
-    paths = runner.log_paths(job_dir, processes if (job.get("distribution") or {}).get("type") == "tensorflow" else 1)
+    paths = runner.log_paths(job_dir, runner.process_count(job.get("distribution")))
     offsets = [0] * len(paths)
     echo.write(f"RunId: {name}\nWeb View: {job['services']['Studio']['endpoint']}\n\n")
     while True:

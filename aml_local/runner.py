@@ -31,6 +31,12 @@ def _free_ports(count):
             s.close()
 
 
+def process_count(distribution) -> int:
+    """How many processes run the command: one per TensorFlow worker, else one."""
+    distribution = distribution or {}
+    return int(distribution.get("worker_count") or 1) if distribution.get("type") == "tensorflow" else 1
+
+
 def _worker_envs(spec):
     """One environment per process: Azure ML's variables, MLflow attached to the job's run, and
     TF_CONFIG on 127.0.0.1 ports for each TensorFlow worker."""
@@ -48,9 +54,8 @@ def _worker_envs(spec):
             "PATH": os.pathsep.join([str(Path(sys.executable).parent), os.environ.get("PATH", "")]),
         }
     )
-    distribution = spec.get("distribution") or {}
-    workers = int(distribution.get("worker_count") or 1)
-    if distribution.get("type") != "tensorflow" or workers == 1:
+    workers = process_count(spec.get("distribution"))
+    if workers == 1:
         return [base]
     # Split the cores between the workers so they do not fight over them.
     threads = str(max(1, (os.cpu_count() or 1) // workers))

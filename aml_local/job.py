@@ -308,7 +308,7 @@ def _studio_url(spec):
 
 def _status(run, job_dir: Path) -> tuple[str, str | None]:
     status = run.data.tags.get(store.TAG_STATUS, "NotStarted")
-    message = run.data.tags.get("aml.status_message")
+    message = run.data.tags.get(store.TAG_STATUS_MESSAGE)
     if status not in ("Starting", "Running") or _runner_alive(job_dir):
         return status, message
     # The runner writes runner.json when it starts and removes it only after recording the end.

@@ -15,6 +15,7 @@ REPO_ROOT = Path(__file__).resolve().parents[1]
 TAG_NAME = "aml.job_name"
 TAG_STATUS = "aml.status"
 TAG_TYPE = "aml.job_type"
+TAG_STATUS_MESSAGE = "aml.status_message"
 TAG_PARENT = "mlflow.parentRunId"
 
 TERMINAL_STATES = ("Completed", "Failed", "Canceled", "NotResponding")
@@ -111,7 +112,7 @@ def job_runs(parent_run_id=None, max_results=50):
 def set_status(run_id: str, status: str, message: str | None = None):
     client().set_tag(run_id, TAG_STATUS, status)
     if message:
-        client().set_tag(run_id, "aml.status_message", message[:4000])
+        client().set_tag(run_id, TAG_STATUS_MESSAGE, message[:4000])
     if status in _MLFLOW_END_STATE:
         client().set_terminated(run_id, _MLFLOW_END_STATE[status])
 

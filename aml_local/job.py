@@ -21,7 +21,8 @@ from pathlib import Path
 
 from aml_local import AmlLocalError, data, runner, store
 
-SCHEMAS = {"command": "https://azuremlschemas.azureedge.net/latest/commandJob.schema.json"}
+SCHEMAS = {kind: f"https://azuremlschemas.azureedge.net/latest/{kind}Job.schema.json" for kind in ("command", "sweep")}
+SCHEMAS["pipeline"] = "https://azuremlschemas.azureedge.net/latest/pipelineJob.schema.json"
 JOB_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_-]{0,254}$")
 PLACEHOLDER = re.compile(r"\$\{\{\s*([A-Za-z_]+)\.([A-Za-z0-9_]+)\s*\}\}")
 OPTIONAL_PART = re.compile(r"\$\[\[(.*?)\]\]", re.S)
@@ -172,98 +173,198 @@ def create(file, name=None, set_pairs=(), stream=False, echo=None):
     echo = echo or sys.stdout
     job = load(file, set_pairs)
     job_type = getattr(job, "type", None)
+    if job_type == "sweep":
+        from aml_local import sweep
+
+        return sweep.create(job, file, name=name, set_pairs=set_pairs, stream=stream, echo=echo)
+    if job_type == "pipeline":
+        from aml_local import pipeline
+
+        return pipeline.create(job, file, name=name, set_pairs=set_pairs, stream=stream, echo=echo)
     if job_type != "command":
-        raise AmlLocalError(f"{file}: job type {job_type!r} is not supported by aml-local (command jobs only)")
-    name = name or job.name or _generated_name()
+        raise AmlLocalError(f"{file}: job type {job_type!r} is not supported by aml-local (command, sweep, pipeline)")
+    name = new_name(name or job.name)
+    yaml_dir = Path(file).resolve().parent
+    shown_inputs, input_values = resolve_inputs(job.inputs, yaml_dir)
+    spec = prepare_command(
+        name,
+        file=file,
+        command=job.command,
+        code=job.code,
+        yaml_dir=yaml_dir,
+        shown_inputs=shown_inputs,
+        input_values=input_values,
+        outputs=job.outputs,
+        experiment_name=job.experiment_name,
+        environment=job.environment,
+        environment_variables=job.environment_variables,
+        distribution=_plain(job.distribution),
+        resources=_plain(job.resources),
+        compute=job.compute,
+        tags=job.tags,
+        display_name=job.display_name,
+        description=job.description,
+    )
+    launch(spec, stream=stream, echo=echo)
+    return show(name)
+
+
+def new_name(name):
+    """A valid name no job has yet: the given one, or one generated the way Azure ML does."""
+    name = name or _generated_name()
     if not JOB_NAME.match(name):
         raise AmlLocalError(f"--name {name!r}: use letters, digits, '_' and '-' (at most 255, first a letter or digit)")
-    distribution = _plain(job.distribution)
+    if _exists(name) or (store.jobs_dir() / name).exists():
+        raise AmlLocalError(f"--name {name}: a job with this name already exists")
+    return name
+
+
+def resolve_inputs(inputs, yaml_dir):
+    """(inputs as `show` prints them, {"inputs.x": value substituted into commands}) for a job's inputs."""
+    shown, values = {}, {}
+    for input_name, node_input in (inputs or {}).items():
+        resolved = _input_value(input_name, node_input, yaml_dir)
+        if resolved is not None:
+            shown[input_name], values[f"inputs.{input_name}"] = resolved
+    return shown, values
+
+
+def _output_type(node_output):
+    spec = getattr(node_output, "_data", node_output)
+    if isinstance(spec, dict):
+        return spec.get("type") or "uri_folder"
+    return getattr(spec, "type", None) or "uri_folder"
+
+
+def prepare_command(
+    name,
+    *,
+    file,
+    command,
+    code,
+    yaml_dir,
+    shown_inputs,
+    input_values,
+    outputs,
+    experiment_name=None,
+    environment=None,
+    environment_variables=None,
+    distribution=None,
+    resources=None,
+    compute=None,
+    tags=None,
+    display_name=None,
+    description=None,
+    parent_run_id=None,
+    parent_job_name=None,
+    params=None,
+    job_type="command",
+):
+    """Record a command job (MLflow run, job folder with job.json, code snapshot, output folders) ready to run.
+
+    Used for command jobs, sweep trials and pipeline steps alike; `params` are logged on the run (a trial's
+    sampled hyperparameters)."""
     if distribution and distribution.get("type") != "tensorflow":
         raise AmlLocalError(
             f"{file}: distribution type {distribution.get('type')!r} does not run locally (tensorflow only)"
         )
-    yaml_dir = Path(file).resolve().parent
     job_dir = store.jobs_dir() / name
-    if _exists(name) or job_dir.exists():
-        raise AmlLocalError(f"--name {name}: a job with this name already exists")
-    values, shown_inputs = {}, {}
-    for input_name, node_input in (job.inputs or {}).items():
-        resolved = _input_value(input_name, node_input, yaml_dir)
-        if resolved is not None:
-            shown_inputs[input_name], values[f"inputs.{input_name}"] = resolved
-    shown_outputs = {}
-    for output_name, node_output in (job.outputs or {}).items():
-        spec = getattr(node_output, "_data", None)
-        output_type = getattr(spec, "type", None) or (spec or {}).get("type", "uri_folder")
+    shown_outputs, values = {}, dict(input_values)
+    for output_name, node_output in (outputs or {}).items():
         folder = job_dir / "outputs" / output_name
-        shown_outputs[output_name] = {"type": output_type, "path": str(folder), "mode": "rw_mount"}
+        shown_outputs[output_name] = {"type": _output_type(node_output), "path": str(folder), "mode": "rw_mount"}
         values[f"outputs.{output_name}"] = str(folder)
-    resolved_command = resolve_command(job.command, values)
-
-    code_source = (yaml_dir / job.code).resolve() if job.code else yaml_dir
+    resolved_command = resolve_command(command, values)
+    code_source = (yaml_dir / code).resolve() if code else yaml_dir
     if not code_source.is_dir():
-        raise AmlLocalError(f"{file}: code {job.code} is not a folder ({code_source})")
-    experiment_name = job.experiment_name or Path.cwd().name
+        raise AmlLocalError(f"{file}: code {code} is not a folder ({code_source})")
+    experiment_name = experiment_name or Path.cwd().name
     experiment_id = store.experiment_id(experiment_name)
-    tags = {str(k): str(v) for k, v in (job.tags or {}).items()}
-    run = store.client().create_run(
-        experiment_id,
-        run_name=name,
-        tags={**tags, store.TAG_NAME: name, store.TAG_TYPE: "command", store.TAG_STATUS: "Starting"},
-    )
+    tags = {str(k): str(v) for k, v in (tags or {}).items()}
+    run_tags = {**tags, store.TAG_NAME: name, store.TAG_TYPE: job_type, store.TAG_STATUS: "Starting"}
+    if parent_run_id:
+        run_tags[store.TAG_PARENT] = parent_run_id
+    run = store.client().create_run(experiment_id, run_name=name, tags=run_tags)
+    for key, value in (params or {}).items():
+        store.client().log_param(run.info.run_id, key, value)
     job_dir.mkdir(parents=True)
     _copy_code(code_source, job_dir / "code")
     for folder in shown_outputs.values():
         Path(folder["path"]).mkdir(parents=True)
     spec = {
         "name": name,
-        "type": "command",
-        "display_name": job.display_name or name,
-        "description": job.description,
+        "type": job_type,
+        "display_name": display_name or name,
+        "description": description,
         "experiment_name": experiment_name,
         "experiment_id": experiment_id,
         "mlflow_run_id": run.info.run_id,
+        "parent_run_id": parent_run_id,
+        "parent_job_name": parent_job_name,
         "file": str(Path(file).resolve()),
-        "command": job.command,
+        "command": command,
         "resolved_command": resolved_command,
         "code": str(code_source),
         "code_dir": str(job_dir / "code"),
-        "environment": _ref(job.environment),
-        "environment_variables": {str(k): str(v) for k, v in (job.environment_variables or {}).items()},
-        "compute": _ref(job.compute) or "local",
+        "environment": _ref(environment),
+        "environment_variables": {str(k): str(v) for k, v in (environment_variables or {}).items()},
+        "compute": "local" if compute in (None, "local") else _ref(compute),
         "distribution": distribution,
-        "resources": _plain(job.resources),
+        "resources": resources,
         "inputs": shown_inputs,
         "outputs": shown_outputs,
         "tags": tags,
-        "created_at": datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds"),
+        "created_at": _now(),
         "created_by": getpass.getuser(),
     }
-    (job_dir / "job.json").write_text(json.dumps(spec, indent=2))
+    write_spec(job_dir, spec)
+    return spec
 
+
+def _now():
+    return datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds")
+
+
+def write_spec(job_dir: Path, spec: dict):
+    # Written whole then renamed: `show` in another process never reads half a file.
+    tmp = job_dir / ".job.json.tmp"
+    tmp.write_text(json.dumps(spec, indent=2))
+    os.replace(tmp, job_dir / "job.json")
+
+
+def launch(spec, stream=False, echo=None, module="aml_local.runner"):
+    """Run a recorded job: in the foreground, streaming its log (--stream), or by a detached runner process."""
+    job_dir = store.jobs_dir() / spec["name"]
     if stream:
+        echo = echo or sys.stdout
         echo.write(
-            f"RunId: {name}\nWeb View: {_studio_url(spec)}\n"
-            f"Note: compute {spec['compute']} and environment {spec['environment']} run as this machine "
+            f"RunId: {spec['name']}\nWeb View: {_studio_url(spec)}\n"
+            f"Note: compute {spec['compute']} and environment "
+            f"{spec.get('environment') or spec.get('trial_template', {}).get('environment')} run as this machine "
             f"and this Python ({sys.prefix}).\n\nStreaming {runner.log_paths(job_dir, 1)[0].relative_to(job_dir)}\n"
             f"{'=' * 40}\n\n"
         )
         echo.flush()
-        status = runner.run(job_dir, echo=echo)
-        echo.write(f"\nExecution Summary\n=================\nRunId: {name}\nStatus: {status}\n\n")
+        import importlib
+
+        status = importlib.import_module(module).run(job_dir, echo=echo)
+        echo.write(f"\nExecution Summary\n=================\nRunId: {spec['name']}\nStatus: {status}\n\n")
         echo.flush()
-    else:
-        log = open(job_dir / "runner.log", "ab")  # noqa: SIM115 - handed to the detached runner
-        subprocess.Popen(
-            [sys.executable, "-m", "aml_local.runner", str(job_dir)],
+        return None
+    return spawn(job_dir, module)
+
+
+def spawn(job_dir: Path, module="aml_local.runner"):
+    """Start `python -m <module> JOB_DIR` detached (its own session), as Azure ML runs a job while the CLI returns."""
+    with open(job_dir / "runner.log", "ab") as log:
+        return subprocess.Popen(
+            [sys.executable, "-m", module, str(job_dir)],
             stdin=subprocess.DEVNULL,
             stdout=log,
             stderr=log,
             start_new_session=True,
             env={**os.environ, "AML_LOCAL_HOME": str(store.home())},
         )
-        log.close()
-    return show(name)
 
 
 def _plain(entity):
@@ -320,18 +421,21 @@ def _status(run, job_dir: Path) -> tuple[str, str | None]:
     return "Failed", message
 
 
+def read_spec(name) -> dict:
+    job_dir = store.jobs_dir() / name
+    try:
+        return json.loads((job_dir / "job.json").read_text())
+    except (OSError, ValueError):
+        raise AmlLocalError(f"job {name!r}: its record in {job_dir} is missing or unreadable") from None
+
+
 def show(name) -> dict:
     run = store.find_job_run(name)
     job_dir = store.jobs_dir() / name
-    try:
-        spec = json.loads((job_dir / "job.json").read_text())
-    except (OSError, ValueError):
-        raise AmlLocalError(f"job {name!r}: its record in {job_dir} is missing or unreadable") from None
+    spec = read_spec(name)
     status, message = _status(run, job_dir)
     result = {
-        "$schema": SCHEMAS["command"],
-        "code": spec["code"],
-        "command": spec["command"],
+        "$schema": SCHEMAS[spec["type"]],
         "compute": spec["compute"],
         "creation_context": {
             "created_at": spec["created_at"],
@@ -340,20 +444,12 @@ def show(name) -> dict:
         },
         "description": spec["description"],
         "display_name": spec["display_name"],
-        "distribution": spec["distribution"],
-        "environment": spec["environment"],
-        "environment_variables": spec["environment_variables"],
         "experiment_name": spec["experiment_name"],
         "id": f"azureml:/local/jobs/{name}",
         "inputs": spec["inputs"],
         "name": name,
         "outputs": spec["outputs"],
-        "properties": {
-            "mlflow.runId": spec["mlflow_run_id"],
-            "aml_local.job_dir": str(job_dir),
-            "aml_local.resolved_command": spec["resolved_command"],
-        },
-        "resources": spec["resources"] or {"instance_count": 1},
+        "properties": {"mlflow.runId": spec["mlflow_run_id"], "aml_local.job_dir": str(job_dir)},
         "services": {
             "Studio": {"endpoint": _studio_url(spec), "type": "Studio"},
             "Tracking": {"endpoint": store.tracking_uri(), "type": "Tracking"},
@@ -362,9 +458,25 @@ def show(name) -> dict:
         "tags": spec["tags"],
         "type": spec["type"],
     }
+    if spec["type"] == "command":
+        result |= {
+            "code": spec["code"],
+            "command": spec["command"],
+            "distribution": spec["distribution"],
+            "environment": spec["environment"],
+            "environment_variables": spec["environment_variables"],
+            "resources": spec["resources"] or {"instance_count": 1},
+        }
+        result["properties"]["aml_local.resolved_command"] = spec["resolved_command"]
+    else:
+        import importlib
+
+        importlib.import_module(f"aml_local.{spec['type']}").add_to_show(result, spec, run)
+    if spec.get("parent_job_name"):
+        result["parent_job_name"] = spec["parent_job_name"]
     if message:
         result["properties"]["aml_local.status_message"] = message
-    return {k: v for k, v in result.items() if v is not None}
+    return {k: v for k, v in dict(sorted(result.items())).items() if v is not None}
 
 
 def list_jobs(parent_job_name=None, max_results=50) -> list[dict]:

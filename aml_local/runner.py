@@ -170,6 +170,10 @@ def run(job_dir: Path, echo=None) -> str:
     except _Canceled as signame:
         _stop(processes)
         status, message = "Canceled", f"canceled by {signame}"
+        # A sweep that stops a trial says why (early termination, trial_timeout, a NaN metric) in cancel.json.
+        with contextlib.suppress(OSError, ValueError, KeyError):
+            reason = json.loads((job_dir / "cancel.json").read_text())
+            status, message = reason["status"], reason["message"]
     except Exception as err:
         _stop(processes)
         status, message = "Failed", f"aml-local could not run the job: {err}"

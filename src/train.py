@@ -24,7 +24,7 @@ import mnist_data
 
 CHECKPOINT = "checkpoint.npz"
 # Resuming with other values would train another model, or move validation images into the training set.
-SAME_ON_RESUME = ("first_layer_neurons", "second_layer_neurons", "seed", "validation_size", "train_subset")
+SAME_ON_RESUME = ("first_layer_neurons", "second_layer_neurons", "momentum", "seed", "validation_size", "train_subset")
 MINIMUM = {"batch_size": 1, "first_layer_neurons": 1, "second_layer_neurons": 1, "epochs": 1}
 MINIMUM |= {"validation_size": 0, "train_subset": 0}
 
@@ -42,6 +42,7 @@ def parse_args():
     parser.add_argument("--first-layer-neurons", type=int, default=256)
     parser.add_argument("--second-layer-neurons", type=int, default=128)
     parser.add_argument("--learning-rate", type=float, default=0.01)
+    parser.add_argument("--momentum", type=float, default=0.0, help="SGD momentum (0: plain SGD)")
     parser.add_argument("--epochs", type=int, default=20, help="in total, counting the resumed ones")
     parser.add_argument("--seed", type=int, default=42)
     parser.add_argument("--resume-from", default="", help="checkpoint folder to continue from ('': start fresh)")
@@ -55,6 +56,8 @@ def parse_args():
             fail(f"--{name.replace('_', '-')} must be at least {minimum}, got {getattr(args, name)}")
     if not args.learning_rate > 0:
         fail(f"--learning-rate must be positive, got {args.learning_rate}")
+    if not 0 <= args.momentum < 1:
+        fail(f"--momentum must be in [0, 1), got {args.momentum}")
     return args
 
 
@@ -168,7 +171,7 @@ def main():
                 keras.layers.Dense(10, activation="softmax"),
             ]
         )
-        optimizer = keras.optimizers.SGD(learning_rate=args.learning_rate)
+        optimizer = keras.optimizers.SGD(learning_rate=args.learning_rate, momentum=args.momentum)
         optimizer.build(model.trainable_variables)  # its variables must exist before the compiled loop runs
     if state:
         model.set_weights(state[: len(model.weights)])

@@ -1,0 +1,374 @@
+"""Pipeline jobs (`type: pipeline`) run here node by node, as Azure ML schedules them.
+
+Each node (a command component or a sweep over one) becomes a child job of the pipeline's run, named
+`<pipeline>_<node>`; nodes run in dependency order, one at a time (this machine has few cores to share).
+Inputs bound as `${{parent.inputs.x}}` take the pipeline's input, `${{parent.jobs.n.outputs.o}}` the folder
+node n wrote, and outputs bound as `${{parent.outputs.x}}` become the pipeline's outputs. When a node fails
+its dependants do not start (unless `settings.continue_on_step_failure`, which still skips the nodes that
+need the failed one's outputs) and the pipeline fails naming it.
+"""
+
+import contextlib
+import json
+import os
+import re
+import signal
+import sys
+import time
+from pathlib import Path
+
+from aml_local import AmlLocalError, runner, store, sweep
+from aml_local import job as jobs
+
+PARENT_INPUT = re.compile(r"^\$\{\{\s*parent\.inputs\.([A-Za-z0-9_]+)\s*\}\}$")
+NODE_OUTPUT = re.compile(r"^\$\{\{\s*parent\.jobs\.([A-Za-z0-9_]+)\.outputs\.([A-Za-z0-9_]+)\s*\}\}$")
+PARENT_OUTPUT = re.compile(r"^\$\{\{\s*parent\.outputs\.([A-Za-z0-9_]+)\s*\}\}$")
+
+
+def _binding(value):
+    """A node input's or output's value as the SDK holds it: a binding string, a literal, an Input, or None."""
+    return getattr(value, "_data", value)
+
+
+def _component(node):
+    return node.trial if node.type == "sweep" else node.component
+
+
+def dependencies(pipeline, file) -> dict[str, list[str]]:
+    """node -> the nodes whose outputs it reads; checks every binding names something that exists."""
+    nodes = pipeline.jobs or {}
+    if not nodes:
+        raise AmlLocalError(f"{file}: jobs: a pipeline needs at least one node")
+    needs = {}
+    for node_name, node in nodes.items():
+        if node.type not in ("command", "sweep"):
+            raise AmlLocalError(f"{file}: jobs.{node_name}: node type {node.type!r} does not run locally")
+        component = _component(node)
+        if not isinstance(getattr(component, "command", None), str):
+            raise AmlLocalError(f"{file}: jobs.{node_name}: expected a command component")
+        needs[node_name] = []
+        for input_name, value in (node.inputs or {}).items():
+            value = _binding(value)
+            if not isinstance(value, str):
+                continue
+            if m := PARENT_INPUT.match(value):
+                if m[1] not in (pipeline.inputs or {}):
+                    raise AmlLocalError(
+                        f"{file}: jobs.{node_name}.inputs.{input_name}: the pipeline has no input {m[1]!r}"
+                    )
+            elif m := NODE_OUTPUT.match(value):
+                if m[1] not in nodes:
+                    raise AmlLocalError(f"{file}: jobs.{node_name}.inputs.{input_name}: no node named {m[1]!r}")
+                if m[2] not in (_component(nodes[m[1]]).outputs or {}):
+                    raise AmlLocalError(
+                        f"{file}: jobs.{node_name}.inputs.{input_name}: node {m[1]} has no output {m[2]!r}"
+                    )
+                needs[node_name].append(m[1])
+        for output_name, value in (node.outputs or {}).items():
+            value = _binding(value)
+            if isinstance(value, str) and (m := PARENT_OUTPUT.match(value)) and m[1] not in (pipeline.outputs or {}):
+                raise AmlLocalError(
+                    f"{file}: jobs.{node_name}.outputs.{output_name}: the pipeline has no output {m[1]!r}"
+                )
+    return needs
+
+
+def order(needs, file) -> list[str]:
+    """The nodes in an order that runs each after the ones it needs (YAML order among equals)."""
+    done, result = set(), []
+    while len(result) < len(needs):
+        ready = [n for n in needs if n not in done and all(d in done for d in needs[n])]
+        if not ready:
+            cycle = ", ".join(n for n in needs if n not in done)
+            raise AmlLocalError(f"{file}: jobs: the nodes {cycle} depend on each other in a cycle")
+        result.append(ready[0])
+        done.add(ready[0])
+    return result
+
+
+def create(job, file, name=None, set_pairs=(), stream=False, echo=None):
+    """`job create` of a pipeline job: check and record it, then run its nodes."""
+    name = jobs.new_name(name or job.name)
+    yaml_dir = Path(file).resolve().parent
+    needs = dependencies(job, file)
+    node_order = order(needs, file)
+    shown_inputs, _ = jobs.resolve_inputs({k: _binding(v) for k, v in (job.inputs or {}).items()}, yaml_dir)
+    settings = job.settings
+    experiment_name = job.experiment_name or Path.cwd().name
+    experiment_id = store.experiment_id(experiment_name)
+    tags = {str(k): str(v) for k, v in (job.tags or {}).items()}
+    run = store.client().create_run(
+        experiment_id,
+        run_name=name,
+        tags={**tags, store.TAG_NAME: name, store.TAG_TYPE: "pipeline", store.TAG_STATUS: "Starting"},
+    )
+    job_dir = store.jobs_dir() / name
+    (job_dir / "outputs").mkdir(parents=True)
+    spec = {
+        "name": name,
+        "type": "pipeline",
+        "display_name": job.display_name or name,
+        "description": job.description,
+        "experiment_name": experiment_name,
+        "experiment_id": experiment_id,
+        "mlflow_run_id": run.info.run_id,
+        "file": str(Path(file).resolve()),
+        "set_pairs": list(set_pairs or ()),
+        "compute": jobs._ref(getattr(settings, "default_compute", None)) or "local",
+        "settings": {
+            k: v
+            for k, v in {
+                "default_compute": jobs._ref(getattr(settings, "default_compute", None)),
+                "continue_on_step_failure": getattr(settings, "continue_on_step_failure", None),
+            }.items()
+            if v is not None
+        },
+        "nodes": {n: {"type": job.jobs[n].type, "job_name": f"{name}_{n}", "needs": needs[n]} for n in node_order},
+        "inputs": shown_inputs,
+        "outputs": {
+            o: {"type": jobs._output_type(_binding(v)), "path": str(job_dir / "outputs" / o)}
+            for o, v in (job.outputs or {}).items()
+        },
+        "tags": tags,
+        "created_at": jobs._now(),
+        "created_by": jobs.getpass.getuser(),
+    }
+    jobs.write_spec(job_dir, spec)
+    jobs.launch(spec, stream=stream, echo=echo, module="aml_local.pipeline")
+    return jobs.show(name)
+
+
+def add_to_show(result, spec, run):
+    result["settings"] = spec["settings"]
+    nodes = {}
+    for node_name, node in spec["nodes"].items():
+        try:
+            status = jobs.show(node["job_name"])["status"]
+        except AmlLocalError:
+            status = "NotStarted"
+        nodes[node_name] = {"type": node["type"], "name": node["job_name"], "status": status}
+    result["jobs"] = nodes
+    for output in result["outputs"].values():
+        output.setdefault("mode", "rw_mount")
+
+
+class _Canceled(Exception):
+    pass
+
+
+class Pipeline:
+    def __init__(self, job_dir: Path, echo=None):
+        self.job_dir = Path(job_dir)
+        self.spec = json.loads((self.job_dir / "job.json").read_text())
+        self.sdk_job = jobs.load(self.spec["file"], self.spec["set_pairs"])
+        self.yaml_dir = Path(self.spec["file"]).parent
+        self.echo = echo
+        self.log = None
+        self.status = {}  # node -> final status
+
+    def say(self, text):
+        line = f"[pipeline {time.strftime('%H:%M:%S')}] {text}\n"
+        self.log.write(line)
+        self.log.flush()
+        if self.echo is not None:
+            self.echo.write(line)
+            self.echo.flush()
+
+    def node_inputs(self, node_name):
+        """(shown inputs, {"inputs.x": value}) of a node: component defaults, then the node's own bindings."""
+        node = self.sdk_job.jobs[node_name]
+        component = _component(node)
+        base = Path(getattr(component, "base_path", None) or self.yaml_dir)
+        raw = {}
+        for input_name, spec in (component.inputs or {}).items():
+            if getattr(spec, "default", None) is not None:
+                raw[input_name] = (spec.default, base)
+        for input_name, value in (node.inputs or {}).items():
+            value = _binding(value)
+            if value is None:
+                continue
+            if isinstance(value, str) and (m := PARENT_INPUT.match(value)):
+                parent_value = _binding(self.sdk_job.inputs[m[1]])
+                if parent_value is not None:
+                    raw[input_name] = (parent_value, self.yaml_dir)
+            elif isinstance(value, str) and (m := NODE_OUTPUT.match(value)):
+                source = store.jobs_dir() / self.spec["nodes"][m[1]]["job_name"] / "outputs" / m[2]
+                raw[input_name] = (str(source.resolve()), self.yaml_dir)
+            else:
+                raw[input_name] = (value, self.yaml_dir)
+        shown, values = {}, {}
+        for input_name, (value, folder) in raw.items():
+            one_shown, one_values = jobs.resolve_inputs({input_name: value}, folder)
+            shown |= one_shown
+            values |= one_values
+        return shown, values
+
+    def template(self, node_name):
+        node = self.sdk_job.jobs[node_name]
+        component = _component(node)
+        base = Path(getattr(component, "base_path", None) or self.yaml_dir)
+        shown, values = self.node_inputs(node_name)
+        env = {str(k): str(v) for k, v in (getattr(component, "environment_variables", None) or {}).items()}
+        env |= {str(k): str(v) for k, v in (getattr(node, "environment_variables", None) or {}).items()}
+        return {
+            "command": component.command,
+            "code": str((base / component.code).resolve() if component.code else base),
+            "environment": jobs._ref(getattr(node, "environment", None) or component.environment),
+            "environment_variables": env,
+            "distribution": jobs._plain(getattr(node, "distribution", None)),
+            "resources": jobs._plain(getattr(node, "resources", None)),
+            "input_values": values,
+            "inputs": shown,
+            "outputs": {o: jobs._output_type(v) for o, v in (component.outputs or {}).items()},
+            "params_as_inputs": True,  # a sweep node's search space fills the component's inputs of those names
+        }
+
+    def run_node(self, node_name) -> str:
+        node = self.sdk_job.jobs[node_name]
+        child = self.spec["nodes"][node_name]["job_name"]
+        template = self.template(node_name)
+        compute = getattr(node, "compute", None) or self.spec["settings"].get("default_compute")
+        common = {
+            "name": child,
+            "file": self.spec["file"],
+            "experiment_name": self.spec["experiment_name"],
+            "tags": self.spec["tags"],
+            "display_name": node_name,
+            "compute": compute,
+            "parent_run_id": self.spec["mlflow_run_id"],
+            "parent_job_name": self.spec["name"],
+        }
+        if node.type == "sweep":
+            spec = sweep.prepare(
+                node, template, set_pairs=self.spec["set_pairs"], pipeline_node=node_name, description=None, **common
+            )
+            self.say(f"node {node_name}: sweep {child} started")
+            return sweep.run(store.jobs_dir() / spec["name"], echo=self.echo)
+        spec = jobs.prepare_command(
+            child,
+            file=self.spec["file"],
+            command=template["command"],
+            code=template["code"],
+            yaml_dir=self.yaml_dir,
+            shown_inputs=template["inputs"],
+            input_values=template["input_values"],
+            outputs={o: {"type": t} for o, t in template["outputs"].items()},
+            experiment_name=self.spec["experiment_name"],
+            environment=template["environment"],
+            environment_variables=template["environment_variables"],
+            distribution=template["distribution"],
+            resources=template["resources"],
+            compute=compute,
+            tags=self.spec["tags"],
+            display_name=node_name,
+            parent_run_id=self.spec["mlflow_run_id"],
+            parent_job_name=self.spec["name"],
+        )
+        self.say(f"node {node_name}: job {child} started")
+        return runner.run(store.jobs_dir() / spec["name"], echo=_Prefixed(self.echo, f"[{node_name}] "))
+
+    def bind_outputs(self, node_name):
+        """Outputs bound to ${{parent.outputs.x}} become the pipeline's: links to the node's folders."""
+        child = self.spec["nodes"][node_name]["job_name"]
+        for output_name, value in (self.sdk_job.jobs[node_name].outputs or {}).items():
+            value = _binding(value)
+            if isinstance(value, str) and (m := PARENT_OUTPUT.match(value)):
+                link = self.job_dir / "outputs" / m[1]
+                if link.is_symlink():
+                    link.unlink()
+                link.symlink_to(store.jobs_dir() / child / "outputs" / output_name)
+
+    def run(self) -> tuple[str, str | None]:
+        keep_going = bool(self.spec["settings"].get("continue_on_step_failure"))
+        failed = []
+        for node_name, node in self.spec["nodes"].items():
+            blocked = [d for d in node["needs"] if self.status.get(d) != "Completed"]
+            if blocked or (failed and not keep_going):
+                why = f"needs {', '.join(blocked)}" if blocked else f"{failed[0]} failed"
+                self.status[node_name] = "NotStarted"
+                self.say(f"node {node_name}: not started ({why})")
+                continue
+            try:
+                status = self.run_node(node_name)
+            except AmlLocalError as err:
+                status = "Failed"
+                self.say(f"node {node_name}: could not start: {err}")
+            self.status[node_name] = status
+            self.say(f"node {node_name}: {status}")
+            if status == "Completed":
+                self.bind_outputs(node_name)
+            elif status == "Canceled":
+                return "Canceled", f"node {node_name} was canceled"
+            else:
+                failed.append(node_name)
+        if failed:
+            message = f"node {failed[0]} failed"
+            child = self.spec["nodes"][failed[0]]["job_name"]
+            with contextlib.suppress(AmlLocalError):
+                detail = jobs.show(child)["properties"].get("aml_local.status_message")
+                message += f" ({child}: {detail})" if detail else f" (see job {child})"
+            return "Failed", message
+        return "Completed", None
+
+
+class _Prefixed:
+    """An echo stream that prefixes each line with the node's name."""
+
+    def __init__(self, stream, prefix):
+        self.stream, self.prefix, self.at_line_start = stream, prefix, True
+
+    def write(self, text):
+        if self.stream is None:
+            return
+        for piece in text.splitlines(keepends=True):
+            self.stream.write((self.prefix if self.at_line_start else "") + piece)
+            self.at_line_start = piece.endswith("\n")
+
+    def flush(self):
+        if self.stream is not None:
+            self.stream.flush()
+
+
+def run(job_dir: Path, echo=None) -> str:
+    job_dir = Path(job_dir)
+    pipeline = Pipeline(job_dir, echo=echo)
+    log_path = job_dir / "logs" / "user_logs" / "std_log.txt"
+    log_path.parent.mkdir(parents=True, exist_ok=True)
+    pipeline.log = open(log_path, "a")  # noqa: SIM115 - closed in finally
+    run_id = pipeline.spec["mlflow_run_id"]
+
+    def cancel(signum, _frame):
+        raise _Canceled(signal.Signals(signum).name)
+
+    previous = {s: signal.signal(s, cancel) for s in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP)}
+    (job_dir / "runner.json").write_text(json.dumps({"pid": os.getpid(), "started": runner._start_time()}))
+    status, message = "Failed", None
+    try:
+        store.set_status(run_id, "Running")
+        pipeline.say(f"nodes in order: {', '.join(pipeline.spec['nodes'])}")
+        status, message = pipeline.run()
+    except _Canceled as signame:  # between nodes; a running node handles the signal itself
+        status, message = "Canceled", f"canceled by {signame}"
+    except Exception as err:
+        status, message = "Failed", f"aml-local could not run the pipeline: {err}"
+    finally:
+        for sig in previous:
+            signal.signal(sig, signal.SIG_IGN)
+        store.set_status(run_id, status, message)
+        (job_dir / "runner.json").unlink(missing_ok=True)
+        pipeline.say(f"pipeline {status}" + (f": {message}" if message else ""))
+        pipeline.log.close()
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
+    return status
+
+
+def main(argv=None):
+    from aml_local.cli import _quiet_libraries
+
+    _quiet_libraries()
+    return 0 if run(Path((argv or sys.argv[1:])[0])) == "Completed" else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())

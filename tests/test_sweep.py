@@ -1,0 +1,447 @@
+"""Sweep and pipeline jobs run by aml-local: trials as child jobs, early termination read from the metrics they
+log to MLflow, failures, limits, cancellation, and pipelines binding one node's outputs to the next's inputs.
+
+Most tests use a tiny trial script (no TensorFlow) whose metric follows from its parameters, so which trials a
+policy stops is known in advance; the slow ones run src/train.py for real."""
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import psutil
+import pytest
+
+from aml_local import cli, job, store
+
+REPO = Path(__file__).resolve().parents[1]
+
+TRIAL_SCRIPT = """
+import json, math, os, sys, time, mlflow
+quality, mode, epochs, pause, out = float(sys.argv[1]), sys.argv[2], int(sys.argv[3]), float(sys.argv[4]), sys.argv[5]
+with open(os.path.join(out, "pid.json"), "w") as f:
+    json.dump({"pid": os.getpid(), "threads": os.environ.get("TF_NUM_INTRAOP_THREADS"),
+               "sweep_env": os.environ.get("AZUREML_SWEEP_quality")}, f)
+with mlflow.start_run():
+    for epoch in range(1, epochs + 1):
+        if mode == "crash" and epoch == 2:
+            print("trial crashed on purpose", flush=True)
+            sys.exit(3)
+        value = float("nan") if mode == "nan" and epoch == 2 else quality * (1 - 0.5 ** epoch)
+        mlflow.log_metric("acc", value, step=epoch)
+        time.sleep(pause)
+    if mode == "hang":
+        time.sleep(600)
+with open(os.path.join(out, "result.json"), "w") as f:
+    json.dump({"quality": quality}, f)
+print("trial done", quality, flush=True)
+"""
+
+SWEEP = """\
+$schema: https://azuremlschemas.azureedge.net/latest/sweepJob.schema.json
+type: sweep
+experiment_name: tiny-sweep
+compute: azureml:cpu-cluster
+trial:
+  code: src
+  command: >-
+    python trial.py ${{search_space.quality}} ${{search_space.mode}} ${{inputs.epochs}} ${{inputs.pause}}
+    ${{outputs.model}}
+  environment: azureml:tiny-env@latest
+inputs:
+  epochs: 6
+  pause: 0.6
+outputs:
+  model:
+    type: uri_folder
+search_space:
+  quality:
+    type: choice
+    values: [0.9, 0.3, 0.95, 0.5]
+  mode:
+    type: choice
+    values: [ok]
+sampling_algorithm: grid
+objective:
+  goal: maximize
+  primary_metric: acc
+limits:
+  max_total_trials: 10
+  max_concurrent_trials: 2
+early_termination:
+  type: bandit
+  slack_factor: 0.1
+  evaluation_interval: 1
+  delay_evaluation: 1
+"""
+
+
+@pytest.fixture
+def home(tmp_path, monkeypatch):
+    monkeypatch.setenv("AML_LOCAL_HOME", str(tmp_path / "home"))
+    return tmp_path / "home"
+
+
+@pytest.fixture
+def project(tmp_path):
+    root = tmp_path / "project"
+    (root / "src").mkdir(parents=True)
+    (root / "pyproject.toml").write_text("[project]\nname = 'tiny'\n")
+    (root / "src" / "trial.py").write_text(TRIAL_SCRIPT)
+    return root
+
+
+def write(project, text, name="sweep.yml"):
+    path = project / name
+    path.write_text(text)
+    return path
+
+
+def run_cli(capsys, *argv):
+    code = cli.main([str(a) for a in argv])
+    captured = capsys.readouterr()
+    return code, captured.out, captured.err
+
+
+def trials_of(name):
+    return {t["name"]: t for t in job.list_jobs(parent_job_name=name)}
+
+
+def params_of(trial_name):
+    return store.client().get_run(job.show(trial_name)["properties"]["mlflow.runId"]).data.params
+
+
+def test_grid_sweep_stops_the_weak_trials_and_picks_the_best(home, project, capsys):
+    spec = write(project, SWEEP)
+    code, out, err = run_cli(capsys, "job", "create", "-f", spec, "--stream", "-n", "sw")
+    assert code == 0, err
+    shown = job.show("sw")
+    assert shown["type"] == "sweep" and shown["status"] == "Completed"
+    trials = trials_of("sw")
+    assert len(trials) == 4  # the grid has 4 points, fewer than max_total_trials
+    quality = {name: float(params_of(name)["quality"]) for name in trials}
+    assert sorted(quality.values()) == [0.3, 0.5, 0.9, 0.95]
+    best = max(quality, key=quality.get)
+    assert shown["properties"]["best_child_run_id"] == best
+    assert float(shown["properties"]["score"]) == pytest.approx(0.95 * (1 - 0.5**6))
+    # 0.3 and 0.5 fall below best/(1+0.1) from the first interval they share with a stronger trial.
+    for name, q in quality.items():
+        status, message = trials[name]["status"], trials[name]["properties"].get("aml_local.status_message", "")
+        if q < 0.6:
+            assert status == "Canceled", (name, q)
+            assert "early termination at interval" in message and "Bandit" in message
+        else:
+            assert status == "Completed", (name, q, message)
+    assert shown["properties"]["aml_local.trial_counts"] == {"Canceled": 2, "Completed": 2}
+    # Trials are child runs with their sampled values as params; each got its share of the cores.
+    client = store.client()
+    parent_run = shown["properties"]["mlflow.runId"]
+    for name in trials:
+        run = client.get_run(job.show(name)["properties"]["mlflow.runId"])
+        assert run.data.tags["mlflow.parentRunId"] == parent_run
+        assert set(run.data.params) == {"quality", "mode"}
+        written = json.loads((home / "jobs" / name / "outputs/model/pid.json").read_text())
+        assert written["threads"] == str(max(1, len(os.sched_getaffinity(0)) // 2))
+        assert float(written["sweep_env"]) == quality[name]
+    # The sweep's outputs are the best trial's.
+    model = Path(shown["outputs"]["model"]["path"])
+    assert json.loads((model / "result.json").read_text()) == {"quality": 0.95}
+    artifacts = {a.path for a in client.list_artifacts(parent_run)}
+    assert {"trials.md", "trials.json", "sweep_chart.png"} <= artifacts
+    assert f"new best: {best}" in out and "| trial | status |" in out
+    # A later job can read the sweep's output by its azureml:// URI, as a pipeline or `model create` would.
+    from aml_local import data
+
+    assert data.local_path("m", "azureml://jobs/sw/outputs/model", project).resolve() == model.resolve()
+
+
+def test_a_crashing_trial_and_a_nan_metric_fail_while_the_sweep_completes(home, project, capsys):
+    body = SWEEP.replace("values: [0.9, 0.3, 0.95, 0.5]", "values: [0.9]").replace(
+        "values: [ok]", "values: [ok, crash, nan]"
+    )
+    spec = write(project, body.replace("type: bandit", "type: median_stopping").replace("  slack_factor: 0.1\n", ""))
+    code, _, err = run_cli(capsys, "job", "create", "-f", spec, "--stream", "-n", "sw")
+    assert code == 0, err
+    trials = trials_of("sw")
+    by_mode = {params_of(name)["mode"]: trials[name] for name in trials}
+    assert by_mode["ok"]["status"] == "Completed"
+    assert by_mode["crash"]["status"] == "Failed"
+    assert "exited with code 3" in by_mode["crash"]["properties"]["aml_local.status_message"]
+    assert by_mode["nan"]["status"] == "Failed"
+    assert "acc=NaN at interval 2" in by_mode["nan"]["properties"]["aml_local.status_message"]
+    shown = job.show("sw")
+    assert shown["status"] == "Completed" and shown["properties"]["best_child_run_id"] == by_mode["ok"]["name"]
+
+
+def test_a_sweep_where_every_trial_fails_fails(home, project, capsys):
+    body = SWEEP.replace("values: [0.9, 0.3, 0.95, 0.5]", "values: [0.9]").replace("values: [ok]", "values: [crash]")
+    code, _, err = run_cli(capsys, "job", "create", "-f", write(project, body), "--stream", "-n", "sw")
+    assert code == 1
+    assert "no trial completed" in err
+
+
+@pytest.mark.slow
+def test_trial_timeout_and_max_total_trials(home, project, capsys):
+    # 60 s is the shortest trial_timeout: the SDK raises anything shorter to 60, as the service needs.
+    body = (
+        SWEEP.replace("values: [ok]", "values: [hang]")
+        .replace("max_total_trials: 10", "max_total_trials: 2\n  trial_timeout: 5")
+        .replace("sampling_algorithm: grid", "sampling_algorithm: random")
+    )
+    started = time.monotonic()
+    code, _, err = run_cli(capsys, "job", "create", "-f", write(project, body), "--stream", "-n", "sw")
+    assert time.monotonic() - started < 100
+    assert code == 1 and "no trial completed" in err
+    trials = trials_of("sw")
+    assert len(trials) == 2
+    for trial in trials.values():
+        assert trial["status"] == "Canceled"
+        assert "trial_timeout: still running after 60 s" in trial["properties"]["aml_local.status_message"]
+        pid = json.loads((Path(trial["outputs"]["model"]["path"]) / "pid.json").read_text())["pid"]
+        assert not psutil.pid_exists(pid) or psutil.Process(pid).status() == psutil.STATUS_ZOMBIE
+
+
+@pytest.mark.parametrize("how", ["sigterm-detached", "ctrl-c-stream"])
+def test_canceling_a_sweep_stops_every_trial_process(home, project, how):
+    body = SWEEP.replace("values: [ok]", "values: [hang]").replace("[0.9, 0.3, 0.95, 0.5]", "[0.9, 0.91, 0.92]")
+    spec = write(project, body)
+    env = {**os.environ, "AML_LOCAL_HOME": str(home)}
+    command = [sys.executable, "-m", "aml_local", "job", "create", "-f", str(spec), "-n", "sw", "-o", "none"]
+    if how == "ctrl-c-stream":
+        command.append("--stream")
+    # A terminal's Ctrl-C signals the whole foreground process group: start one of our own to do the same.
+    proc = subprocess.Popen(command, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, start_new_session=True)
+    pid_files = []
+    deadline = time.monotonic() + 60
+    while len(pid_files) < 2 and time.monotonic() < deadline:
+        time.sleep(0.5)
+        pid_files = sorted(home.glob("jobs/sw_*/outputs/model/pid.json"))
+    assert len(pid_files) == 2, proc.stderr.read().decode() if proc.poll() is not None else "trials did not start"
+    trial_pids = [json.loads(p.read_text())["pid"] for p in pid_files]
+    if how == "ctrl-c-stream":
+        os.killpg(proc.pid, signal.SIGINT)
+        proc.wait(timeout=60)
+    else:
+        proc.wait(timeout=60)  # job create returned; the detached driver runs the sweep
+        canceled = subprocess.run(
+            [sys.executable, "-m", "aml_local", "job", "cancel", "-n", "sw", "--query", "status", "-o", "tsv"],
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=120,
+        )
+        assert canceled.returncode == 0, canceled.stderr
+        assert canceled.stdout.strip() == "Canceled"
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline and any(_alive(pid) for pid in trial_pids):
+        time.sleep(0.5)
+    assert not any(_alive(pid) for pid in trial_pids)
+    assert job.show("sw")["status"] == "Canceled"
+    for trial in trials_of("sw").values():
+        assert trial["status"] == "Canceled"
+        assert "the sweep was canceled" in trial["properties"]["aml_local.status_message"]
+        run = store.client().get_run(trial["properties"]["mlflow.runId"])
+        assert run.info.status == "KILLED"
+
+
+def _alive(pid):
+    try:
+        return psutil.Process(pid).status() != psutil.STATUS_ZOMBIE
+    except psutil.NoSuchProcess:
+        return False
+
+
+@pytest.mark.parametrize(
+    ("change", "expected"),
+    [
+        (("${{search_space.mode}}", "${{search_space.moode}}"), "moode"),
+        (("sampling_algorithm: grid", "sampling_algorithm: bayesian"), "early_termination"),
+        (("slack_factor: 0.1", "slack_factor: 0.1\n  slack_amount: 0.2"), "slack"),
+    ],
+)
+def test_what_azure_rejects_is_rejected_before_anything_runs(home, project, capsys, change, expected):
+    code, _, err = run_cli(capsys, "job", "create", "-f", write(project, SWEEP.replace(*change)), "-n", "sw")
+    assert code == 2, err
+    assert err.startswith("ERROR: ") and expected in err and "Traceback" not in err
+    assert not (home / "jobs" / "sw").exists()
+
+
+def test_an_unused_parameter_is_a_warning(home, project, capsys):
+    body = SWEEP.replace("search_space:\n", "search_space:\n  unused:\n    type: choice\n    values: [1]\n")
+    body = body.replace("max_total_trials: 10", "max_total_trials: 1").replace("pause: 0.6", "pause: 0")
+    code, _, err = run_cli(capsys, "job", "create", "-f", write(project, body), "--stream", "-n", "sw")
+    assert code == 0
+    assert "WARNING: search_space.unused: unused is not used in trial.command" in err
+
+
+PIPELINE = """\
+$schema: https://azuremlschemas.azureedge.net/latest/pipelineJob.schema.json
+type: pipeline
+experiment_name: tiny-pipeline
+settings:
+  default_compute: azureml:cpu-cluster
+inputs:
+  greeting: hello
+outputs:
+  report:
+    type: uri_folder
+jobs:
+  sweep_step:
+    type: sweep
+    trial: ./trial-component.yml
+    inputs:
+      epochs: 3
+    search_space:
+      quality:
+        type: choice
+        values: [0.4, 0.8]
+    sampling_algorithm: grid
+    objective:
+      goal: maximize
+      primary_metric: acc
+    limits:
+      max_total_trials: 2
+      max_concurrent_trials: 2
+  report_step:
+    type: command
+    component: ./report-component.yml
+    inputs:
+      model: ${{parent.jobs.sweep_step.outputs.model}}
+      greeting: ${{parent.inputs.greeting}}
+    outputs:
+      report: ${{parent.outputs.report}}
+"""
+
+TRIAL_COMPONENT = """\
+$schema: https://azuremlschemas.azureedge.net/latest/commandComponent.schema.json
+name: tiny_trial
+version: "1"
+type: command
+inputs:
+  quality:
+    type: number
+    default: 0.1
+  mode:
+    type: string
+    default: ok
+  epochs:
+    type: integer
+    default: 9
+  pause:
+    type: number
+    default: 0
+outputs:
+  model:
+    type: uri_folder
+code: src
+environment: azureml:tiny-env@latest
+command: python trial.py ${{inputs.quality}} ${{inputs.mode}} ${{inputs.epochs}} ${{inputs.pause}} ${{outputs.model}}
+"""
+
+REPORT_COMPONENT = """\
+$schema: https://azuremlschemas.azureedge.net/latest/commandComponent.schema.json
+name: tiny_report
+version: "1"
+type: command
+inputs:
+  model:
+    type: uri_folder
+  greeting:
+    type: string
+outputs:
+  report:
+    type: uri_folder
+code: src
+environment: azureml:tiny-env@latest
+command: >-
+  python -c "import json, shutil, sys; shutil.copy(sys.argv[1] + '/result.json', sys.argv[3] + '/best.json');
+  open(sys.argv[3] + '/greeting.txt', 'w').write(sys.argv[2])"
+  ${{inputs.model}} ${{inputs.greeting}} ${{outputs.report}}
+"""
+
+
+def write_pipeline(project, pipeline=PIPELINE, report=REPORT_COMPONENT):
+    write(project, TRIAL_COMPONENT, "trial-component.yml")
+    write(project, report, "report-component.yml")
+    return write(project, pipeline, "pipeline.yml")
+
+
+def test_pipeline_runs_a_sweep_node_then_a_step_on_its_best_output(home, project, capsys):
+    spec = write_pipeline(project)
+    code, out, err = run_cli(capsys, "job", "create", "-f", spec, "--stream", "-n", "pl")
+    assert code == 0, err
+    shown = job.show("pl")
+    assert shown["type"] == "pipeline" and shown["status"] == "Completed"
+    assert {n: j["status"] for n, j in shown["jobs"].items()} == {"sweep_step": "Completed", "report_step": "Completed"}
+    assert set(trials_of("pl")) == {"pl_sweep_step", "pl_report_step"}
+    # The sweep's values filled the component's inputs of the same names; its other inputs kept their defaults
+    # or the node's values (epochs 3, not the component's 9).
+    trial_names = sorted(trials_of("pl_sweep_step"))
+    assert [job.show(t)["inputs"]["quality"] for t in trial_names] == ["0.4", "0.8"]
+    assert all(job.show(t)["inputs"]["epochs"] == "3" for t in trial_names)
+    report = Path(shown["outputs"]["report"]["path"])
+    assert json.loads((report / "best.json").read_text()) == {"quality": 0.8}
+    assert (report / "greeting.txt").read_text() == "hello"
+    assert "[report_step]" not in out or "node report_step" in out
+
+
+def test_a_failed_node_stops_its_dependants_and_names_itself(home, project, capsys):
+    failing = PIPELINE.replace("values: [0.4, 0.8]", "values: [0.4]").replace(
+        "    inputs:\n      epochs: 3\n", "    inputs:\n      epochs: 3\n      mode: crash\n"
+    )
+    code, _, err = run_cli(capsys, "job", "create", "-f", write_pipeline(project, failing), "--stream", "-n", "pl")
+    assert code == 1
+    assert "node sweep_step failed" in err
+    shown = job.show("pl")
+    assert shown["status"] == "Failed"
+    assert shown["jobs"]["report_step"]["status"] == "NotStarted"
+
+
+@pytest.mark.parametrize(
+    ("change", "expected"),
+    [
+        (("sweep_step.outputs.model", "nowhere.outputs.model"), "no node named 'nowhere'"),
+        (("sweep_step.outputs.model", "sweep_step.outputs.modell"), "has no output 'modell'"),
+        (("parent.inputs.greeting", "parent.inputs.greting"), "has no input 'greting'"),
+    ],
+)
+def test_bad_pipeline_bindings_are_named(home, project, capsys, change, expected):
+    code, _, err = run_cli(capsys, "job", "create", "-f", write_pipeline(project, PIPELINE.replace(*change)))
+    assert code == 2
+    assert expected in err and err.count("\n") == 1, err
+
+
+@pytest.mark.slow
+def test_a_real_sweep_of_train_py_stops_a_hopeless_trial(home, small_mnist_dir, capsys):
+    """train.py itself as the trial: a learning rate far too small falls behind and is stopped."""
+    body = (REPO / "jobs/sweep-quick.yml").read_text()
+    spec = REPO / "jobs" / "sweep-quick.yml"
+    overrides = [
+        f"inputs.mnist.path={small_mnist_dir}",
+        "inputs.validation_size=1000",
+        "inputs.epochs=6",
+        "sampling_algorithm=grid",
+        "early_termination.evaluation_interval=1",
+        "early_termination.delay_evaluation=1",
+        "search_space.batch_size.values=[64]",
+        "search_space.first_layer_neurons.values=[64]",
+        "search_space.second_layer_neurons.values=[16]",
+        'search_space.learning_rate={"type": "choice", "values": [0.05, 0.0001]}',
+    ]
+    assert "loguniform" in body  # the quick sweep is the real one, cut down here by --set only
+    argv = ["job", "create", "-f", spec, "--stream", "-n", "real"]
+    for override in overrides:
+        argv += ["--set", override]
+    code, _, err = run_cli(capsys, *argv)
+    assert code == 0, err[-2000:]
+    trials = trials_of("real")
+    by_lr = {float(params_of(name)["learning_rate"]): trials[name] for name in trials}
+    assert by_lr[0.05]["status"] == "Completed"
+    assert by_lr[0.0001]["status"] == "Canceled"
+    assert "early termination" in by_lr[0.0001]["properties"]["aml_local.status_message"]
+    shown = job.show("real")
+    assert shown["properties"]["best_child_run_id"] == by_lr[0.05]["name"]
+    assert (Path(shown["outputs"]["model"]["path"]) / "MLmodel").is_file()

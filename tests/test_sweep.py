@@ -9,6 +9,7 @@ import os
 import signal
 import subprocess
 import sys
+import textwrap
 import time
 from pathlib import Path
 
@@ -188,6 +189,7 @@ def test_trial_timeout_and_max_total_trials(home, project, capsys):
     # 60 s is the shortest trial_timeout: the SDK raises anything shorter to 60, as the service needs.
     body = (
         SWEEP.replace("values: [ok]", "values: [hang]")
+        .replace("[0.9, 0.3, 0.95, 0.5]", "[0.9]")
         .replace("max_total_trials: 10", "max_total_trials: 2\n  trial_timeout: 5")
         .replace("sampling_algorithm: grid", "sampling_algorithm: random")
     )
@@ -415,33 +417,46 @@ def test_bad_pipeline_bindings_are_named(home, project, capsys, change, expected
 
 
 @pytest.mark.slow
-def test_a_real_sweep_of_train_py_stops_a_hopeless_trial(home, small_mnist_dir, capsys):
+def test_a_real_sweep_of_train_py_stops_a_hopeless_trial(home, small_mnist_dir, tmp_path, capsys):
     """train.py itself as the trial: a learning rate far too small falls behind and is stopped."""
-    body = (REPO / "jobs/sweep-quick.yml").read_text()
-    spec = REPO / "jobs" / "sweep-quick.yml"
-    overrides = [
-        f"inputs.mnist.path={small_mnist_dir}",
-        "inputs.validation_size=1000",
-        "inputs.epochs=6",
-        "sampling_algorithm=grid",
-        "early_termination.evaluation_interval=1",
-        "early_termination.delay_evaluation=1",
-        "search_space.batch_size.values=[64]",
-        "search_space.first_layer_neurons.values=[64]",
-        "search_space.second_layer_neurons.values=[16]",
-        'search_space.learning_rate={"type": "choice", "values": [0.05, 0.0001]}',
-    ]
-    assert "loguniform" in body  # the quick sweep is the real one, cut down here by --set only
+    # The quick sweep's trial, cut down: one small network, a good and a hopeless learning rate, judged every epoch.
+    quick = (REPO / "jobs/sweep-quick.yml").read_text()
+    trial = quick[quick.index("trial:") : quick.index("inputs:")].replace("code: ../src", f"code: {REPO / 'src'}")
+    spec = tmp_path / "real-sweep.yml"
+    spec.write_text(
+        "$schema: https://azuremlschemas.azureedge.net/latest/sweepJob.schema.json\ntype: sweep\n"
+        + trial
+        + textwrap.dedent(
+            f"""\
+            inputs:
+              mnist: {{type: uri_folder, path: {small_mnist_dir}}}
+              momentum: 0.9
+              epochs: 6
+              seed: 1
+              validation_size: 1000
+            outputs:
+              model: {{type: mlflow_model}}
+              checkpoints: {{type: uri_folder}}
+            search_space:
+              batch_size: {{type: choice, values: [64]}}
+              first_layer_neurons: {{type: choice, values: [64]}}
+              second_layer_neurons: {{type: choice, values: [16]}}
+              learning_rate: {{type: choice, values: [0.05, 0.00001]}}
+            sampling_algorithm: grid
+            objective: {{goal: maximize, primary_metric: validation_acc}}
+            limits: {{max_total_trials: 2, max_concurrent_trials: 2}}
+            early_termination: {{type: bandit, slack_factor: 0.1, evaluation_interval: 1, delay_evaluation: 1}}
+            """
+        )
+    )
     argv = ["job", "create", "-f", spec, "--stream", "-n", "real"]
-    for override in overrides:
-        argv += ["--set", override]
     code, _, err = run_cli(capsys, *argv)
     assert code == 0, err[-2000:]
     trials = trials_of("real")
     by_lr = {float(params_of(name)["learning_rate"]): trials[name] for name in trials}
     assert by_lr[0.05]["status"] == "Completed"
-    assert by_lr[0.0001]["status"] == "Canceled"
-    assert "early termination" in by_lr[0.0001]["properties"]["aml_local.status_message"]
+    assert by_lr[0.00001]["status"] == "Canceled"
+    assert "early termination" in by_lr[0.00001]["properties"]["aml_local.status_message"]
     shown = job.show("real")
     assert shown["properties"]["best_child_run_id"] == by_lr[0.05]["name"]
     assert (Path(shown["outputs"]["model"]["path"]) / "MLmodel").is_file()

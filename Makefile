@@ -17,12 +17,12 @@ export MNIST_DATA
 endif
 export AML_BACKEND ?= local
 
-.PHONY: setup demo test lint data bench bench-train clean help
+.PHONY: setup demo test lint data bench bench-train bench-sweep clean help
 help:
 	@echo "make demo   train the model from jobs/train.yml on this machine (aml-local)"
 	@echo "make test   run the test suite (offline)"
 	@echo "make lint   ruff, shellcheck, yamllint"
-	@echo "make bench  benchmarks (bench-train: our train.py against the reference loop)"
+	@echo "make bench  benchmarks (bench-train: train.py vs the reference loop; bench-sweep: Bandit vs no policy)"
 	@echo "make data   download MNIST into the local cache (checksums verified)"
 
 setup: $(STAMP)
@@ -55,10 +55,14 @@ lint: setup $(ACTIONLINT)
 data: setup
 	$(BIN)/mnist-data fetch
 
-bench: bench-train
+bench: bench-train bench-sweep
 
 bench-train: setup
 	$(BIN)/python bench/bench_train.py
+
+# The 8-trial jobs/sweep.yml twice (with its Bandit policy, then without): about 10 minutes on 2 cores.
+bench-sweep: setup
+	PATH="$(abspath $(BIN)):$$PATH" $(BIN)/python bench/bench_sweep.py
 
 clean:
 	rm -rf $(VENV) .aml-local .pytest_cache .ruff_cache

@@ -92,6 +92,8 @@ def create(job, file, name=None, set_pairs=(), stream=False, echo=None):
     yaml_dir = Path(file).resolve().parent
     needs = dependencies(job, file)
     node_order = order(needs, file)
+    for node_name in node_order:  # every input that does not wait for another node must resolve now
+        node_inputs(job, node_name, yaml_dir, lambda node, output: None)
     shown_inputs, _ = jobs.resolve_inputs({k: _binding(v) for k, v in (job.inputs or {}).items()}, yaml_dir)
     settings = job.settings
     experiment_name = job.experiment_name or Path.cwd().name
@@ -152,6 +154,46 @@ def add_to_show(result, spec, run):
         output.setdefault("mode", "rw_mount")
 
 
+def node_inputs(pipeline, node_name, yaml_dir, output_path):
+    """(shown inputs, {"inputs.x": value}) of a node: component defaults, then the node's own bindings.
+
+    `output_path(node, output)` gives the folder another node's output is in; None skips such inputs (the
+    check at create time, before any node ran)."""
+    node = pipeline.jobs[node_name]
+    component = _component(node)
+    base = Path(getattr(component, "base_path", None) or yaml_dir)
+    raw = {}
+    for input_name, spec in (component.inputs or {}).items():
+        if getattr(spec, "default", None) is not None:
+            raw[input_name] = (spec.default, base)
+    for input_name, value in (node.inputs or {}).items():
+        value = _binding(value)
+        if value is None:
+            continue
+        if isinstance(value, str) and (m := PARENT_INPUT.match(value)):
+            parent_value = _binding(pipeline.inputs[m[1]])
+            if parent_value is not None:
+                raw[input_name] = (parent_value, yaml_dir)
+        elif isinstance(value, str) and (m := NODE_OUTPUT.match(value)):
+            source = output_path(m[1], m[2])
+            if source is None:
+                raw.pop(input_name, None)
+            else:
+                raw[input_name] = (str(Path(source).resolve()), yaml_dir)
+        else:
+            raw[input_name] = (value, yaml_dir)
+    shown, values = {}, {}
+    for input_name, (value, folder) in raw.items():
+        try:
+            one_shown, one_values = jobs.resolve_inputs({input_name: value}, folder)
+        except AmlLocalError as err:
+            message = f"jobs.{node_name}: {err}".replace("--set inputs.", f"--set jobs.{node_name}.inputs.")
+            raise AmlLocalError(message) from None
+        shown |= one_shown
+        values |= one_values
+    return shown, values
+
+
 class _Canceled(Exception):
     pass
 
@@ -175,33 +217,10 @@ class Pipeline:
             self.echo.flush()
 
     def node_inputs(self, node_name):
-        """(shown inputs, {"inputs.x": value}) of a node: component defaults, then the node's own bindings."""
-        node = self.sdk_job.jobs[node_name]
-        component = _component(node)
-        base = Path(getattr(component, "base_path", None) or self.yaml_dir)
-        raw = {}
-        for input_name, spec in (component.inputs or {}).items():
-            if getattr(spec, "default", None) is not None:
-                raw[input_name] = (spec.default, base)
-        for input_name, value in (node.inputs or {}).items():
-            value = _binding(value)
-            if value is None:
-                continue
-            if isinstance(value, str) and (m := PARENT_INPUT.match(value)):
-                parent_value = _binding(self.sdk_job.inputs[m[1]])
-                if parent_value is not None:
-                    raw[input_name] = (parent_value, self.yaml_dir)
-            elif isinstance(value, str) and (m := NODE_OUTPUT.match(value)):
-                source = store.jobs_dir() / self.spec["nodes"][m[1]]["job_name"] / "outputs" / m[2]
-                raw[input_name] = (str(source.resolve()), self.yaml_dir)
-            else:
-                raw[input_name] = (value, self.yaml_dir)
-        shown, values = {}, {}
-        for input_name, (value, folder) in raw.items():
-            one_shown, one_values = jobs.resolve_inputs({input_name: value}, folder)
-            shown |= one_shown
-            values |= one_values
-        return shown, values
+        def output_path(node, output):
+            return store.jobs_dir() / self.spec["nodes"][node]["job_name"] / "outputs" / output
+
+        return node_inputs(self.sdk_job, node_name, self.yaml_dir, output_path)
 
     def template(self, node_name):
         node = self.sdk_job.jobs[node_name]

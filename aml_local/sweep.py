@@ -27,6 +27,7 @@ from aml_local import AmlLocalError, early_termination, search_space, store
 from aml_local import job as jobs
 
 POLL_SECONDS = 1.0
+PROGRESS_SECONDS = 30.0  # how often the running trials' latest metrics are printed, when they changed
 STOP_GRACE_SECONDS = 30.0
 
 
@@ -360,6 +361,14 @@ class Sweep:
             self.say(f"new best: {trial.name} with {self.metric}={score:.4f}")
         self.say(self.summary())
 
+    def progress(self) -> str:
+        """The running trials' latest primary-metric values: the live view between start and end events."""
+        parts = []
+        for t in self.running():
+            latest = f"{self.metric}={t.history[-1]:.4f} at interval {len(t.history)}" if t.history else "no metric yet"
+            parts.append(f"{t.name}: {latest}")
+        return ("running: " + "; ".join(parts)) if parts else ""
+
     def _better(self, a, b):
         return a > b if self.maximize else a < b
 
@@ -375,9 +384,15 @@ class Sweep:
             f"{self.metric}; early termination: {_describe(self.spec.get('early_termination'))}"
         )
         timed_out = False
+        last_progress, shown_progress = time.monotonic(), None
         while True:
             for trial in self.running():
                 self.check(trial)
+            if time.monotonic() - last_progress > PROGRESS_SECONDS:
+                progress = self.progress()
+                if progress and progress != shown_progress:
+                    self.say(progress)
+                last_progress, shown_progress = time.monotonic(), progress
             if self.timeout and time.monotonic() - started > self.timeout and not timed_out:
                 timed_out = True
                 self.say(f"timeout: the sweep reached its limit of {self.timeout} s; stopping its trials")

@@ -460,3 +460,163 @@ def test_a_real_sweep_of_train_py_stops_a_hopeless_trial(home, small_mnist_dir, 
     shown = job.show("real")
     assert shown["properties"]["best_child_run_id"] == by_lr[0.05]["name"]
     assert (Path(shown["outputs"]["model"]["path"]) / "MLmodel").is_file()
+
+
+# The shape of azureml-examples' cli/jobs/pipelines-with-components/pipeline_with_hyperparameter_sweep (written
+# anew here, with a stand-in script): a remote uri_file input, booleans and strings, uniform and choice, a
+# minimized metric, outputs with mode: upload, an output left empty, and a step reading two sweep outputs.
+FOREIGN_PIPELINE = """\
+$schema: https://azuremlschemas.azureedge.net/latest/pipelineJob.schema.json
+type: pipeline
+display_name: pipeline_with_hyperparameter_sweep
+description: Tune hyperparameters with a sweep node, then predict with the best model
+settings:
+    default_compute: azureml:cpu-cluster
+jobs:
+  sweep_step:
+    type: sweep
+    inputs:
+      data:
+        type: uri_file
+        path: wasbs://datasets@azuremlexamples.blob.core.windows.net/iris.csv
+      degree: 3
+      gamma: "scale"
+      shrinking: False
+      tol: 0.001
+    outputs:
+      model_output:
+        type: uri_folder
+        mode: upload
+      test_data:
+        type: uri_folder
+        mode: upload
+    sampling_algorithm: random
+    trial: ./fit.yml
+    search_space:
+      c_value:
+        type: uniform
+        min_value: 0.5
+        max_value: 0.9
+      kernel:
+        type: choice
+        values: ["rbf", "linear", "poly"]
+    objective:
+      goal: minimize
+      primary_metric: training_loss
+    limits:
+      max_total_trials: 3
+      max_concurrent_trials: 2
+      timeout: 7200
+  predict_step:
+    type: command
+    inputs:
+      model: ${{parent.jobs.sweep_step.outputs.model_output}}
+      test_data: ${{parent.jobs.sweep_step.outputs.test_data}}
+    outputs:
+      predict_result:
+    component: ./predict.yml
+"""
+
+FOREIGN_FIT = """\
+$schema: https://azuremlschemas.azureedge.net/latest/commandComponent.schema.json
+type: command
+name: fit_model
+version: 1
+inputs:
+  data:
+    type: uri_folder
+  c_value:
+    type: number
+    default: 1.0
+  kernel:
+    type: string
+    default: rbf
+  degree:
+    type: integer
+    default: 3
+  gamma:
+    type: string
+    default: scale
+  shrinking:
+    type: boolean
+    default: true
+  tol:
+    type: number
+    default: 1e-3
+outputs:
+  model_output:
+    type: uri_folder
+  test_data:
+    type: uri_folder
+code: ./fit-src
+environment: azureml://registries/azureml/environments/sklearn-1.5/labels/latest
+command: >-
+  python fit.py --data ${{inputs.data}} --C ${{inputs.c_value}} --kernel ${{inputs.kernel}}
+  --degree ${{inputs.degree}} --gamma ${{inputs.gamma}} --shrinking ${{inputs.shrinking}} --tol ${{inputs.tol}}
+  --model_output ${{outputs.model_output}} --test_data ${{outputs.test_data}}
+"""
+
+FOREIGN_FIT_SCRIPT = """
+import argparse, json, mlflow
+p = argparse.ArgumentParser()
+for name in ("--data", "--kernel", "--gamma", "--shrinking", "--model_output", "--test_data"):
+    p.add_argument(name)
+p.add_argument("--C", type=float); p.add_argument("--degree", type=int); p.add_argument("--tol", type=float)
+a = p.parse_args()
+rows = open(a.data).read().split()
+with mlflow.start_run():
+    for step in range(3):
+        mlflow.log_metric("training_loss", a.C / (step + 1), step=step)
+json.dump(vars(a), open(a.model_output + "/model.json", "w"))
+open(a.test_data + "/rows.txt", "w").write("\\n".join(rows))
+"""
+
+FOREIGN_PREDICT = """\
+$schema: https://azuremlschemas.azureedge.net/latest/commandComponent.schema.json
+name: predict_component
+version: 3
+type: command
+inputs:
+  model:
+    type: mlflow_model
+  test_data:
+    type: uri_folder
+outputs:
+  predict_result:
+    type: uri_folder
+code: ./fit-src
+environment: azureml://registries/azureml/environments/sklearn-1.5/labels/latest
+command: >-
+  cp ${{inputs.model}}/model.json ${{inputs.test_data}}/rows.txt ${{outputs.predict_result}}/
+"""
+
+
+def test_a_pipeline_shaped_like_azureml_examples_runs_with_a_local_data_path(home, tmp_path, capsys):
+    root = tmp_path / "foreign"
+    (root / "fit-src").mkdir(parents=True)
+    (root / "fit-src/fit.py").write_text(FOREIGN_FIT_SCRIPT)
+    for name, text in (("pipeline.yml", FOREIGN_PIPELINE), ("fit.yml", FOREIGN_FIT), ("predict.yml", FOREIGN_PREDICT)):
+        (root / name).write_text(text)
+    iris = tmp_path / "iris.csv"
+    iris.write_text("5.1,3.5,1.4,0.2,setosa\n4.9,3.0,1.4,0.2,setosa\n")
+    spec = root / "pipeline.yml"
+    # The remote file has no local copy: the error says so and how to give one.
+    code, _, err = run_cli(capsys, "job", "create", "-f", spec, "--stream", "-n", "foreign")
+    assert code == 2 and "has no local copy" in err and "wasbs://" in err
+    code, _, err = run_cli(
+        capsys, "job", "create", "-f", spec, "--stream", "-n", "foreign",
+        "--set", f"jobs.sweep_step.inputs.data.path={iris}",
+    )  # fmt: skip
+    assert code == 0, err
+    shown = job.show("foreign")
+    assert shown["status"] == "Completed"
+    trials = trials_of("foreign_sweep_step")
+    assert len(trials) == 3
+    c_values = {name: float(job.show(name)["inputs"]["c_value"]) for name in trials}
+    best = job.show("foreign_sweep_step")["properties"]["best_child_run_id"]
+    assert best == min(c_values, key=c_values.get)  # minimize: the smallest C logs the smallest loss
+    result = Path(job.show("foreign_predict_step")["outputs"]["predict_result"]["path"])
+    fitted = json.loads((result / "model.json").read_text())
+    assert fitted["C"] == c_values[best] and fitted["shrinking"] == "false" and fitted["gamma"] == "scale"
+    assert fitted["kernel"] in ("rbf", "linear", "poly") and fitted["degree"] == 3
+    assert (result / "rows.txt").read_text().splitlines()[0].endswith("setosa")

@@ -70,6 +70,210 @@ def _job_cancel(args):
     return job.cancel(args.name), None
 
 
+def _model_create(args):
+    from aml_local import model
+
+    shown = model.create(
+        args.file,
+        name=args.name,
+        version=args.version,
+        path=args.path,
+        model_type=args.type,
+        description=args.description,
+    )
+    return shown, None
+
+
+def _model_show(args):
+    from aml_local import model
+
+    return model.show(args.name, version=args.version, label=args.label), None
+
+
+def _table_view(items, args, columns):
+    """az's table view of a list: a few columns, not every field (unless --query picks its own)."""
+    if args.output != "table" or args.query:
+        return items
+    return [{c: item.get(c) for c in columns} for item in items]
+
+
+def _model_list(args):
+    from aml_local import model
+
+    return _table_view(model.list_models(args.name), args, ("name", "version", "type", "description")), None
+
+
+def _endpoint_create(args):
+    from aml_local import online_endpoint
+
+    return online_endpoint.create(args.file, name=args.name, auth_mode=args.auth_mode), None
+
+
+def _endpoint_show(args):
+    from aml_local import online_endpoint
+
+    return online_endpoint.show(args.name), None
+
+
+def _endpoint_list(args):
+    from aml_local import online_endpoint
+
+    columns = ("name", "auth_mode", "provisioning_state", "scoring_uri")
+    return _table_view(online_endpoint.list_endpoints(), args, columns), None
+
+
+def _endpoint_update(args):
+    from aml_local import online_endpoint
+
+    return online_endpoint.update(args.name, traffic=args.traffic), None
+
+
+def _endpoint_delete(args):
+    from aml_local import online_endpoint
+
+    online_endpoint.delete(args.name)
+    return None, None
+
+
+def _endpoint_get_credentials(args):
+    from aml_local import online_endpoint
+
+    return online_endpoint.get_credentials(args.name), None
+
+
+def _endpoint_invoke(args):
+    from aml_local import online_endpoint
+
+    return online_endpoint.invoke(args.name, args.request_file, deployment_name=args.deployment_name), None
+
+
+def _deployment_create(args):
+    from aml_local import online_deployment
+
+    shown = online_deployment.create(
+        args.file, name=args.name, endpoint_name=args.endpoint_name, all_traffic=args.all_traffic, set_pairs=args.set
+    )
+    return shown, None
+
+
+def _deployment_show(args):
+    from aml_local import online_deployment
+
+    return online_deployment.show(args.endpoint_name, args.name), None
+
+
+def _deployment_list(args):
+    from aml_local import online_deployment
+
+    columns = ("name", "endpoint_name", "provisioning_state", "model", "instance_type")
+    return _table_view(online_deployment.list_deployments(args.endpoint_name), args, columns), None
+
+
+def _deployment_get_logs(args):
+    from aml_local import online_deployment
+
+    # az prints the log text itself, not a JSON string.
+    print(online_deployment.get_logs(args.endpoint_name, args.name, lines=args.lines, container=args.container))
+    return None, None
+
+
+def _deployment_delete(args):
+    from aml_local import online_deployment
+
+    online_deployment.delete(args.endpoint_name, args.name)
+    return None, None
+
+
+def _add_model_noun(nouns, common):
+    noun = nouns.add_parser("model", help="the local model registry, like `az ml model`")
+    verbs = noun.add_subparsers(dest="verb", required=True, parser_class=_Parser)
+    create = verbs.add_parser("create", parents=[common], help="register a model version (its files are copied)")
+    create.add_argument("--file", "-f", help="model YAML, e.g. endpoints/model.yml")
+    create.add_argument("--name", "-n", help="model name (overrides the YAML's)")
+    create.add_argument("--version", "-v", help="version (default: one past the highest)")
+    create.add_argument(
+        "--path", "-p", help="a local file or folder, azureml://jobs/<job>/outputs/<output> or runs:/<run_id>/<path>"
+    )
+    create.add_argument("--type", choices=("custom_model", "mlflow_model", "triton_model"), help="model type")
+    create.add_argument("--description", "-d")
+    create.set_defaults(handler=_model_create)
+    show = verbs.add_parser("show", parents=[common], help="show a model version")
+    show.add_argument("--name", "-n", required=True)
+    which = show.add_mutually_exclusive_group(required=True)
+    which.add_argument("--version", "-v")
+    which.add_argument("--label", "-l", help="latest: the most recently created version")
+    show.set_defaults(handler=_model_show)
+    listing = verbs.add_parser("list", parents=[common], help="list models (latest version each), or one's versions")
+    listing.add_argument("--name", "-n", help="list this model's versions")
+    listing.set_defaults(handler=_model_list)
+
+
+def _add_online_endpoint_noun(nouns, common):
+    noun = nouns.add_parser("online-endpoint", help="local online endpoints, like `az ml online-endpoint`")
+    verbs = noun.add_subparsers(dest="verb", required=True, parser_class=_Parser)
+    create = verbs.add_parser("create", parents=[common], help="create an endpoint (and its keys)")
+    create.add_argument("--file", "-f", required=True, help="endpoint YAML, e.g. endpoints/endpoint.yml")
+    create.add_argument("--name", "-n", help="endpoint name (overrides the YAML's)")
+    create.add_argument("--auth-mode", help="key (the only mode that runs locally)")
+    create.set_defaults(handler=_endpoint_create)
+    for verb, handler, text in (
+        ("show", _endpoint_show, "show an endpoint: scoring_uri, traffic, provisioning_state"),
+        ("get-credentials", _endpoint_get_credentials, "the endpoint's primary and secondary keys"),
+    ):
+        parser = verbs.add_parser(verb, parents=[common], help=text)
+        parser.add_argument("--name", "-n", required=True)
+        parser.set_defaults(handler=handler)
+    listing = verbs.add_parser("list", parents=[common], help="list endpoints")
+    listing.set_defaults(handler=_endpoint_list)
+    update = verbs.add_parser("update", parents=[common], help="set the traffic split")
+    update.add_argument("--name", "-n", required=True)
+    update.add_argument("--traffic", "-r", help="e.g. 'blue=90 green=10' (must add up to 100, or all 0)")
+    update.set_defaults(handler=_endpoint_update)
+    delete = verbs.add_parser("delete", parents=[common], help="delete an endpoint and stop its deployments")
+    delete.add_argument("--name", "-n", required=True)
+    delete.add_argument("--yes", "-y", action="store_true", help="do not prompt (aml-local never prompts)")
+    delete.add_argument("--no-wait", action="store_true", help="accepted for az compatibility; deletion is quick")
+    delete.set_defaults(handler=_endpoint_delete)
+    invoke = verbs.add_parser("invoke", parents=[common], help="score a request file with the endpoint's key")
+    invoke.add_argument("--name", "-n", required=True)
+    invoke.add_argument("--request-file", "-r", required=True, help="a JSON file, e.g. endpoints/sample-request.json")
+    invoke.add_argument("--deployment-name", "-d", help="this deployment, not one picked by the traffic split")
+    invoke.set_defaults(handler=_endpoint_invoke)
+
+
+def _add_online_deployment_noun(nouns, common):
+    noun = nouns.add_parser("online-deployment", help="local inference servers, like `az ml online-deployment`")
+    verbs = noun.add_subparsers(dest="verb", required=True, parser_class=_Parser)
+    create = verbs.add_parser("create", parents=[common], help="start a deployment and wait until it is ready")
+    create.add_argument("--file", "-f", required=True, help="deployment YAML, e.g. endpoints/blue-deployment.yml")
+    create.add_argument("--name", "-n", help="deployment name (overrides the YAML's)")
+    create.add_argument("--endpoint-name", "-e", help="endpoint name (overrides the YAML's)")
+    create.add_argument("--all-traffic", action="store_true", help="send all of the endpoint's traffic to it")
+    create.add_argument(
+        "--set", action="append", metavar="KEY=VALUE", help="override a YAML field, e.g. model=azureml:mnist-mlp:2"
+    )
+    create.set_defaults(handler=_deployment_create)
+    for verb, handler, text in (
+        ("show", _deployment_show, "show a deployment (provisioning_state from its server)"),
+        ("delete", _deployment_delete, "stop a deployment's server and remove it"),
+    ):
+        parser = verbs.add_parser(verb, parents=[common], help=text)
+        parser.add_argument("--name", "-n", required=True)
+        parser.add_argument("--endpoint-name", "-e", required=True)
+        if verb == "delete":
+            parser.add_argument("--yes", "-y", action="store_true", help="do not prompt (aml-local never prompts)")
+        parser.set_defaults(handler=handler)
+    listing = verbs.add_parser("list", parents=[common], help="list an endpoint's deployments")
+    listing.add_argument("--endpoint-name", "-e", required=True)
+    listing.set_defaults(handler=_deployment_list)
+    logs = verbs.add_parser("get-logs", parents=[common], help="the inference server's log")
+    logs.add_argument("--name", "-n", required=True)
+    logs.add_argument("--endpoint-name", "-e", required=True)
+    logs.add_argument("--lines", "-l", type=int, default=5000, help="how many of the last lines (default 5000)")
+    logs.add_argument("--container", "-c", help="inference-server (the only container locally)")
+    logs.set_defaults(handler=_deployment_get_logs)
+
+
 def build_parser():
     common = argparse.ArgumentParser(add_help=False)
     common.add_argument("--query", help="JMESPath query string, as in az")
@@ -101,6 +305,9 @@ def build_parser():
     cancel = verbs.add_parser("cancel", parents=[common], help="cancel a running job")
     cancel.add_argument("--name", "-n", required=True)
     cancel.set_defaults(handler=_job_cancel)
+    _add_model_noun(nouns, common)
+    _add_online_endpoint_noun(nouns, common)
+    _add_online_deployment_noun(nouns, common)
     return parser
 
 

@@ -20,3 +20,17 @@ case "$AML_BACKEND" in
   azure) command -v az >/dev/null || die "az not found: install the Azure CLI and 'az extension add -n ml'" ;;
   *) die "AML_BACKEND must be 'local' or 'azure' (got '$AML_BACKEND')" ;;
 esac
+
+# The top-level `name:` of a YAML spec (no YAML parser needed: the specs keep it on one plain line).
+yaml_name() {
+  local name
+  name=$(sed -n 's/^name:[[:space:]]*\([^[:space:]#]*\).*/\1/p' "$1" | head -n 1)
+  [ -n "$name" ] || die "$1 has no top-level name:"
+  printf '%s\n' "$name"
+}
+
+# The online endpoint the serving scripts work on: ENDPOINT_NAME, else the name in endpoints/endpoint.yml
+# (endpoint names are unique per Azure region, so a taken one is replaced with ENDPOINT_NAME=...).
+endpoint_name() {
+  if [ -n "${ENDPOINT_NAME:-}" ]; then printf '%s\n' "$ENDPOINT_NAME"; else yaml_name endpoints/endpoint.yml; fi
+}

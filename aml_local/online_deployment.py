@@ -1,0 +1,603 @@
+"""The `online-deployment` noun: `online-deployment create/show/list/get-logs/delete`.
+
+A deployment runs the Azure ML inference server (azureml-inference-server-http) on this machine, the way the
+managed online endpoint's container runs it:
+
+- code: code_configuration.code is copied to <deployment>/app/<folder name> (AML_APP_ROOT is <deployment>/app,
+  AZUREML_ENTRY_SCRIPT <folder name>/<scoring_script>), so later edits do not change a running deployment;
+- model: AZUREML_MODEL_DIR is the registered version's folder, models/<name>/<version>, holding the registered
+  file or folder by its own name, as /var/azureml-app/azureml-models/<name>/<version> does on Azure; an inline
+  model path is copied into <deployment>/azureml-models/<name>/1 the same way;
+- environment_variables are passed as they are (WORKER_COUNT, SCORING_TIMEOUT_MS... are the server's own);
+  request_settings.request_timeout_ms becomes SCORING_TIMEOUT_MS unless the deployment sets that itself;
+  max_concurrent_requests_per_instance becomes the worker count unless WORKER_COUNT is set (a sync worker
+  serves one request at a time; requests beyond that wait in the listen queue instead of getting Azure's 429);
+- the server is gunicorn on aml_local.serving (the server's Flask app behind the endpoint's key check),
+  listening on 127.0.0.1 only, on a free port (AML_LOCAL_PORT picks one), in its own process group, logging
+  to <deployment>/logs/inference-server.log;
+- `create` waits for readiness by polling `GET /` with the readiness probe's timeout, for at most the probe's
+  initial_delay + period x failure_threshold (polling from the start, every 0.25 s, not every period: a local
+  server that is ready early is used early), and fails with the last log lines if the server dies or never
+  answers. The port, pid and the process's start time are recorded, so later commands from any shell find it
+  and a reused pid is never taken for it.
+"""
+
+import contextlib
+import datetime
+import errno
+import getpass
+import http.client
+import json
+import math
+import os
+import re
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+from aml_local import AmlLocalError, model, online_endpoint, store
+
+SCHEMA = "https://azuremlschemas.azureedge.net/latest/managedOnlineDeployment.schema.json"
+# Azure ML's rule for deployment names: 3 to 32 characters, letters, digits and '-', alphanumeric at both ends.
+DEPLOYMENT_NAME = re.compile(r"^[a-zA-Z0-9][a-zA-Z0-9-]{1,30}[a-zA-Z0-9]$")
+LOG_CONTAINER = "inference-server"
+DEFAULT_LOG_LINES = 5000  # az ml online-deployment get-logs --lines default
+# Azure's defaults for what a deployment YAML leaves out.
+DEFAULT_REQUEST_SETTINGS = {"request_timeout_ms": 5000, "max_concurrent_requests_per_instance": 1}
+DEFAULT_PROBE = {"initial_delay": 10, "period": 10, "timeout": 2, "success_threshold": 1, "failure_threshold": 30}
+READY_POLL_S = 0.25
+# The last line of a Python traceback: "RuntimeError: no model here", "ModuleNotFoundError: No module named 'x'".
+EXCEPTION_LINE = re.compile(r"^[A-Za-z_][\w.]*(Error|Exception|Exit|Interrupt)\b(: .*)?$")
+STOP_GRACE_S = 10
+
+
+def deployments_dir(endpoint_name: str) -> Path:
+    return online_endpoint.endpoint_dir(endpoint_name) / "deployments"
+
+
+def deployment_dir(endpoint_name: str, name: str) -> Path:
+    return deployments_dir(endpoint_name) / name
+
+
+def log_path(record: dict) -> Path:
+    return Path(record["deployment_dir"]) / "logs" / f"{LOG_CONTAINER}.log"
+
+
+def base_url(record: dict) -> str:
+    return f"http://127.0.0.1:{record['port']}"
+
+
+def records(endpoint_name: str) -> list[dict]:
+    found = []
+    for path in sorted(deployments_dir(endpoint_name).glob("*/deployment.json")):
+        try:
+            found.append(json.loads(path.read_text()))
+        except (OSError, ValueError):
+            continue  # a deployment folder being removed right now
+    return found
+
+
+def load_record(endpoint_name: str, name: str) -> dict:
+    online_endpoint.load_record(endpoint_name)
+    path = deployment_dir(endpoint_name, name) / "deployment.json"
+    try:
+        return json.loads(path.read_text())
+    except FileNotFoundError:
+        known = ", ".join(r["name"] for r in records(endpoint_name)) or "none"
+        raise AmlLocalError(
+            f"online deployment {name!r} not found on endpoint {endpoint_name} (deployments: {known})"
+        ) from None
+    except (OSError, ValueError):
+        raise AmlLocalError(f"online deployment {name!r}: its record {path} is unreadable") from None
+
+
+def _save(record: dict):
+    path = Path(record["deployment_dir"]) / "deployment.json"
+    partial = path.with_suffix(".json.partial")
+    partial.write_text(json.dumps(record, indent=2))
+    partial.replace(path)
+
+
+def _load(file, name, endpoint_name, set_pairs):
+    from azure.ai.ml import load_online_deployment
+    from azure.ai.ml.exceptions import MlException
+    from marshmallow.exceptions import ValidationError
+    from yaml import YAMLError
+
+    from aml_local.job import sdk_error_summary
+
+    if not Path(file).is_file():
+        raise AmlLocalError(f"--file {file}: no such file")
+    overrides = []
+    for pair in set_pairs or ():
+        key, sep, value = pair.partition("=")
+        if not sep or not key.strip():
+            raise AmlLocalError(f"--set {pair!r}: expected key=value, e.g. --set environment_variables.WORKER_COUNT=1")
+        overrides.append({key.strip(): value})
+    if name:
+        overrides.append({"name": name})
+    if endpoint_name:
+        overrides.append({"endpoint_name": endpoint_name})
+    try:
+        return load_online_deployment(file, params_override=overrides)
+    except (ValidationError, MlException, YAMLError, ValueError, KeyError, TypeError) as err:
+        raise AmlLocalError(f"{file}: {sdk_error_summary(err)}") from None
+
+
+def _settings(entity_settings, defaults: dict) -> dict:
+    given = {k: v for k, v in vars(entity_settings).items() if v is not None} if entity_settings else {}
+    return {**defaults, **{k: v for k, v in given.items() if not k.startswith("_")}}
+
+
+def _resolve_model(entity, file, deployment_folder: Path) -> tuple[str | None, Path | None]:
+    """(what show prints for `model`, AZUREML_MODEL_DIR) for a registered reference or an inline model."""
+    from azure.ai.ml.entities import Model
+
+    reference = entity.model
+    if reference is None:
+        return None, None
+    if isinstance(reference, str):
+        if reference.startswith("azureml://"):
+            raise AmlLocalError(f"{file}: model {reference}: registry models do not run locally; register it here")
+        try:
+            shown = model.resolve(reference)
+        except AmlLocalError as err:
+            raise AmlLocalError(f"{file}: model: {err}") from None
+        return shown["id"], Path(shown["properties"]["aml_local.model_dir"])
+    if isinstance(reference, Model):
+        if reference.path is None:
+            raise AmlLocalError(f"{file}: model: an inline model needs a path")
+        base_dir = Path(reference.base_path or Path(file).resolve().parent)
+        source, _ = model.resolve_source(str(reference.path), base_dir, field="model.path")
+        # Azure registers an inline model as an anonymous version 1 under a generated name.
+        model_dir = deployment_folder / "azureml-models" / reference.name / "1"
+        model_dir.mkdir(parents=True)
+        target = model_dir / source.name
+        if source.is_dir():
+            shutil.copytree(source, target)
+        else:
+            shutil.copy2(source, target)
+        return f"azureml:/local/models/{reference.name}/versions/1", model_dir
+    raise AmlLocalError(f"{file}: model: expected azureml:<name>:<version> or an inline model with a path")
+
+
+def _copy_code(entity, file, app_root: Path) -> tuple[str, str, str]:
+    """Copy code_configuration.code under app_root; (source folder, folder name, scoring script)."""
+    configuration = entity.code_configuration
+    if configuration is None or not configuration.code or not configuration.scoring_script:
+        raise AmlLocalError(f"{file}: code_configuration: code and scoring_script are required to run locally")
+    code = str(configuration.code)
+    if code.startswith("azureml:"):
+        raise AmlLocalError(f"{file}: code_configuration.code {code}: a registered code asset; give a local folder")
+    base_dir = Path(entity.base_path or Path(file).resolve().parent)
+    source = (base_dir / code).resolve()
+    if not source.is_dir():
+        raise AmlLocalError(f"{file}: code_configuration.code {code}: {source} is not a folder")
+    script = configuration.scoring_script
+    if not (source / script).is_file():
+        raise AmlLocalError(f"{file}: code_configuration.scoring_script {script}: no such file in {source}")
+    shutil.copytree(
+        source, app_root / source.name, ignore=shutil.ignore_patterns("__pycache__", "*.pyc", ".git", "*.egg-info")
+    )
+    return str(source), source.name, script
+
+
+def _listening_socket() -> socket.socket:
+    """A socket bound and listening on 127.0.0.1 (a free port, or AML_LOCAL_PORT), handed to gunicorn as a file
+    descriptor: no other program can take the port between choosing it and serving on it."""
+    wanted = os.environ.get("AML_LOCAL_PORT", "").strip()
+    if wanted and not (wanted.isdigit() and 0 < int(wanted) < 65536):
+        raise AmlLocalError(f"AML_LOCAL_PORT={wanted}: expected a port number from 1 to 65535")
+    listener = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    listener.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    try:
+        listener.bind(("127.0.0.1", int(wanted or 0)))
+        listener.listen(2048)
+    except OSError as err:
+        listener.close()
+        if err.errno == errno.EADDRINUSE:
+            holder = _port_holder(int(wanted))
+            raise AmlLocalError(
+                f"AML_LOCAL_PORT={wanted}: port {wanted} on 127.0.0.1 is in use{holder}; "
+                "pick another or unset AML_LOCAL_PORT for a free one"
+            ) from None
+        raise AmlLocalError(f"AML_LOCAL_PORT={wanted}: cannot listen on 127.0.0.1:{wanted} ({err.strerror})") from None
+    listener.set_inheritable(True)
+    return listener
+
+
+def _port_holder(port: int) -> str:
+    for path in online_endpoint.endpoints_dir().glob("*/deployments/*/deployment.json"):
+        try:
+            record = json.loads(path.read_text())
+        except (OSError, ValueError):
+            continue
+        if record.get("port") == port and server_alive(record):
+            return f" (by deployment {record['name']} of endpoint {record['endpoint_name']})"
+    return ""
+
+
+def _server_environment(record: dict, port: int) -> dict:
+    from azureml_inference_server_http import __version__ as server_version
+
+    env = {k: v for k, v in os.environ.items() if k not in ("AML_LOCAL_PORT", "GUNICORN_CMD_ARGS", "MLFLOW_RUN_ID")}
+    env.update(record["environment_variables"])
+    env.setdefault("SCORING_TIMEOUT_MS", str(record["request_settings"]["request_timeout_ms"]))
+    env.setdefault("SERVICE_NAME", record["endpoint_name"])
+    env.setdefault("AML_LOCAL_MAX_REQUEST_BYTES", str(32 * 1024 * 1024))
+    env.update(
+        {
+            "AML_APP_ROOT": record["app_root"],
+            "AZUREML_SOURCE_DIRECTORY": record["code_folder"],
+            "AZUREML_ENTRY_SCRIPT": f"{record['code_folder']}/{record['scoring_script']}",
+            "WORKER_COUNT": str(record["worker_count"]),
+            "SERVER_PORT": str(port),
+            "HEALTH_PORT": str(port),
+            "AML_APP_INSIGHTS_ENABLED": "false",
+            "HTTP_X_MS_SERVER_VERSION": f"azmlinfsrv/{server_version}",
+            "AML_LOCAL_KEYS_FILE": str(online_endpoint.keys_path(record["endpoint_name"])),
+            "PYTHONUNBUFFERED": "1",
+            "PATH": os.pathsep.join([str(Path(sys.executable).parent), os.environ.get("PATH", "")]),
+        }
+    )
+    if record["model_dir"]:
+        env["AZUREML_MODEL_DIR"] = record["model_dir"]
+    return env
+
+
+def _worker_count(environment_variables: dict, request_settings: dict, file) -> int:
+    text = environment_variables.get("WORKER_COUNT")
+    if text is None:
+        return max(1, int(request_settings["max_concurrent_requests_per_instance"]))
+    if not str(text).isdigit() or int(text) < 1:
+        raise AmlLocalError(f"{file}: environment_variables.WORKER_COUNT {text!r}: expected a whole number >= 1")
+    return int(text)
+
+
+def create(file, name=None, endpoint_name=None, all_traffic=False, set_pairs=()) -> dict:
+    entity = _load(file, name, endpoint_name, set_pairs)
+    name, endpoint_name = entity.name, entity.endpoint_name
+    if not name or not DEPLOYMENT_NAME.match(name):
+        raise AmlLocalError(f"name {name!r}: 3 to 32 letters, digits and '-', a letter or digit at both ends")
+    if not endpoint_name:
+        raise AmlLocalError(f"{file}: endpoint_name is required (in the YAML or --endpoint-name)")
+    try:
+        online_endpoint.load_record(endpoint_name)
+    except AmlLocalError:
+        raise AmlLocalError(
+            f"endpoint_name {endpoint_name}: no such local online endpoint; create it first "
+            "(online-endpoint create --file endpoints/endpoint.yml)"
+        ) from None
+    request_settings = _settings(entity.request_settings, DEFAULT_REQUEST_SETTINGS)
+    environment_variables = {str(k): str(v) for k, v in (entity.environment_variables or {}).items()}
+    worker_count = _worker_count(environment_variables, request_settings, file)
+    folder = deployment_dir(endpoint_name, name)
+    with store.locked("endpoints"):
+        if (folder / "deployment.json").exists():
+            raise AmlLocalError(
+                f"online deployment {name} already exists on endpoint {endpoint_name}; use another name, "
+                "or delete it first"
+            )
+        if folder.exists():
+            shutil.rmtree(folder)  # left by a create that stopped before writing its record
+        (folder / "logs").mkdir(parents=True)
+        (folder / "app").mkdir()
+        try:
+            code_source, code_folder, scoring_script = _copy_code(entity, file, folder / "app")
+            model_id, model_dir = _resolve_model(entity, file, folder)
+            listener = _listening_socket()
+        except BaseException:
+            shutil.rmtree(folder, ignore_errors=True)
+            raise
+        record = {
+            "name": name,
+            "endpoint_name": endpoint_name,
+            "description": entity.description,
+            "tags": {str(k): str(v) for k, v in (entity.tags or {}).items()},
+            "file": str(Path(file).resolve()),
+            "model": model_id,
+            "model_dir": str(model_dir) if model_dir else None,
+            "code": code_source,
+            "code_folder": code_folder,
+            "scoring_script": scoring_script,
+            "app_root": str(folder / "app"),
+            "deployment_dir": str(folder),
+            "environment": _reference(entity.environment),
+            "environment_variables": environment_variables,
+            "instance_type": entity.instance_type,
+            "instance_count": entity.instance_count or 1,
+            "request_settings": request_settings,
+            "liveness_probe": _settings(entity.liveness_probe, DEFAULT_PROBE),
+            "readiness_probe": _settings(entity.readiness_probe, DEFAULT_PROBE),
+            "worker_count": worker_count,
+            "state": "Creating",
+            "port": listener.getsockname()[1],
+            "created_at": datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds"),
+            "created_by": getpass.getuser(),
+        }
+        _save(record)
+    online_endpoint.set_traffic(endpoint_name, name, 0)
+    try:
+        process = _start_server(record, listener)
+        _wait_until_ready(record, process)
+    except BaseException as err:
+        stop(record)
+        record["state"] = "Failed"
+        record["failure"] = str(err) if isinstance(err, AmlLocalError) else "creation was interrupted"
+        with contextlib.suppress(OSError):  # the endpoint may have been deleted meanwhile, folder and all
+            _save(record)
+        raise
+    finally:
+        listener.close()  # the server holds its own copy
+    record["state"] = "Succeeded"
+    _save(record)
+    if all_traffic:
+        online_endpoint.set_traffic(endpoint_name, name, 100)
+    return show(endpoint_name, name)
+
+
+def _reference(value):
+    if value is None:
+        return None
+    if isinstance(value, str):
+        return value if value.startswith("azureml:") else f"azureml:{value}"
+    return f"inline {type(value).__name__.lower()}"  # noted, not built: the server runs in this Python
+
+
+def _start_server(record: dict, listener: socket.socket) -> subprocess.Popen:
+    request_timeout_s = record["request_settings"]["request_timeout_ms"] / 1000
+    # gunicorn's worker timeout must outlast the scoring timeout, or it kills the worker before the server answers.
+    worker_timeout = max(
+        int(record["environment_variables"].get("WORKER_TIMEOUT", 300)), math.ceil(request_timeout_s) + 30
+    )
+    command = [
+        sys.executable,
+        "-m",
+        "gunicorn",
+        "--bind",
+        f"fd://{listener.fileno()}",
+        "--workers",
+        str(record["worker_count"]),
+        "--timeout",
+        str(worker_timeout),
+        "--graceful-timeout",
+        str(STOP_GRACE_S),
+        "--error-logfile",
+        "-",
+        # gunicorn's control socket is one path per user: two deployments would fight over it, and nothing uses it.
+        "--no-control-socket",
+        "aml_local.serving:build_app()",
+    ]
+    log = open(log_path(record), "ab")  # noqa: SIM115 - handed to the detached server
+    try:
+        process = subprocess.Popen(
+            command,
+            cwd=record["app_root"],
+            env=_server_environment(record, record["port"]),
+            stdin=subprocess.DEVNULL,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            pass_fds=(listener.fileno(),),
+            start_new_session=True,  # its own process group: delete stops the master and every worker at once
+        )
+    except OSError as err:
+        raise AmlLocalError(f"online deployment {record['name']}: cannot start gunicorn ({err.strerror})") from None
+    finally:
+        log.close()
+    import psutil
+
+    record["pid"] = process.pid
+    try:
+        record["started"] = psutil.Process(process.pid).create_time()
+    except psutil.Error:
+        record["started"] = None
+    _save(record)
+    return process
+
+
+def _answers(record: dict, timeout: float) -> bool:
+    """Whether the server answers its liveness/readiness route (`GET /`, no key needed) with 200."""
+    connection = http.client.HTTPConnection("127.0.0.1", record["port"], timeout=timeout)
+    try:
+        connection.request("GET", "/")
+        return connection.getresponse().status == 200
+    except (OSError, http.client.HTTPException):
+        return False
+    finally:
+        connection.close()
+
+
+def _wait_until_ready(record: dict, process: subprocess.Popen):
+    probe = record["readiness_probe"]
+    budget = probe["initial_delay"] + probe["period"] * probe["failure_threshold"]
+    deadline = time.monotonic() + budget
+    while True:
+        code = process.poll()
+        if code is not None:
+            raise AmlLocalError(
+                f"online deployment {record['name']}: its inference server exited with code {code} before it was "
+                f"ready; last log lines: {_tail_for_error(record)}"
+            )
+        if _answers(record, timeout=probe["timeout"]):
+            return
+        if time.monotonic() > deadline:
+            raise AmlLocalError(
+                f"online deployment {record['name']}: not ready after {budget} s (readiness_probe initial_delay + "
+                f"period x failure_threshold); last log lines: {_tail_for_error(record)}"
+            )
+        time.sleep(READY_POLL_S)
+
+
+def _tail_for_error(record: dict, count: int = 3) -> str:
+    """The scoring script's own exception (the root cause, not the server's wrapper of it) and the last lines."""
+    lines = [line.strip() for line in tail(log_path(record), 300).splitlines() if line.strip()]
+    causes = [line for line in lines if EXCEPTION_LINE.match(line) and "azureml_inference_server_http" not in line]
+    shown = causes[-1:] + [line for line in lines[-count:] if line not in causes[-1:]]
+    return (" | ".join(shown) or "(the log is empty)") + (
+        f" (whole log: online-deployment get-logs --name {record['name']} --endpoint-name {record['endpoint_name']})"
+    )
+
+
+def tail(path: Path, lines: int) -> str:
+    try:
+        with open(path, "rb") as handle:
+            handle.seek(0, os.SEEK_END)
+            size = handle.tell()
+            handle.seek(max(0, size - 1024 * 1024))  # the last MiB holds the last lines anyone asks for
+            text = handle.read().decode("utf-8", errors="replace")
+    except FileNotFoundError:
+        return ""
+    return "\n".join(text.splitlines()[-lines:]) if lines > 0 else ""
+
+
+def server_alive(record: dict) -> bool:
+    """Whether the recorded server process is still this deployment's (same pid and start time), not a zombie."""
+    import psutil
+
+    pid, started = record.get("pid"), record.get("started")
+    if not pid or started is None:
+        return False
+    try:
+        process = psutil.Process(pid)
+        return abs(process.create_time() - started) < 1 and process.status() != psutil.STATUS_ZOMBIE
+    except psutil.Error:
+        return False
+
+
+def _reap(pid: int):
+    # The server is a child of this process only when this process started it (create, then delete, in one
+    # Python session): collect its exit status so it does not linger as a zombie.
+    with contextlib.suppress(ChildProcessError):
+        os.waitpid(pid, os.WNOHANG)
+
+
+def _group_gone(pid: int) -> bool:
+    _reap(pid)
+    try:
+        os.killpg(pid, 0)
+    except ProcessLookupError:
+        return True
+    except PermissionError:
+        return False
+    import psutil
+
+    # Only zombies left (reaped by their parents soon) count as gone: they hold no port and run nothing.
+    members = [p for p in psutil.process_iter(["status"]) if _in_group(p, pid)]
+    return all(p.info["status"] == psutil.STATUS_ZOMBIE for p in members)
+
+
+def _in_group(process, pgid: int) -> bool:
+    try:
+        return os.getpgid(process.pid) == pgid
+    except OSError:
+        return False
+
+
+def stop(record: dict):
+    """Stop the deployment's server: SIGTERM to its process group (gunicorn's master and workers), then
+    SIGKILL to whatever is left after the grace period. A pid now used by another program is left alone."""
+    pid = record.get("pid")
+    if not pid or not server_alive(record):
+        if pid:
+            _reap(pid)
+        return
+    try:
+        os.killpg(pid, signal.SIGTERM)
+    except ProcessLookupError:
+        return
+    deadline = time.monotonic() + STOP_GRACE_S + 2
+    while time.monotonic() < deadline:
+        if _group_gone(pid):
+            return
+        time.sleep(0.1)
+    try:
+        os.killpg(pid, signal.SIGKILL)
+    except ProcessLookupError:
+        return
+    for _ in range(50):
+        if _group_gone(pid):
+            return
+        time.sleep(0.1)
+
+
+def _provisioning_state(record: dict) -> tuple[str, str | None]:
+    if record["state"] == "Failed":
+        return "Failed", record.get("failure")
+    if not server_alive(record):
+        return "Failed", "its inference server is not running (stopped, or this machine restarted)"
+    if _answers(record, timeout=record["liveness_probe"]["timeout"]):
+        return "Succeeded", None
+    if record["state"] == "Creating":
+        return "Creating", None
+    return "Failed", f"its inference server does not answer GET / within {record['liveness_probe']['timeout']} s"
+
+
+def show(endpoint_name: str, name: str) -> dict:
+    record = load_record(endpoint_name, name)
+    state, message = _provisioning_state(record)
+    properties = {
+        "aml_local.deployment_dir": record["deployment_dir"],
+        "aml_local.scoring_uri": f"{base_url(record)}/score",
+        "aml_local.port": str(record["port"]),
+        "aml_local.pid": str(record.get("pid")),
+        "aml_local.worker_count": str(record["worker_count"]),
+        "aml_local.model_dir": record["model_dir"],
+        "aml_local.log_file": str(log_path(record)),
+    }
+    if message:
+        properties["aml_local.status_message"] = message
+    result = {
+        "$schema": SCHEMA,
+        "app_insights_enabled": False,
+        "code_configuration": {"code": record["code"], "scoring_script": record["scoring_script"]},
+        "description": record["description"],
+        "endpoint_name": endpoint_name,
+        "environment": record["environment"],
+        "environment_variables": record["environment_variables"],
+        "id": f"azureml:/local/onlineEndpoints/{endpoint_name}/deployments/{name}",
+        "instance_count": record["instance_count"],
+        "instance_type": record["instance_type"],
+        "liveness_probe": record["liveness_probe"],
+        "model": record["model"],
+        "name": name,
+        "properties": {k: v for k, v in properties.items() if v is not None},
+        "provisioning_state": state,
+        "readiness_probe": record["readiness_probe"],
+        "request_settings": record["request_settings"],
+        "scale_settings": {"type": "default"},
+        "tags": record["tags"],
+        "type": "Managed",
+    }
+    return {k: v for k, v in result.items() if v is not None}
+
+
+def list_deployments(endpoint_name: str) -> list[dict]:
+    online_endpoint.load_record(endpoint_name)
+    return [show(endpoint_name, r["name"]) for r in records(endpoint_name)]
+
+
+def get_logs(endpoint_name: str, name: str, lines: int = DEFAULT_LOG_LINES, container: str | None = None) -> str:
+    record = load_record(endpoint_name, name)
+    if container not in (None, LOG_CONTAINER):
+        raise AmlLocalError(f"--container {container}: only {LOG_CONTAINER} runs locally")
+    if lines < 1:
+        raise AmlLocalError(f"--lines {lines}: expected a number of lines >= 1")
+    return tail(log_path(record), lines)
+
+
+def delete(endpoint_name: str, name: str):
+    record = load_record(endpoint_name, name)
+    percent = online_endpoint.load_record(endpoint_name)["traffic"].get(name, 0)
+    if percent > 0:
+        # As on Azure: a deployment that takes traffic is moved off it before it is deleted.
+        raise AmlLocalError(
+            f"online deployment {name} takes {percent}% of endpoint {endpoint_name}'s traffic; move it first, "
+            f"e.g. online-endpoint update --name {endpoint_name} --traffic '{name}=0 <other>=100'"
+        )
+    stop(record)
+    online_endpoint.set_traffic(endpoint_name, name, None)
+    shutil.rmtree(record["deployment_dir"], ignore_errors=True)

@@ -1,0 +1,327 @@
+"""The `online-endpoint` noun: `online-endpoint create/show/list/update/delete/get-credentials/invoke`.
+
+An endpoint here is a record plus its keys: $AML_LOCAL_HOME/endpoints/<name>/endpoint.json and keys.json
+(readable by the user only). Its deployments are local inference servers, one port each, on 127.0.0.1
+(see online_deployment). Azure gives an endpoint one scoring URI and splits its traffic between the
+deployments behind it; locally each deployment has its own URI, so `scoring_uri` is the URI of the
+deployment that takes the most traffic, and `invoke` picks a deployment by the traffic weights itself,
+as Azure's router does (or the one named with --deployment-name, as Azure's azureml-model-deployment header).
+"""
+
+import datetime
+import getpass
+import json
+import os
+import random
+import re
+import secrets
+import shutil
+from pathlib import Path
+
+from aml_local import AmlLocalError, store
+
+SCHEMA = "https://azuremlschemas.azureedge.net/latest/managedOnlineEndpoint.schema.json"
+# Azure ML's rule for endpoint names: 3 to 32 characters, a letter first, letters, digits and '-', no '-' last.
+ENDPOINT_NAME = re.compile(r"^[a-zA-Z][a-zA-Z0-9-]{1,30}[a-zA-Z0-9]$")
+TRAFFIC_PAIR = re.compile(r"^(?P<deployment>[^=\s]+)=(?P<percent>\d{1,3})$")
+
+
+def endpoints_dir() -> Path:
+    return store.home() / "endpoints"
+
+
+def endpoint_dir(name: str) -> Path:
+    return endpoints_dir() / name
+
+
+def keys_path(name: str) -> Path:
+    return endpoint_dir(name) / "keys.json"
+
+
+def _now() -> str:
+    return datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds")
+
+
+def load_record(name: str) -> dict:
+    """The endpoint's record; a clear error naming the endpoints that do exist when it does not."""
+    path = endpoint_dir(name) / "endpoint.json"
+    try:
+        return json.loads(path.read_text())
+    except FileNotFoundError:
+        known = ", ".join(sorted(p.parent.name for p in endpoints_dir().glob("*/endpoint.json"))) or "none"
+        raise AmlLocalError(f"online endpoint {name!r} not found in {store.home()} (endpoints: {known})") from None
+    except (OSError, ValueError):
+        raise AmlLocalError(f"online endpoint {name!r}: its record {path} is unreadable") from None
+
+
+def save_record(record: dict):
+    path = endpoint_dir(record["name"]) / "endpoint.json"
+    partial = path.with_suffix(".json.partial")
+    partial.write_text(json.dumps(record, indent=2))
+    partial.replace(path)  # another command never reads half a record
+
+
+def _load(file, name, auth_mode):
+    from azure.ai.ml import load_online_endpoint
+    from azure.ai.ml.exceptions import MlException
+    from marshmallow.exceptions import ValidationError
+    from yaml import YAMLError
+
+    from aml_local.job import sdk_error_summary
+
+    if not Path(file).is_file():
+        raise AmlLocalError(f"--file {file}: no such file")
+    overrides = []
+    if name:
+        overrides.append({"name": name.lower()})  # the CLI lower-cases a --name: endpoint names ignore case
+    if auth_mode:
+        overrides.append({"auth_mode": auth_mode.lower()})
+    try:
+        return load_online_endpoint(file, params_override=overrides)
+    except (ValidationError, MlException, YAMLError, ValueError, KeyError, TypeError) as err:
+        raise AmlLocalError(f"{file}: {sdk_error_summary(err)}") from None
+
+
+def create(file, name=None, auth_mode=None) -> dict:
+    entity = _load(file, name, auth_mode)
+    name = entity.name
+    if not name or not ENDPOINT_NAME.match(name):
+        raise AmlLocalError(
+            f"name {name!r}: 3 to 32 letters, digits and '-', starting with a letter and not ending with '-'"
+        )
+    if entity.auth_mode != "key":
+        raise AmlLocalError(f"{file}: auth_mode {entity.auth_mode!r} does not run locally (key only)")
+    with store.locked("endpoints"):
+        if (endpoint_dir(name) / "endpoint.json").exists():
+            raise AmlLocalError(
+                f"online endpoint {name} already exists; to create a new one, use another --name "
+                "(to change traffic: online-endpoint update)"
+            )
+        folder = endpoint_dir(name)
+        if folder.exists():
+            shutil.rmtree(folder)  # left by a create that stopped before writing its record
+        folder.mkdir(parents=True, mode=0o700)
+        _write_keys(name)
+        save_record(
+            {
+                "name": name,
+                "description": entity.description,
+                "tags": {str(k): str(v) for k, v in (entity.tags or {}).items()},
+                "auth_mode": entity.auth_mode,
+                "traffic": {},
+                "mirror_traffic": {},
+                "file": str(Path(file).resolve()),
+                "created_at": _now(),
+                "created_by": getpass.getuser(),
+            }
+        )
+    return show(name)
+
+
+def _write_keys(name: str):
+    """Two keys, as Azure makes for key auth, in a file only this user can read (never in argv or logs)."""
+    keys = {"primaryKey": secrets.token_urlsafe(32), "secondaryKey": secrets.token_urlsafe(32)}
+    descriptor = os.open(keys_path(name), os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    with os.fdopen(descriptor, "w") as handle:
+        json.dump(keys, handle)
+
+
+def get_credentials(name: str) -> dict:
+    load_record(name)
+    try:
+        keys = json.loads(keys_path(name).read_text())
+    except (OSError, ValueError):
+        raise AmlLocalError(
+            f"online endpoint {name}: its keys file {keys_path(name)} is missing or unreadable"
+        ) from None
+    return {"primaryKey": keys["primaryKey"], "secondaryKey": keys["secondaryKey"]}
+
+
+def scoring_deployment(record: dict) -> str | None:
+    """The deployment whose URI stands for the endpoint's: the one taking the most traffic (ties: by name)."""
+    weighted = [(percent, name) for name, percent in record["traffic"].items() if percent > 0]
+    return min(weighted, key=lambda pair: (-pair[0], pair[1]))[1] if weighted else None
+
+
+def show(name: str) -> dict:
+    from aml_local import online_deployment
+
+    record = load_record(name)
+    deployments = {d["name"]: d for d in online_deployment.records(name)}
+    traffic = {d: int(record["traffic"].get(d, 0)) for d in sorted(deployments)}
+    chosen = scoring_deployment(record)
+    base_url = online_deployment.base_url(deployments[chosen]) if chosen in deployments else None
+    result = {
+        "$schema": SCHEMA,
+        "auth_mode": record["auth_mode"],
+        "description": record["description"],
+        "id": f"azureml:/local/onlineEndpoints/{name}",
+        "identity": {"type": "none"},
+        "kind": "Managed",
+        "location": "local",
+        "mirror_traffic": record["mirror_traffic"],
+        "name": name,
+        "openapi_uri": f"{base_url}/swagger.json" if base_url else None,
+        "properties": {
+            "aml_local.endpoint_dir": str(endpoint_dir(name)),
+            "aml_local.scoring_deployment": chosen,
+            "createdAt": record["created_at"],
+            "createdBy": record["created_by"],
+        },
+        "provisioning_state": "Succeeded",
+        # Its deployments listen on 127.0.0.1 only: nothing outside this machine can reach them.
+        "public_network_access": "disabled",
+        "scoring_uri": f"{base_url}/score" if base_url else None,
+        "tags": record["tags"],
+        "traffic": traffic,
+    }
+    return result
+
+
+def list_endpoints() -> list[dict]:
+    return [show(path.parent.name) for path in sorted(endpoints_dir().glob("*/endpoint.json"))]
+
+
+def parse_traffic(text: str) -> dict:
+    """`blue=90 green=10` (as `az ml online-endpoint update --traffic` takes it) -> {"blue": 90, "green": 10}."""
+    traffic = {}
+    for pair in text.replace(",", " ").split():
+        match = TRAFFIC_PAIR.match(pair)
+        if not match or int(match["percent"]) > 100:
+            raise AmlLocalError(f"--traffic {text!r}: expected DEPLOYMENT=PERCENT pairs, e.g. 'blue=90 green=10'")
+        traffic[match["deployment"]] = int(match["percent"])
+    if not traffic:
+        raise AmlLocalError(f"--traffic {text!r}: expected DEPLOYMENT=PERCENT pairs, e.g. 'blue=90 green=10'")
+    return traffic
+
+
+def update(name: str, traffic: str | None = None) -> dict:
+    from aml_local import online_deployment
+
+    if traffic is None:
+        raise AmlLocalError("online-endpoint update: give --traffic, e.g. --traffic 'blue=90 green=10'")
+    wanted = parse_traffic(traffic)
+    with store.locked("endpoints"):
+        record = load_record(name)
+        deployments = {d["name"] for d in online_deployment.records(name)}
+        unknown = sorted(set(wanted) - deployments)
+        if unknown:
+            raise AmlLocalError(
+                f"--traffic: endpoint {name} has no deployment {unknown[0]!r} "
+                f"(deployments: {', '.join(sorted(deployments)) or 'none'})"
+            )
+        if sum(wanted.values()) not in (0, 100):
+            raise AmlLocalError(f"--traffic {traffic!r}: the percentages add up to {sum(wanted.values())}, not 100")
+        # As on Azure, the new split replaces the old one: deployments left out take no traffic.
+        record["traffic"] = {d: wanted.get(d, 0) for d in sorted(deployments)}
+        save_record(record)
+    return show(name)
+
+
+def set_traffic(name: str, deployment: str, percent: int | None):
+    """Give one deployment all traffic (percent 100), or add it with none (0), or drop it (None)."""
+    with store.locked("endpoints"):
+        record = load_record(name)
+        traffic = dict(record["traffic"])
+        if percent is None:
+            traffic.pop(deployment, None)
+        elif percent == 100:
+            traffic = {d: 0 for d in traffic} | {deployment: 100}
+        else:
+            traffic.setdefault(deployment, percent)
+        record["traffic"] = traffic
+        save_record(record)
+
+
+def delete(name: str):
+    from aml_local import online_deployment
+
+    load_record(name)
+    for record in online_deployment.records(name):
+        online_deployment.stop(record)
+    with store.locked("endpoints"):
+        shutil.rmtree(endpoint_dir(name), ignore_errors=True)
+
+
+def _read_request(request_file) -> bytes:
+    path = Path(request_file)
+    try:
+        raw = path.read_bytes()
+    except OSError as err:
+        raise AmlLocalError(f"--request-file {request_file}: cannot read it ({err.strerror})") from None
+    try:
+        data = json.loads(raw)
+    except ValueError as err:
+        raise AmlLocalError(f"--request-file {request_file}: not valid JSON ({err})") from None
+    # The SDK loads the file and posts it again as JSON (requests' json=): the same bytes up to spacing.
+    return json.dumps(data).encode()
+
+
+def choose_deployment(record: dict, deployment_name: str | None, deployments: dict) -> str:
+    if deployment_name:
+        if deployment_name not in deployments:
+            known = ", ".join(sorted(deployments)) or "none"
+            raise AmlLocalError(
+                f"--deployment-name {deployment_name}: endpoint {record['name']} has no such deployment "
+                f"(deployments: {known})"
+            )
+        return deployment_name
+    weighted = [(d, p) for d, p in record["traffic"].items() if p > 0 and d in deployments]
+    if not weighted:
+        raise AmlLocalError(
+            f"online endpoint {record['name']}: no deployment takes traffic; give one all traffic "
+            "(online-deployment create --all-traffic, online-endpoint update --traffic) or use --deployment-name"
+        )
+    names, weights = zip(*weighted, strict=True)
+    return random.choices(names, weights=weights)[0]
+
+
+def invoke(name: str, request_file, deployment_name: str | None = None) -> str:
+    """POST the request file to a deployment's /score with the endpoint's key; the response body, as az
+    prints it (a string), or an error with the status and the server's message for anything but 2xx."""
+    import http.client
+
+    from aml_local import online_deployment
+
+    record = load_record(name)
+    body = _read_request(request_file)
+    deployments = {d["name"]: d for d in online_deployment.records(name)}
+    chosen = choose_deployment(record, deployment_name, deployments)
+    deployment = deployments[chosen]
+    key = get_credentials(name)["primaryKey"]
+    headers = {
+        "Content-Type": "application/json",
+        "Authorization": f"Bearer {key}",
+        "azureml-model-deployment": chosen,
+    }
+    timeout_s = deployment["request_settings"]["request_timeout_ms"] / 1000 * 2 + 5
+    connection = http.client.HTTPConnection("127.0.0.1", deployment["port"], timeout=timeout_s)
+    try:
+        connection.request("POST", "/score", body=body, headers=headers)
+        response = connection.getresponse()
+        status, text = response.status, response.read().decode("utf-8", errors="replace")
+    except (OSError, http.client.HTTPException) as err:
+        reason = getattr(err, "strerror", None) or type(err).__name__
+        raise AmlLocalError(
+            f"online endpoint {name}: deployment {chosen} is not answering on 127.0.0.1:{deployment['port']} "
+            f"({reason}); see: online-deployment get-logs --name {chosen} --endpoint-name {name}"
+        ) from None
+    finally:
+        connection.close()
+    if not 200 <= status < 300:
+        raise AmlLocalError(f"online endpoint {name}: deployment {chosen} answered HTTP {status}: {_message(text)}")
+    return text
+
+
+def _message(text: str) -> str:
+    try:
+        body = json.loads(text)
+    except ValueError:
+        body = None
+    if isinstance(body, dict):
+        for field in ("message", "error"):
+            if isinstance(body.get(field), str):
+                return body[field]
+            if isinstance(body.get(field), dict) and isinstance(body[field].get("message"), str):
+                return body[field]["message"]
+    return " ".join(text.split())[:300] or "(empty body)"

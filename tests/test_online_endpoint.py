@@ -1,0 +1,497 @@
+"""aml-local's online endpoints and deployments: records and keys, the key/size gateway in front of the inference
+server, local servers started and stopped (a trivial scoring script), and a full deploy of a trained model with
+src/score.py and the endpoints/*.yml specs."""
+
+import http.client
+import io
+import json
+import os
+import pathlib
+import signal
+import socket
+import stat
+import sys
+import textwrap
+import time
+
+import numpy as np
+import psutil
+import pytest
+
+from aml_local import AmlLocalError, cli, online_deployment, online_endpoint
+from aml_local.serving import GatewayChecks
+
+REPO_ROOT = pathlib.Path(__file__).resolve().parents[1]
+ENDPOINTS = REPO_ROOT / "endpoints"
+SAMPLE_REQUEST = ENDPOINTS / "sample-request.json"
+
+
+@pytest.fixture
+def home(tmp_path, monkeypatch):
+    monkeypatch.setenv("AML_LOCAL_HOME", str(tmp_path / "home"))
+    monkeypatch.delenv("AML_LOCAL_PORT", raising=False)
+    return tmp_path / "home"
+
+
+@pytest.fixture
+def time_limit():
+    """Fail (not hang) a test that runs past its limit: SIGALRM raises in the test's own thread."""
+
+    def expired(signum, frame):
+        raise TimeoutError("the test ran past its time limit")
+
+    previous = signal.signal(signal.SIGALRM, expired)
+    signal.alarm(420)
+    yield
+    signal.alarm(0)
+    signal.signal(signal.SIGALRM, previous)
+
+
+def run_cli(capsys, *argv):
+    code = cli.main([str(a) for a in argv])
+    captured = capsys.readouterr()
+    return code, captured.out, captured.err
+
+
+def ok(capsys, *argv):
+    code, out, err = run_cli(capsys, *argv)
+    assert code == 0, err
+    return json.loads(out) if out.strip() else None
+
+
+def write(path: pathlib.Path, text: str) -> pathlib.Path:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(textwrap.dedent(text).lstrip())
+    return path
+
+
+@pytest.fixture
+def endpoint_yml(tmp_path):
+    return write(
+        tmp_path / "endpoint.yml",
+        """
+        $schema: https://azuremlschemas.azureedge.net/latest/managedOnlineEndpoint.schema.json
+        name: tiny-endpoint
+        auth_mode: key
+        """,
+    )
+
+
+@pytest.fixture
+def tiny_deployment(tmp_path):
+    """A deployment of a scoring script that needs no model: run() echoes the request's "data" back."""
+    write(
+        tmp_path / "code" / "echo.py",
+        """
+        import json, os
+        def init():
+            print("echo ready, model dir:", os.environ.get("AZUREML_MODEL_DIR"))
+        def run(raw_data):
+            return {"echo": json.loads(raw_data)["data"], "pid": os.getpid()}
+        """,
+    )
+    write(
+        tmp_path / "code" / "broken.py",
+        "def init():\n    raise RuntimeError('no weights here')\ndef run(d):\n    return d\n",
+    )
+    return write(
+        tmp_path / "tiny.yml",
+        """
+        $schema: https://azuremlschemas.azureedge.net/latest/managedOnlineDeployment.schema.json
+        name: blue
+        endpoint_name: tiny-endpoint
+        code_configuration:
+          code: ./code
+          scoring_script: echo.py
+        environment: azureml:mnist-inference@latest
+        instance_type: Standard_DS3_v2
+        instance_count: 1
+        readiness_probe:
+          initial_delay: 1
+          period: 1
+          failure_threshold: 60
+        """,
+    )
+
+
+def post(port, body: bytes, key=None, path="/score", headers=None):
+    connection = http.client.HTTPConnection("127.0.0.1", port, timeout=30)
+    all_headers = {"Content-Type": "application/json", **(headers or {})}
+    if key is not None:
+        all_headers["Authorization"] = f"Bearer {key}"
+    try:
+        connection.request("POST", path, body=body, headers=all_headers)
+        response = connection.getresponse()
+        return response.status, response.read()
+    finally:
+        connection.close()
+
+
+def server_processes(endpoint, deployment) -> list[psutil.Process]:
+    record = online_deployment.load_record(endpoint, deployment)
+    master = psutil.Process(record["pid"])
+    return [master, *master.children(recursive=True)]
+
+
+def all_gone(processes, timeout=15) -> bool:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if not any(p.is_running() and p.status() != psutil.STATUS_ZOMBIE for p in processes):
+            return True
+        time.sleep(0.2)
+    return False
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# The gateway (aml_local.serving): no server needed, a WSGI app is a function.
+
+
+def call_gateway(environ_extra, keys=(b"primary-key", b"secondary-key"), limit=1000):
+    calls = []
+
+    def inner(environ, start_response):
+        calls.append(environ)
+        start_response("200 OK", [("Content-Type", "text/plain")])
+        return [b"inner"]
+
+    environ = {"REQUEST_METHOD": "POST", "PATH_INFO": "/score", "wsgi.input": io.BytesIO(b"")} | environ_extra
+    statuses = []
+    gateway = GatewayChecks(inner, list(keys), limit, log=io.StringIO())
+    body = b"".join(gateway(environ, lambda status, headers: statuses.append((status, dict(headers)))))
+    return statuses[0], body, calls
+
+
+@pytest.mark.parametrize(
+    ("authorization", "expected"),
+    [
+        (None, "401"),
+        ("Bearer wrong-key", "401"),
+        ("Bearer primary-key-and-more", "401"),
+        ("Basic primary-key", "401"),
+        ("primary-key", "401"),
+        ("Bearer primary-key", "200"),
+        ("bearer secondary-key", "200"),
+    ],
+)
+def test_the_gateway_lets_only_a_known_key_through(authorization, expected):
+    extra = {"HTTP_AUTHORIZATION": authorization} if authorization else {}
+    (status, headers), body, calls = call_gateway(extra)
+    assert status.split()[0] == expected
+    if expected == "401":
+        assert not calls and headers["WWW-Authenticate"] == "Bearer"
+        assert "missing or invalid key" in json.loads(body)["message"]
+    else:
+        assert body == b"inner" and len(calls) == 1
+
+
+def test_the_gateway_caps_the_body_and_leaves_the_health_route_open():
+    key = {"HTTP_AUTHORIZATION": "Bearer primary-key"}
+    (status, _), body, calls = call_gateway(key | {"CONTENT_LENGTH": "1001"})
+    assert status.startswith("413") and "larger than 1000 bytes" in json.loads(body)["message"] and not calls
+    (status, _), _, calls = call_gateway(key | {"CONTENT_LENGTH": "1000"})
+    assert status.startswith("200")
+    chunked = {"HTTP_TRANSFER_ENCODING": "chunked"}
+    (status, _), _, calls = call_gateway(key | chunked | {"wsgi.input": io.BytesIO(b"x" * 1001)})
+    assert status.startswith("413") and not calls
+    (status, _), _, calls = call_gateway(key | chunked | {"wsgi.input": io.BytesIO(b"x" * 10)})
+    assert (
+        status.startswith("200") and calls[0]["CONTENT_LENGTH"] == "10" and calls[0]["wsgi.input"].read() == b"x" * 10
+    )
+    (status, _), _, calls = call_gateway(key | {"CONTENT_LENGTH": "ten"})
+    assert status.startswith("400") and not calls
+    # Azure's liveness and readiness probes send no key.
+    (status, _), _, calls = call_gateway({"REQUEST_METHOD": "GET", "PATH_INFO": "/"})
+    assert status.startswith("200") and calls
+    (status, _), _, _ = call_gateway({"REQUEST_METHOD": "POST", "PATH_INFO": "/"})
+    assert status.startswith("401")
+    (status, _), _, _ = call_gateway({"REQUEST_METHOD": "GET", "PATH_INFO": "/swagger.json"})
+    assert status.startswith("401")
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# Endpoint records and keys.
+
+
+def test_an_endpoint_has_two_private_keys_and_az_shaped_records(home, endpoint_yml, capsys):
+    shown = ok(capsys, "online-endpoint", "create", "--file", endpoint_yml)
+    assert shown["name"] == "tiny-endpoint" and shown["auth_mode"] == "key"
+    assert shown["provisioning_state"] == "Succeeded" and shown["traffic"] == {}
+    assert shown["scoring_uri"] is None, "no deployment takes traffic yet"
+    keys = ok(capsys, "online-endpoint", "get-credentials", "--name", "tiny-endpoint")
+    assert set(keys) == {"primaryKey", "secondaryKey"}
+    assert keys["primaryKey"] != keys["secondaryKey"] and min(map(len, keys.values())) >= 40
+    keys_file = home / "endpoints/tiny-endpoint/keys.json"
+    assert stat.S_IMODE(keys_file.stat().st_mode) == 0o600
+    assert keys["primaryKey"] not in (home / "endpoints/tiny-endpoint/endpoint.json").read_text()
+    assert ok(capsys, "online-endpoint", "list", "--query", "[].name") == ["tiny-endpoint"]
+    # --name overrides the YAML's, lower-cased as the CLI does.
+    assert (
+        ok(capsys, "online-endpoint", "create", "-f", endpoint_yml, "-n", "Other-Endpoint")["name"] == "other-endpoint"
+    )
+
+
+@pytest.mark.parametrize(
+    ("change", "argv", "expected"),
+    [
+        (("auth_mode:", "auth_mod:"), [], "auth_mod: Unknown field"),
+        (("auth_mode: key", "auth_mode: aml_token"), [], "auth_mode 'aml_token' does not run locally (key only)"),
+        (None, ["--name", "a b"], "name: String does not match expected pattern"),
+        (None, ["--name", "x"], "name 'x': 3 to 32 letters, digits and '-'"),
+    ],
+)
+def test_bad_endpoint_specs_give_one_line(home, endpoint_yml, capsys, change, argv, expected):
+    if change:
+        endpoint_yml.write_text(endpoint_yml.read_text().replace(*change))
+    code, out, err = run_cli(capsys, "online-endpoint", "create", "-f", endpoint_yml, *argv)
+    assert code == 2 and expected in err and err.count("\n") == 1 and out == ""
+
+
+def test_unknown_endpoints_and_deployments_are_named(home, endpoint_yml, tiny_deployment, capsys):
+    code, _, err = run_cli(capsys, "online-endpoint", "show", "-n", "nowhere")
+    assert code == 2 and "online endpoint 'nowhere' not found" in err
+    code, _, err = run_cli(capsys, "online-deployment", "create", "-f", tiny_deployment)
+    assert code == 2 and "endpoint_name tiny-endpoint: no such local online endpoint; create it first" in err
+    ok(capsys, "online-endpoint", "create", "-f", endpoint_yml)
+    code, _, err = run_cli(capsys, "online-endpoint", "create", "-f", endpoint_yml)
+    assert code == 2 and "already exists" in err
+    code, _, err = run_cli(capsys, "online-deployment", "show", "-n", "green", "-e", "tiny-endpoint")
+    assert code == 2 and "online deployment 'green' not found on endpoint tiny-endpoint (deployments: none)" in err
+    code, _, err = run_cli(capsys, "online-endpoint", "invoke", "-n", "tiny-endpoint", "-r", SAMPLE_REQUEST)
+    assert code == 2 and "no deployment takes traffic" in err
+    code, _, err = run_cli(capsys, "online-endpoint", "update", "-n", "tiny-endpoint", "--traffic", "blue=100")
+    assert code == 2 and "has no deployment 'blue'" in err
+    for bad in ("blue", "blue=101", "blue=-1", ""):
+        with pytest.raises(AmlLocalError, match="DEPLOYMENT=PERCENT"):
+            online_endpoint.parse_traffic(bad)
+    assert online_endpoint.parse_traffic("blue=90 green=10") == {"blue": 90, "green": 10}
+
+
+@pytest.mark.parametrize(
+    ("set_pair", "expected"),
+    [
+        ("modle=azureml:x:1", "modle: Unknown field"),
+        ("model=azureml:no-such-model:1", "model 'no-such-model' not found in the local registry"),
+        ("code_configuration.scoring_script=nope.py", "scoring_script nope.py: no such file"),
+        ("code_configuration.code=./nowhere", "is not a folder"),
+        ("environment_variables.WORKER_COUNT=many", "WORKER_COUNT 'many': expected a whole number"),
+        ("request_settings.request_timeout_ms=soon", "request_settings.request_timeout_ms: Not a valid integer"),
+    ],
+)
+def test_bad_deployment_specs_fail_before_anything_starts(
+    home, endpoint_yml, tiny_deployment, capsys, set_pair, expected
+):
+    ok(capsys, "online-endpoint", "create", "-f", endpoint_yml)
+    code, out, err = run_cli(capsys, "online-deployment", "create", "-f", tiny_deployment, "--set", set_pair)
+    assert code == 2, err
+    assert expected in err and err.startswith("ERROR: ") and err.count("\n") == 1 and out == ""
+    assert not (home / "endpoints/tiny-endpoint/deployments/blue").exists(), "nothing is left of a refused create"
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# Local servers, with the trivial scoring script: start, route, fail, stop.
+
+
+@pytest.mark.slow
+def test_deployments_serve_route_by_traffic_and_stop_completely(
+    home, endpoint_yml, tiny_deployment, capsys, time_limit
+):
+    ok(capsys, "online-endpoint", "create", "-f", endpoint_yml)
+    blue = ok(capsys, "online-deployment", "create", "-f", tiny_deployment, "--all-traffic")
+    assert blue["provisioning_state"] == "Succeeded" and blue["type"] == "Managed"
+    green = ok(capsys, "online-deployment", "create", "-f", tiny_deployment, "--name", "green")
+    assert int(green["properties"]["aml_local.port"]) != int(blue["properties"]["aml_local.port"])
+    endpoint = ok(capsys, "online-endpoint", "show", "-n", "tiny-endpoint")
+    assert endpoint["traffic"] == {"blue": 100, "green": 0}
+    assert endpoint["scoring_uri"] == blue["properties"]["aml_local.scoring_uri"]
+
+    request = write(home.parent / "request.json", '{"data": [1, 2]}')
+    answer = json.loads(ok(capsys, "online-endpoint", "invoke", "-n", "tiny-endpoint", "-r", request))
+    assert answer["echo"] == [1, 2]
+    blue_pids = {p.pid for p in server_processes("tiny-endpoint", "blue")}
+    green_pids = {p.pid for p in server_processes("tiny-endpoint", "green")}
+    assert answer["pid"] in blue_pids
+    by_name = json.loads(ok(capsys, "online-endpoint", "invoke", "-n", "tiny-endpoint", "-r", request, "-d", "green"))
+    assert by_name["pid"] in green_pids
+
+    # Traffic moves; the endpoint's URI follows the deployment with the most; invoke picks by weight.
+    ok(capsys, "online-endpoint", "update", "-n", "tiny-endpoint", "--traffic", "blue=0 green=100")
+    assert ok(capsys, "online-endpoint", "show", "-n", "tiny-endpoint")["scoring_uri"].endswith(
+        f":{green['properties']['aml_local.port']}/score"
+    )
+    served = {json.loads(ok(capsys, "online-endpoint", "invoke", "-n", "tiny-endpoint", "-r", request))["pid"]}
+    assert served <= green_pids
+    code, _, err = run_cli(capsys, "online-endpoint", "update", "-n", "tiny-endpoint", "--traffic", "blue=50 green=10")
+    assert code == 2 and "add up to 60, not 100" in err
+
+    # A deployment that takes traffic is not deleted; one that takes none is, with its whole process group.
+    code, _, err = run_cli(capsys, "online-deployment", "delete", "-n", "green", "-e", "tiny-endpoint", "--yes")
+    assert code == 2 and "takes 100% of endpoint tiny-endpoint's traffic" in err
+    blue_processes = server_processes("tiny-endpoint", "blue")
+    assert ok(capsys, "online-deployment", "delete", "-n", "blue", "-e", "tiny-endpoint", "--yes") is None
+    assert all_gone(blue_processes)
+    assert ok(capsys, "online-deployment", "list", "-e", "tiny-endpoint", "--query", "[].name") == ["green"]
+    assert ok(capsys, "online-endpoint", "show", "-n", "tiny-endpoint")["traffic"] == {"green": 100}
+
+    green_processes = server_processes("tiny-endpoint", "green")
+    ok(capsys, "online-endpoint", "delete", "-n", "tiny-endpoint", "--yes")
+    assert all_gone(green_processes)
+    assert not (home / "endpoints/tiny-endpoint").exists()
+
+
+@pytest.mark.slow
+def test_a_scoring_script_that_fails_to_start_leaves_a_failed_deployment_with_its_reason(
+    home, endpoint_yml, tiny_deployment, capsys, time_limit
+):
+    ok(capsys, "online-endpoint", "create", "-f", endpoint_yml)
+    argv = [
+        "online-deployment",
+        "create",
+        "-f",
+        tiny_deployment,
+        "--set",
+        "code_configuration.scoring_script=broken.py",
+    ]
+    code, _, err = run_cli(capsys, *argv)
+    assert code == 2 and err.count("\n") == 1
+    assert "exited with code 3 before it was ready" in err and "RuntimeError: no weights here" in err
+    shown = ok(capsys, "online-deployment", "show", "-n", "blue", "-e", "tiny-endpoint")
+    assert shown["provisioning_state"] == "Failed"
+    code, logs, _ = run_cli(
+        capsys, "online-deployment", "get-logs", "-n", "blue", "-e", "tiny-endpoint", "--lines", "40"
+    )
+    assert code == 0 and "RuntimeError: no weights here" in logs and len(logs.splitlines()) <= 40
+    master = online_deployment.load_record("tiny-endpoint", "blue")["pid"]
+    assert not psutil.pid_exists(master), "the failed server's master was waited for, not left a zombie"
+    ok(capsys, "online-deployment", "delete", "-n", "blue", "-e", "tiny-endpoint")
+
+
+@pytest.mark.slow
+def test_a_busy_port_is_named_and_a_dead_server_shows_failed(
+    home, endpoint_yml, tiny_deployment, capsys, monkeypatch, time_limit
+):
+    ok(capsys, "online-endpoint", "create", "-f", endpoint_yml)
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        monkeypatch.setenv("AML_LOCAL_PORT", str(port))
+        code, _, err = run_cli(capsys, "online-deployment", "create", "-f", tiny_deployment)
+    assert code == 2 and f"AML_LOCAL_PORT={port}: port {port} on 127.0.0.1 is in use" in err
+
+    monkeypatch.setenv("AML_LOCAL_PORT", str(port))  # free now: the port asked for is the port used
+    shown = ok(capsys, "online-deployment", "create", "-f", tiny_deployment)
+    assert shown["properties"]["aml_local.port"] == str(port)
+    code, _, err = run_cli(capsys, "online-deployment", "create", "-f", tiny_deployment, "-n", "green")
+    assert code == 2 and "(by deployment blue of endpoint tiny-endpoint)" in err
+
+    processes = server_processes("tiny-endpoint", "blue")
+    os.killpg(processes[0].pid, signal.SIGKILL)
+    assert all_gone(processes)
+    shown = ok(capsys, "online-deployment", "show", "-n", "blue", "-e", "tiny-endpoint")
+    assert shown["provisioning_state"] == "Failed"
+    assert "not running" in shown["properties"]["aml_local.status_message"]
+    code, _, err = run_cli(
+        capsys, "online-endpoint", "invoke", "-n", "tiny-endpoint", "-r", SAMPLE_REQUEST, "-d", "blue"
+    )
+    assert code == 2 and "deployment blue is not answering" in err
+    ok(capsys, "online-endpoint", "delete", "-n", "tiny-endpoint", "--yes")
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# The real thing: a trained model registered, src/score.py served by the endpoints/*.yml specs.
+
+
+def expected_label(small_mnist_dir):
+    """The label of the image in endpoints/sample-request.json, when it is one of the test fixture's images."""
+    sys.path.insert(0, str(REPO_ROOT / "src"))
+    import mnist_data
+
+    sample = np.asarray(json.loads(SAMPLE_REQUEST.read_text())["data"], dtype=np.float64)
+    data = mnist_data.load_mnist(small_mnist_dir)
+    images = data.test_images.reshape(len(data.test_images), -1) / 255.0
+    matches = np.flatnonzero(np.abs(images - sample[0]).max(axis=1) < 1e-3)
+    return int(data.test_labels[matches[0]]) if len(matches) else None
+
+
+@pytest.mark.slow
+def test_a_trained_model_deployed_with_the_project_specs(home, trained_model_dir, small_mnist_dir, capsys, time_limit):
+    one_worker = ["--set", "environment_variables.WORKER_COUNT=1"]  # the specs ask for 4; this machine has 2 cores
+    small_body_limit = ["--set", "environment_variables.AML_LOCAL_MAX_REQUEST_BYTES=100000"]
+    registered = ok(capsys, "model", "create", "-f", ENDPOINTS / "model.yml", "--path", trained_model_dir)
+    assert registered["version"] == "1"  # blue-deployment.yml pins azureml:mnist-mlp:1
+    ok(capsys, "online-endpoint", "create", "-f", ENDPOINTS / "endpoint.yml")
+    blue = ok(
+        capsys,
+        "online-deployment",
+        "create",
+        "-f",
+        ENDPOINTS / "blue-deployment.yml",
+        "--all-traffic",
+        *one_worker,
+        *small_body_limit,
+    )
+    assert blue["provisioning_state"] == "Succeeded"
+    assert blue["model"] == "azureml:/local/models/mnist-mlp/versions/1"
+    assert blue["properties"]["aml_local.model_dir"] == str(home / "models/mnist-mlp/1")
+    endpoint = ok(capsys, "online-endpoint", "show", "-n", "mnist-endpoint")
+    assert endpoint["traffic"] == {"blue": 100} and endpoint["auth_mode"] == "key"
+    assert endpoint["scoring_uri"].startswith("http://127.0.0.1:") and endpoint["scoring_uri"].endswith("/score")
+    assert endpoint["openapi_uri"] == endpoint["scoring_uri"].replace("/score", "/swagger.json")
+
+    # invoke prints the body as az does: a JSON string holding the server's JSON.
+    answer = json.loads(ok(capsys, "online-endpoint", "invoke", "-n", "mnist-endpoint", "-r", SAMPLE_REQUEST))
+    assert len(answer["predictions"]) == 1 and len(answer["probabilities"][0]) == 10
+    label = expected_label(small_mnist_dir)
+    if label is not None:
+        assert answer["predictions"] == [label]
+    assert answer["predictions"][0] == int(np.argmax(answer["probabilities"][0]))
+
+    # Straight HTTP, as a client of the endpoint would call it.
+    keys = ok(capsys, "online-endpoint", "get-credentials", "-n", "mnist-endpoint")
+    port = int(blue["properties"]["aml_local.port"])
+    body = SAMPLE_REQUEST.read_bytes()
+    status, reply = post(port, body)
+    assert status == 401 and "missing or invalid key" in json.loads(reply)["message"]
+    assert post(port, body, key="not-" + keys["primaryKey"])[0] == 401
+    assert post(port, body, key=keys["primaryKey"])[0] == 200
+    status, reply = post(port, body, key=keys["secondaryKey"])
+    assert status == 200 and json.loads(reply)["predictions"] == answer["predictions"]
+    status, reply = post(port, b" " * 100001, key=keys["primaryKey"])
+    assert status == 413 and "larger than 100000 bytes" in json.loads(reply)["message"]
+    status, reply = post(port, b'{"data": [[0.5]]}', key=keys["primaryKey"])
+    assert status == 400 and "expected 784" in json.loads(reply)["message"]
+    bad_request = write(home.parent / "bad.json", '{"data": [[0.5]]}')
+    code, _, err = run_cli(capsys, "online-endpoint", "invoke", "-n", "mnist-endpoint", "-r", bad_request)
+    assert code == 2 and "answered HTTP 400: data[0] has 1 values, expected 784" in err and err.count("\n") == 1
+
+    # The key is nowhere but the keys file: not in logs, records, argv or environments of the server processes.
+    logs = online_deployment.get_logs("mnist-endpoint", "blue")
+    assert "Worker with pid" in logs and "401 POST /score" in logs
+    processes = server_processes("mnist-endpoint", "blue")
+    for secret in keys.values():
+        assert secret not in logs
+        for path in (home / "endpoints").rglob("*"):
+            if path.is_file() and path.name != "keys.json":
+                assert secret not in path.read_text(errors="replace"), path
+        for process in processes:
+            assert secret not in " ".join(process.cmdline())
+            assert secret not in json.dumps(process.environ())
+    assert all(c.laddr.ip == "127.0.0.1" for p in processes for c in p.net_connections() if c.status == "LISTEN")
+
+    # A second deployment: green takes the latest version, gets no traffic until it is given some.
+    registered = ok(capsys, "model", "create", "-f", ENDPOINTS / "model.yml", "--path", trained_model_dir)
+    green = ok(capsys, "online-deployment", "create", "-f", ENDPOINTS / "green-deployment.yml", *one_worker)
+    assert green["model"] == f"azureml:/local/models/mnist-mlp/versions/{registered['version']}"
+    assert ok(capsys, "online-endpoint", "show", "-n", "mnist-endpoint")["traffic"] == {"blue": 100, "green": 0}
+    by_name = ok(capsys, "online-endpoint", "invoke", "-n", "mnist-endpoint", "-r", SAMPLE_REQUEST, "-d", "green")
+    assert json.loads(by_name)["predictions"] == answer["predictions"]
+    listed = ok(capsys, "online-deployment", "list", "-e", "mnist-endpoint", "--query", "[].[name, provisioning_state]")
+    assert listed == [["blue", "Succeeded"], ["green", "Succeeded"]]
+
+    processes += server_processes("mnist-endpoint", "green")
+    assert ok(capsys, "online-endpoint", "delete", "-n", "mnist-endpoint", "--yes") is None
+    assert all_gone(processes), [p for p in processes if p.is_running()]
+    with pytest.raises(OSError):
+        post(port, body, key=keys["primaryKey"])
+    code, _, err = run_cli(capsys, "online-endpoint", "show", "-n", "mnist-endpoint")
+    assert code == 2 and "not found" in err

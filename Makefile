@@ -1,4 +1,4 @@
-# Two commands matter: `make demo` (train from jobs/train.yml locally) and `make test`.
+# Two commands matter: `make demo` (quick sweep -> register -> deploy -> invoke, locally) and `make test`.
 # Each sets up its own virtual environment first (idempotent: re-run only when pyproject.toml changes).
 SHELL := /bin/bash
 PYTHON ?= python3
@@ -19,7 +19,7 @@ export AML_BACKEND ?= local
 
 .PHONY: setup demo test lint data bench bench-train bench-sweep clean help
 help:
-	@echo "make demo   train the model from jobs/train.yml on this machine (aml-local)"
+	@echo "make demo   quick sweep, register, deploy and invoke a local online endpoint (aml-local)"
 	@echo "make test   run the test suite (offline)"
 	@echo "make lint   ruff, shellcheck, yamllint"
 	@echo "make bench  benchmarks (bench-train: train.py vs the reference loop; bench-sweep: Bandit vs no policy)"
@@ -33,8 +33,9 @@ $(STAMP): pyproject.toml
 	$(BIN)/python -m pip install --quiet -e ".[train,serve,local,dev]"
 	@touch $@
 
+# A quick sweep -> register the best model -> deploy it to a local online endpoint -> score the sample request.
 demo: setup
-	PATH="$(abspath $(BIN)):$$PATH" scripts/train.sh jobs/train.yml
+	PATH="$(abspath $(BIN)):$$PATH" scripts/demo.sh
 
 test: setup
 	PATH="$(abspath $(BIN)):$$PATH" $(BIN)/python -m pytest -q

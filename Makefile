@@ -17,12 +17,13 @@ export MNIST_DATA
 endif
 export AML_BACKEND ?= local
 
-.PHONY: setup demo test lint data bench bench-train bench-sweep clean help
+.PHONY: setup demo test lint data bench bench-train bench-sweep bench-serve clean help
 help:
 	@echo "make demo   quick sweep, register, deploy and invoke a local online endpoint (aml-local)"
 	@echo "make test   run the test suite (offline)"
 	@echo "make lint   ruff, shellcheck, yamllint"
-	@echo "make bench  benchmarks (bench-train: train.py vs the reference loop; bench-sweep: Bandit vs no policy)"
+	@echo "make bench  benchmarks (bench-train: train.py vs the reference loop; bench-sweep: Bandit vs no policy;"
+	@echo "            bench-serve: the endpoint vs a straightforward score.py and mlflow models serve, with wrk)"
 	@echo "make data   download MNIST into the local cache (checksums verified)"
 
 setup: $(STAMP)
@@ -56,10 +57,16 @@ lint: setup $(ACTIONLINT)
 data: setup
 	$(BIN)/mnist-data fetch
 
-bench: bench-train bench-sweep
+bench: bench-train bench-sweep bench-serve
 
 bench-train: setup
 	$(BIN)/python bench/bench_train.py
+
+# wrk (the load generator) comes from Debian: installed here when we may, else the command to run is printed.
+bench-serve: setup
+	@command -v wrk >/dev/null || { [ "$$(id -u)" = 0 ] && apt-get install -y -q wrk >/dev/null; } \
+	  || { echo "bench-serve needs wrk: sudo apt-get install wrk"; exit 1; }
+	PATH="$(abspath $(BIN)):$$PATH" $(BIN)/python bench/bench_serve.py
 
 # The 8-trial jobs/sweep.yml twice (with its Bandit policy, then without): about 10 minutes on 2 cores.
 bench-sweep: setup

@@ -101,8 +101,8 @@ def small_mnist_dir(tmp_path_factory) -> pathlib.Path:
 @pytest.fixture(scope="session")
 def trained_model_dir(small_mnist_dir, tmp_path_factory) -> pathlib.Path:
     """A real model folder as train.py writes it (MLflow keras flavour, MLmodel at its top), trained for
-    3 epochs on small_mnist_dir (about 95% test accuracy on full data, ~90% on the fallback); no MLflow
-    tracking store is touched. Shared by the serving tests."""
+    3 epochs (SGD, momentum 0.9) on small_mnist_dir; its own tracking store is a throwaway sqlite file.
+    Shared by the serving tests."""
     import subprocess
     import sys
 
@@ -110,7 +110,7 @@ def trained_model_dir(small_mnist_dir, tmp_path_factory) -> pathlib.Path:
     env = {k: v for k, v in os.environ.items() if not k.startswith(("MLFLOW_", "TF_CONFIG", "AZUREML_"))}
     env["MLFLOW_TRACKING_URI"] = f"sqlite:///{workdir / 'mlflow.db'}"
     env["PYTHONPATH"] = str(REPO_ROOT / "src")
-    args = ["--data-folder", str(small_mnist_dir), "--epochs", "3", "--validation-size", "500"]
+    args = ["--data-folder", str(small_mnist_dir), "--epochs", "3", "--momentum", "0.9", "--validation-size", "500"]
     args += ["--model-output", str(workdir / "model"), "--checkpoint-dir", str(workdir / "checkpoints")]
     result = subprocess.run(
         [sys.executable, str(REPO_ROOT / "src/train.py"), *args], cwd=workdir, env=env, capture_output=True, text=True

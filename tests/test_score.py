@@ -1,0 +1,358 @@
+"""src/score.py's contract: the model it finds, the answers it gives, the 400s it gives instead, the schema it
+publishes; and the same through the real azmlinfsrv server."""
+
+import contextlib
+import http.client
+import importlib.util
+import itertools
+import json
+import math
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+REPO_ROOT = Path(__file__).resolve().parents[1]
+SAMPLE_REQUEST = REPO_ROOT / "endpoints/sample-request.json"
+SAMPLE_INDEX = 0  # endpoints/sample-request.json is this MNIST test image / 255
+_imports = itertools.count()
+
+
+def import_score():
+    """A fresh copy of src/score.py: inference-schema registers run() by module name, so each copy has its own."""
+    spec = importlib.util.spec_from_file_location(f"score_under_test_{next(_imports)}", REPO_ROOT / "src/score.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def init_with(module, model_dir):
+    """module.init() with AZUREML_MODEL_DIR=model_dir, the environment restored after."""
+    saved = os.environ.get("AZUREML_MODEL_DIR")
+    os.environ["AZUREML_MODEL_DIR"] = str(model_dir)
+    try:
+        module.init()
+    finally:
+        if saved is None:
+            del os.environ["AZUREML_MODEL_DIR"]
+        else:
+            os.environ["AZUREML_MODEL_DIR"] = saved
+    return module
+
+
+@pytest.fixture(scope="module")
+def score():
+    """score.py imported, no model loaded: enough for everything that is refused before the model runs."""
+    return import_score()
+
+
+@pytest.fixture(scope="module")
+def served(trained_model_dir):
+    """score.py after init() on the conftest model."""
+    return init_with(import_score(), trained_model_dir)
+
+
+@pytest.fixture(scope="module")
+def keras_model(trained_model_dir):
+    import mlflow.keras
+
+    return mlflow.keras.load_model(str(trained_model_dir))
+
+
+@pytest.fixture(scope="module")
+def test_images(small_mnist_dir):
+    """(images (N, 784) in 0..1, labels) of the data the conftest model was trained on."""
+    sys.path.insert(0, str(REPO_ROOT / "src"))
+    import mnist_data
+
+    data = mnist_data.load_mnist(small_mnist_dir)
+    return data.test_images.reshape(-1, 784) / 255.0, data.test_labels
+
+
+def image(value=0.0):
+    return [value] * 784
+
+
+def error_of(response):
+    """(status, message) of a run() answer that must be an error response with a JSON {"message": ...} body."""
+    assert not isinstance(response, dict), f"expected an error response, got predictions {response}"
+    assert response.mimetype == "application/json"
+    body = json.loads(response.get_data())
+    assert set(body) == {"message"}
+    return response.status_code, body["message"]
+
+
+BAD_DATA = [
+    (None, '"data" must be a list of images (lists of 784 numbers), got null'),
+    ("abc", "got the string 'abc'"),
+    ({"pixels": []}, "got an object"),
+    (7, "got int"),
+    ([], '"data" is empty'),
+    (image(), "data[0] must be a list of 784 numbers (one image), got float: wrap a single image as [[...]]"),
+    ([image(), "x"], "data[1] must be a list of 784 numbers (one image), got the string 'x'"),
+    ([{"a": 1}], "data[0] must be a list of 784 numbers (one image), got an object"),
+    ([[0.5] * 783], "data[0] has 783 values, expected 784"),
+    ([image(), [0.5] * 785], "data[1] has 785 values, expected 784"),
+    ([[[0.0] * 28] * 28], "data[0] has 28 values, expected 784 (a 28x28 image flattened row by row)"),
+    ([[[0.0]] * 784], "data[0][0] must be a number, got a list"),
+    ([[*image()[:5], True, *image()[6:]]], "data[0][5] must be a number, got true"),
+    ([[False, *image()[1:]]], "data[0][0] must be a number, got false"),
+    ([[*image()[:783], "0.5"]], "data[0][783] must be a number, got the string '0.5'"),
+    ([[None, *image()[1:]]], "data[0][0] must be a number, got null"),
+    ([image(), [math.nan, *image()[1:]]], "data[1][0] is nan: pixel values must be finite numbers"),
+    ([[math.inf, *image()[1:]]], "data[0][0] is inf: pixel values must be finite numbers"),
+    ([[-math.inf, *image()[1:]]], "data[0][0] is -inf"),
+    ([[0.0, 255, *image()[2:]]], "data[0][1] is 255: pixel values must be in [0, 1] (divide 0..255 pixels by 255)"),
+    ([[0.0, 0.0, -0.25, *image()[3:]]], "data[0][2] is -0.25: pixel values must be in [0, 1]"),
+    ([[1.5, *image()[1:]]], "data[0][0] is 1.5: pixel values must be in [0, 1]"),
+    ([[1e39, *image()[1:]]], "data[0][0] is 1e+39: pixel values must be in [0, 1]"),  # finite, but not as float32
+    ([[10**400, *image()[1:]]], "data[0][0] is a 401-digit integer: pixel values must be in [0, 1]"),
+]
+
+
+@pytest.mark.parametrize("data, fragment", BAD_DATA, ids=[f"bad{i}" for i in range(len(BAD_DATA))])
+def test_bad_data_is_a_400_naming_the_problem(score, data, fragment):
+    status, message = error_of(score.run(data))
+    assert status == 400
+    assert fragment in message
+
+
+def test_a_batch_over_the_limit_is_refused_before_any_work(score):
+    status, message = error_of(score.run([image()] * (score.MAX_IMAGES + 1)))
+    expected = f'"data" has {score.MAX_IMAGES + 1} images; at most {score.MAX_IMAGES} are accepted per request'
+    assert (status, message) == (400, expected)
+
+
+def test_integers_0_and_1_are_valid_pixels(score):
+    assert score.images_from([[0, 1] * 392]).dtype == np.float32
+
+
+@pytest.mark.slow
+def test_one_image_gets_a_digit_and_ten_probabilities_summing_to_1(served, test_images):
+    images, _ = test_images
+    answer = served.run([images[0].tolist()])
+    assert set(answer) == {"predictions", "probabilities"}
+    assert len(answer["predictions"]) == 1 and answer["predictions"][0] in range(10)
+    (probabilities,) = answer["probabilities"]
+    assert len(probabilities) == 10 and all(p >= 0 for p in probabilities)
+    assert sum(probabilities) == pytest.approx(1, abs=1e-5)
+    assert answer["predictions"][0] == int(np.argmax(probabilities))
+
+
+@pytest.mark.slow
+def test_a_batch_agrees_with_the_keras_model(served, keras_model, test_images):
+    images, labels = test_images
+    answer = served.run(images[:500].tolist())
+    probabilities = np.array(answer["probabilities"])
+    expected = keras_model(images[:500].astype(np.float32), training=False).numpy()
+    assert served.backend == "numpy"
+    assert probabilities.shape == (500, 10)
+    np.testing.assert_allclose(probabilities.sum(axis=1), 1, atol=1e-5)
+    np.testing.assert_allclose(probabilities, expected, atol=1e-5)
+    assert answer["predictions"] == expected.argmax(axis=1).tolist()
+    assert np.mean(np.array(answer["predictions"]) == labels[:500]) > 0.5  # trained (3 short epochs), not chance
+
+
+@pytest.mark.slow
+def test_the_sample_request_is_a_real_test_image_the_model_gets_right(served, real_mnist_dir):
+    sys.path.insert(0, str(REPO_ROOT / "src"))
+    import mnist_data
+
+    data = mnist_data.load_mnist(real_mnist_dir)
+    sample = json.loads(SAMPLE_REQUEST.read_text())
+    assert set(sample) == {"data"} and len(sample["data"]) == 1
+    np.testing.assert_array_equal(np.array(sample["data"][0]), data.test_images[SAMPLE_INDEX].reshape(784) / 255.0)
+    assert served.run(sample["data"])["predictions"] == [int(data.test_labels[SAMPLE_INDEX])]
+
+
+def write_mlmodel(folder, content="flavors: {}\n"):
+    folder.mkdir(parents=True, exist_ok=True)
+    (folder / "MLmodel").write_text(content)
+    return folder
+
+
+def two_different_models(tmp):
+    write_mlmodel(tmp / "a", "one\n")
+    write_mlmodel(tmp / "b/c", "two\n")
+    return str(tmp)
+
+
+def test_the_model_folder_is_found_in_any_registration_layout(score, tmp_path):
+    top = write_mlmodel(tmp_path / "top")
+    assert score.find_mlflow_model(str(top)) == top
+    azure = write_mlmodel(tmp_path / "azureml-models/mnist-mlp/3/model")  # AZUREML_MODEL_DIR/<registered folder>
+    assert score.find_mlflow_model(str(tmp_path / "azureml-models/mnist-mlp/3")) == azure
+    copies = tmp_path / "copies"
+    write_mlmodel(copies / "model")
+    write_mlmodel(copies / "model/backup")  # byte-identical copies of one model count once: the shallowest wins
+    assert score.find_mlflow_model(str(copies)) == copies / "model"
+
+
+@pytest.mark.parametrize(
+    "setup, fragment",
+    [
+        (lambda tmp: "", "AZUREML_MODEL_DIR is not set"),
+        (lambda tmp: str(tmp / "missing"), "is not a folder"),
+        (lambda tmp: str(write_mlmodel(tmp / "f") / "MLmodel"), "is not a folder"),
+        (lambda tmp: str(tmp), "no MLflow model (an MLmodel file) under"),
+        (two_different_models, "2 different MLflow models under"),
+    ],
+    ids=["unset", "missing", "a-file", "empty", "two-models"],
+)
+def test_no_model_or_several_fail_with_a_message_naming_the_folder(score, tmp_path, setup, fragment):
+    model_dir = setup(tmp_path)
+    with pytest.raises(RuntimeError) as raised:
+        score.find_mlflow_model(model_dir)
+    assert fragment in str(raised.value)
+    if model_dir:
+        assert model_dir in str(raised.value)
+    if fragment.startswith("2 different"):
+        assert "a, b/c" in str(raised.value)
+
+
+@pytest.mark.slow
+def test_init_loads_a_model_nested_below_azureml_model_dir(trained_model_dir, tmp_path, test_images):
+    shutil.copytree(trained_model_dir, tmp_path / "mnist-mlp/1/model")
+    nested = init_with(import_score(), tmp_path / "mnist-mlp/1")
+    images, _ = test_images
+    assert nested.backend == "numpy"
+    assert len(nested.run(images[:3].tolist())["predictions"]) == 3
+
+
+@pytest.mark.slow
+def test_init_without_a_model_fails_naming_the_folder(tmp_path):
+    with pytest.raises(RuntimeError, match=f"no MLflow model .* under {tmp_path}"):
+        init_with(import_score(), tmp_path)
+
+
+@pytest.mark.slow
+@pytest.mark.filterwarnings("ignore:__array__ implementation doesn't accept a copy keyword")  # Keras' own, saving
+def test_a_model_that_is_not_a_plain_dense_stack_runs_through_tensorflow(tmp_path, test_images):
+    import keras
+    import mlflow.keras
+
+    model = keras.Sequential(
+        [
+            keras.Input(shape=(784,)),
+            keras.layers.Dense(32, activation="tanh"),  # not among the activations the numpy products do
+            keras.layers.Dense(10, activation="softmax"),
+        ]
+    )
+    mlflow.keras.save_model(model, str(tmp_path / "model"))
+    other = init_with(import_score(), tmp_path)
+    images, _ = test_images
+    answer = other.run(images[:20].tolist())
+    assert other.backend == "tf.function"
+    expected = model(images[:20].astype(np.float32), training=False).numpy()
+    np.testing.assert_allclose(answer["probabilities"], expected, atol=1e-5)
+
+
+@pytest.mark.slow
+def test_numpy_products_that_disagree_with_keras_are_not_used(trained_model_dir, test_images, monkeypatch):
+    strict = import_score()
+    monkeypatch.setattr(strict, "PROBE_TOLERANCE", -1.0)  # no difference passes: as if the products were wrong
+    init_with(strict, trained_model_dir)
+    images, _ = test_images
+    assert strict.backend == "tf.function"
+    assert len(strict.run(images[:2].tolist())["probabilities"]) == 2
+
+
+def test_the_published_schema_states_the_limits_and_has_valid_examples(score):
+    from inference_schema.schema_util import get_input_schema, get_output_schema, get_supported_versions
+
+    request_schema, response = get_input_schema(score.run), get_output_schema(score.run)
+    images = request_schema["properties"]["data"]
+    assert (images["minItems"], images["maxItems"]) == (1, score.MAX_IMAGES)
+    assert (images["items"]["minItems"], images["items"]["maxItems"]) == (784, 784)
+    assert (images["items"]["items"]["minimum"], images["items"]["items"]["maximum"]) == (0, 1)
+    assert score.images_from(request_schema["example"]["data"]).shape == (1, 784)  # the example request is valid
+    example = response["example"]
+    assert example["predictions"] == [int(np.argmax(p)) for p in example["probabilities"]]
+    assert all(sum(p) == pytest.approx(1) and len(p) == 10 for p in example["probabilities"])
+    assert set(response["required"]) == set(response["properties"]) == {"predictions", "probabilities"}
+    assert {"2.0", "3.0", "3.1"} <= set(get_supported_versions(score.run))
+
+
+def free_port():
+    with socket.socket() as s:
+        s.bind(("", 0))  # azmlinfsrv listens on 0.0.0.0
+        return s.getsockname()[1]
+
+
+def request(port, method, path, body=None, content_type="application/json"):
+    connection = http.client.HTTPConnection("127.0.0.1", port, timeout=30)
+    try:
+        connection.request(method, path, body, {"Content-Type": content_type} if body is not None else {})
+        response = connection.getresponse()
+        return response.status, response.getheader("Content-Type"), response.read()
+    finally:
+        connection.close()
+
+
+@pytest.mark.slow
+def test_the_real_server_scores_refuses_and_publishes_its_schema(trained_model_dir, tmp_path):
+    port = free_port()
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("AZUREML_", "AML_", "MLFLOW_"))}
+    env |= {"TF_CPP_MIN_LOG_LEVEL": "2", "AML_APP_ROOT": str(REPO_ROOT / "src"), "SERVICE_NAME": "mnist-mlp"}
+    azmlinfsrv = Path(sys.executable).parent / "azmlinfsrv"  # the server of the environment running the tests
+    command = [str(azmlinfsrv), "--entry_script", str(REPO_ROOT / "src/score.py")]
+    command += ["--model_dir", str(trained_model_dir), "--port", str(port)]
+    log_path = tmp_path / "server.log"
+    with open(log_path, "wb") as log:
+        server = subprocess.Popen(command, env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
+    try:
+        deadline = time.monotonic() + 120
+        while True:
+            assert server.poll() is None, log_path.read_text()[-3000:]
+            assert time.monotonic() < deadline, (
+                "azmlinfsrv did not answer within 120 s: " + log_path.read_text()[-3000:]
+            )
+            with contextlib.suppress(OSError):
+                if request(port, "GET", "/")[0] == 200:
+                    break
+            time.sleep(0.5)
+
+        status, content_type, body = request(port, "POST", "/score", SAMPLE_REQUEST.read_bytes())
+        assert (status, content_type) == (200, "application/json"), body
+        answer = json.loads(body)
+        assert len(answer["predictions"]) == 1 and len(answer["probabilities"][0]) == 10
+
+        marker = "MARKER-NOT-FOR-LOGS"  # request bodies must not reach the server's log
+        for body, fragment in (
+            (json.dumps({"data": [[*image()[:3], marker, *image()[4:]]]}), "data[0][3] must be a number"),
+            (b'{"data": [[0.0, 0.1', "could not be decoded as JSON"),
+            (json.dumps({"images": [image()], "note": marker}), "'data'"),
+            (json.dumps({"data": [[300] * 784]}), "pixel values must be in [0, 1]"),
+        ):
+            status, content_type, raw = request(port, "POST", "/score", body)
+            assert (status, content_type) == (400, "application/json"), raw
+            assert fragment in json.loads(raw)["message"]
+        status, content_type, raw = request(port, "POST", "/score", SAMPLE_REQUEST.read_bytes(), "text/plain")
+        assert (status, content_type) == (415, "application/json") and "application/json" in json.loads(raw)["message"]
+
+        status, _, raw = request(port, "GET", "/swagger.json")
+        assert status == 200
+        swagger = json.loads(raw)
+        assert swagger["info"]["title"] == "mnist-mlp"
+        service_input = swagger["definitions"]["ServiceInput"]
+        assert service_input["properties"]["data"]["items"]["maxItems"] == 784
+        assert len(service_input["example"]["data"][0]) == 784
+        assert set(swagger["definitions"]["ServiceOutput"]["properties"]) == {"predictions", "probabilities"}
+        assert request(port, "GET", "/swagger.json?version=3")[0] == 200
+    finally:
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(server.pid, signal.SIGTERM)
+        try:
+            server.wait(timeout=20)
+        finally:
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(server.pid, signal.SIGKILL)
+            server.wait()
+    assert marker not in log_path.read_text()

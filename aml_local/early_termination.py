@@ -25,12 +25,13 @@ gives 5, 6, 7, ...; k=2, d=5 gives 6, 8, 10, ...; k=3, d=0 gives 3, 6, 9, .... T
 
 When a trial is judged
 ----------------------
-``decide`` judges a trial at each evaluation point X it has reached and that no earlier call judged, in order,
-and stops at the first that cancels it: if the history grew by several values since the last call, every
-evaluation point in between is judged. Each point is judged once, when ``decide`` first sees the trial reach it,
-against the other trials' histories as they stand at that call, cut to their first X values. Only trials that
-have reached X (logged at least X values) take part, the judged trial included; a trial ahead of all the others
-is compared with itself alone, and no policy ever cancels a trial that is alone at X.
+``decide`` judges a trial at each evaluation point X it has reached that no earlier call judged, in order, and
+stops at the first that cancels it: if the history grew by several values since the last call, every evaluation
+point in between is judged. A point is judged once, as soon as at least one other trial has reached X too,
+against the trials' histories as they stand at that call, cut to their first X values. Until then it waits: a
+trial running ahead of all the others is judged at X when the first peer gets there (so its lead does not spare
+it the comparison), and a trial no other trial ever catches up with is never cancelled at X. Only trials that
+have reached X (logged at least X values) take part, the judged trial included.
 
 The rules at interval X ("better"/"worse" follow the objective's goal)
 ----------------------------------------------------------------------
@@ -102,7 +103,7 @@ class Policy:
         # The SDK stores an omitted evaluation_interval as 0; the YAML reference's default is 1.
         self.evaluation_interval = evaluation_interval or 1
         self.delay_evaluation = delay_evaluation or 0
-        self._judged_through: dict[str, int] = {}
+        self._judged: dict[str, set[int]] = {}
 
     def is_evaluation_point(self, interval: int) -> bool:
         return interval >= 1 and interval >= self.delay_evaluation and interval % self.evaluation_interval == 0
@@ -110,15 +111,20 @@ class Policy:
     def decide(
         self, trial: str, histories: Mapping[str, Sequence[float]], finished: Collection[str] = ()
     ) -> Decision | None:
-        """Judge ``trial`` at each evaluation point it reached since the last call; the first that cancels it wins."""
+        """Judge ``trial`` at each evaluation point it reached that another trial has reached too and that was not
+        judged yet, in order; the first that cancels it wins. A point no other trial has reached yet waits (the
+        trial is ahead of all the others there), so the trial's lead does not spare it a comparison later."""
         reached = len(histories[trial])
-        start = self._judged_through.get(trial, 0)
-        self._judged_through[trial] = max(start, reached)
-        for interval in range(start + 1, reached + 1):
-            if self.is_evaluation_point(interval):
-                reason = self._judge(trial, interval, histories, finished)
-                if reason is not None:
-                    return Decision(trial, interval, reason)
+        judged = self._judged.setdefault(trial, set())
+        for interval in range(1, reached + 1):
+            if interval in judged or not self.is_evaluation_point(interval):
+                continue
+            if not any(len(h) >= interval for name, h in histories.items() if name != trial):
+                continue  # alone at this interval so far: judged when a peer gets there
+            judged.add(interval)
+            reason = self._judge(trial, interval, histories, finished)
+            if reason is not None:
+                return Decision(trial, interval, reason)
         return None
 
     def _judge(self, trial, interval, histories, finished) -> str | None:

@@ -91,20 +91,32 @@ def test_a_history_that_grew_by_several_values_is_judged_at_every_point_it_passe
     assert policy.decide("trial", histories) is None  # every point up to 6 is judged now; nothing new
 
 
-def test_each_point_is_judged_once_with_the_histories_known_at_that_call():
+def test_a_point_waits_for_a_peer_and_is_then_judged_once():
     policy = bandit(slack_amount=0.25)
     histories = {"early": [0.1, 0.1]}
-    # Alone at intervals 1 and 2: nobody to compare with.
+    # Alone at intervals 1 and 2: nobody to compare with yet, so the points wait.
     assert policy.decide("early", histories) is None
-    histories["late"] = [0.9, 0.9]
-    assert policy.decide("late", histories) is None
-    # Interval 2 of "early" was judged already; a better trial arriving later does not reopen it.
+    histories["late"] = [0.9]
+    # "late" reached interval 1: "early" is judged there now, although it is already at interval 2.
+    decision = policy.decide("early", histories)
+    assert decision.interval == 1
+    assert decision.reason == "Bandit: best validation_acc 0.1 at interval 1 is below 0.9 - 0.25 = 0.65"
+    # Judged once: the same point does not cancel twice; interval 2 still waits for "late".
     assert policy.decide("early", histories) is None
-    histories["early"].append(0.1)
-    assert policy.decide("early", histories) is None  # "late" has not reached 3
-    histories["late"] += [0.9, 0.9]
-    histories["early"].append(0.1)
-    assert policy.decide("early", histories).interval == 4  # both reached 4
+    histories["late"].append(0.9)
+    assert policy.decide("early", histories).interval == 2
+
+
+def test_a_judged_point_is_not_reopened_by_a_trial_arriving_later():
+    policy = bandit(slack_amount=0.25)
+    histories = {"a": [0.5], "b": [0.6]}
+    assert policy.decide("a", histories) is None  # 0.5 >= 0.6 - 0.25
+    histories["c"] = [0.9]  # a much better trial reaches interval 1 afterwards
+    assert policy.decide("a", histories) is None  # "a" was judged at 1 with what was known then
+    assert policy.decide("b", histories).interval == 1  # "b" is judged at 1 only now: 0.6 < 0.9 - 0.25
+    histories["a"].append(0.5)
+    histories["c"].append(0.9)
+    assert policy.decide("a", histories).interval == 2  # at 2, "c" is there: 0.5 < 0.9 - 0.25
 
 
 # ---------------------------------------------------------------- Bandit

@@ -431,7 +431,7 @@ def test_a_real_sweep_of_train_py_stops_a_hopeless_trial(home, small_mnist_dir, 
             inputs:
               mnist: {{type: uri_folder, path: {small_mnist_dir}}}
               momentum: 0.9
-              epochs: 6
+              epochs: 12
               seed: 1
               validation_size: 1000
             outputs:

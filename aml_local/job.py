@@ -278,15 +278,9 @@ def prepare_command(
     code_source = (yaml_dir / code).resolve() if code else yaml_dir
     if not code_source.is_dir():
         raise AmlLocalError(f"{file}: code {code} is not a folder ({code_source})")
-    experiment_name = experiment_name or Path.cwd().name
-    experiment_id = store.experiment_id(experiment_name)
-    tags = {str(k): str(v) for k, v in (tags or {}).items()}
-    run_tags = {**tags, store.TAG_NAME: name, store.TAG_TYPE: job_type, store.TAG_STATUS: "Starting"}
-    if parent_run_id:
-        run_tags[store.TAG_PARENT] = parent_run_id
-    run = store.client().create_run(experiment_id, run_name=name, tags=run_tags)
+    experiment_name, experiment_id, run_id, tags = record_run(name, job_type, experiment_name, tags, parent_run_id)
     for key, value in (params or {}).items():
-        store.client().log_param(run.info.run_id, key, value)
+        store.client().log_param(run_id, key, value)
     job_dir.mkdir(parents=True)
     _copy_code(code_source, job_dir / "code")
     for folder in shown_outputs.values():
@@ -298,7 +292,7 @@ def prepare_command(
         "description": description,
         "experiment_name": experiment_name,
         "experiment_id": experiment_id,
-        "mlflow_run_id": run.info.run_id,
+        "mlflow_run_id": run_id,
         "parent_run_id": parent_run_id,
         "parent_job_name": parent_job_name,
         "file": str(Path(file).resolve()),
@@ -319,6 +313,19 @@ def prepare_command(
     }
     write_spec(job_dir, spec)
     return spec
+
+
+def record_run(name, job_type, experiment_name=None, tags=None, parent_run_id=None):
+    """The MLflow run that records a job (a child run when parent_run_id is given):
+    (experiment name, experiment id, run id, the job's tags as strings)."""
+    experiment_name = experiment_name or Path.cwd().name
+    experiment_id = store.experiment_id(experiment_name)
+    tags = {str(k): str(v) for k, v in (tags or {}).items()}
+    run_tags = {**tags, store.TAG_NAME: name, store.TAG_TYPE: job_type, store.TAG_STATUS: "Starting"}
+    if parent_run_id:
+        run_tags[store.TAG_PARENT] = parent_run_id
+    run = store.client().create_run(experiment_id, run_name=name, tags=run_tags)
+    return experiment_name, experiment_id, run.info.run_id, tags
 
 
 def _now():

@@ -10,9 +10,7 @@ need the failed one's outputs) and the pipeline fails naming it.
 
 import contextlib
 import json
-import os
 import re
-import signal
 import sys
 import time
 from pathlib import Path
@@ -96,14 +94,7 @@ def create(job, file, name=None, set_pairs=(), stream=False, echo=None):
         node_inputs(job, node_name, yaml_dir, lambda node, output: None)
     shown_inputs, _ = jobs.resolve_inputs({k: _binding(v) for k, v in (job.inputs or {}).items()}, yaml_dir)
     settings = job.settings
-    experiment_name = job.experiment_name or Path.cwd().name
-    experiment_id = store.experiment_id(experiment_name)
-    tags = {str(k): str(v) for k, v in (job.tags or {}).items()}
-    run = store.client().create_run(
-        experiment_id,
-        run_name=name,
-        tags={**tags, store.TAG_NAME: name, store.TAG_TYPE: "pipeline", store.TAG_STATUS: "Starting"},
-    )
+    experiment_name, experiment_id, run_id, tags = jobs.record_run(name, "pipeline", job.experiment_name, job.tags)
     job_dir = store.jobs_dir() / name
     (job_dir / "outputs").mkdir(parents=True)
     spec = {
@@ -113,7 +104,7 @@ def create(job, file, name=None, set_pairs=(), stream=False, echo=None):
         "description": job.description,
         "experiment_name": experiment_name,
         "experiment_id": experiment_id,
-        "mlflow_run_id": run.info.run_id,
+        "mlflow_run_id": run_id,
         "file": str(Path(file).resolve()),
         "set_pairs": list(set_pairs or ()),
         "compute": jobs._ref(getattr(settings, "default_compute", None)) or "local",
@@ -192,10 +183,6 @@ def node_inputs(pipeline, node_name, yaml_dir, output_path):
         shown |= one_shown
         values |= one_values
     return shown, values
-
-
-class _Canceled(Exception):
-    pass
 
 
 class Pipeline:
@@ -355,30 +342,21 @@ def run(job_dir: Path, echo=None) -> str:
     log_path.parent.mkdir(parents=True, exist_ok=True)
     pipeline.log = open(log_path, "a")  # noqa: SIM115 - closed in finally
     run_id = pipeline.spec["mlflow_run_id"]
-
-    def cancel(signum, _frame):
-        raise _Canceled(signal.Signals(signum).name)
-
-    previous = {s: signal.signal(s, cancel) for s in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP)}
-    (job_dir / "runner.json").write_text(json.dumps({"pid": os.getpid(), "started": runner._start_time()}))
     status, message = "Failed", None
-    try:
-        store.set_status(run_id, "Running")
-        pipeline.say(f"nodes in order: {', '.join(pipeline.spec['nodes'])}")
-        status, message = pipeline.run()
-    except _Canceled as signame:  # between nodes; a running node handles the signal itself
-        status, message = "Canceled", f"canceled by {signame}"
-    except Exception as err:
-        status, message = "Failed", f"aml-local could not run the pipeline: {err}"
-    finally:
-        for sig in previous:
-            signal.signal(sig, signal.SIG_IGN)
-        store.set_status(run_id, status, message)
-        (job_dir / "runner.json").unlink(missing_ok=True)
-        pipeline.say(f"pipeline {status}" + (f": {message}" if message else ""))
-        pipeline.log.close()
-        for sig, handler in previous.items():
-            signal.signal(sig, handler)
+    with runner.driving(job_dir) as hold:
+        try:
+            store.set_status(run_id, "Running")
+            pipeline.say(f"nodes in order: {', '.join(pipeline.spec['nodes'])}")
+            status, message = pipeline.run()
+        except runner.Canceled as signame:  # between nodes; a running node handles the signal itself
+            status, message = "Canceled", f"canceled by {signame}"
+        except Exception as err:
+            status, message = "Failed", f"aml-local could not run the pipeline: {err}"
+        finally:
+            hold()
+            store.set_status(run_id, status, message)
+            pipeline.say(f"pipeline {status}" + (f": {message}" if message else ""))
+            pipeline.log.close()
     return status
 
 

@@ -16,8 +16,35 @@ from pathlib import Path
 from aml_local import store
 
 
-class _Canceled(Exception):
-    pass
+class Canceled(Exception):
+    """Raised in the process that drives a job when it gets SIGTERM, SIGINT or SIGHUP; the message is the signal."""
+
+
+_SIGNALS = (signal.SIGTERM, signal.SIGINT, signal.SIGHUP)
+
+
+@contextlib.contextmanager
+def driving(job_dir: Path):
+    """While this process drives the job in job_dir: runner.json names it (so `job show` can tell a running job
+    from one whose driver died) and the cancel signals raise Canceled. Yields `hold()`, which ignores further
+    signals: call it before recording the end, so a second Ctrl-C cannot interrupt that."""
+
+    def cancel(signum, _frame):
+        raise Canceled(signal.Signals(signum).name)
+
+    def hold():
+        for sig in _SIGNALS:
+            signal.signal(sig, signal.SIG_IGN)
+
+    previous = {sig: signal.signal(sig, cancel) for sig in _SIGNALS}
+    (job_dir / "runner.json").write_text(json.dumps({"pid": os.getpid(), "started": _start_time()}))
+    try:
+        yield hold
+    finally:
+        hold()
+        (job_dir / "runner.json").unlink(missing_ok=True)
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
 
 
 def _free_ports(count):
@@ -112,6 +139,43 @@ def _stop(processes, sig=signal.SIGTERM, grace=10.0):
             proc.wait()
 
 
+def _run_processes(spec, envs, paths, echo, processes, pumps, last_lines) -> tuple[str, str | None]:
+    """Start the command once per environment and wait: (status, message). Fills the lists as it goes, so the
+    caller can stop the processes if a signal interrupts."""
+    for index, (env, log_path) in enumerate(zip(envs, paths, strict=True)):
+        proc = subprocess.Popen(
+            ["bash", "-c", spec["resolved_command"]],
+            cwd=spec["code_dir"],
+            env=env,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            stdin=subprocess.DEVNULL,
+            start_new_session=True,
+        )
+        processes.append(proc)
+        prefix = f"[worker {index}] " if len(envs) > 1 else ""
+        pump_args = (proc.stdout, log_path, echo, prefix, last_lines[index])
+        pump = threading.Thread(target=_pump, args=pump_args, daemon=True)
+        pump.start()
+        pumps.append(pump)
+    # Wait for all; the first failure stops the others, as one failed node fails an Azure job.
+    while True:
+        codes = [p.poll() for p in processes]
+        failed = [(i, c) for i, c in enumerate(codes) if c not in (None, 0)]
+        if failed:
+            index, code = failed[0]
+            _stop(processes)
+            for pump in pumps:
+                pump.join(timeout=5)
+            where = f" (process {index})" if len(processes) > 1 else ""
+            last = last_lines[index][0][:300]
+            message = f"the command{where} exited with code {code}" + (f"; its last line: {last}" if last else "")
+            return "Failed", message
+        if all(c == 0 for c in codes):
+            return "Completed", None
+        time.sleep(0.2)
+
+
 def run(job_dir: Path, echo=None) -> str:
     """Run the job in job_dir to its end; returns its final Azure ML status."""
     job_dir = Path(job_dir)
@@ -121,72 +185,28 @@ def run(job_dir: Path, echo=None) -> str:
     paths = log_paths(job_dir, len(envs))
     paths[0].parent.mkdir(parents=True, exist_ok=True)
 
-    def cancel(signum, _frame):
-        raise _Canceled(signal.Signals(signum).name)
-
-    previous = {s: signal.signal(s, cancel) for s in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP)}
-    # Lets `job show` tell a running job from one whose runner died without recording its end.
-    (job_dir / "runner.json").write_text(json.dumps({"pid": os.getpid(), "started": _start_time()}))
     processes, pumps = [], []
     last_lines = [[""] for _ in envs]  # each process's last output line: usually its own error message
     status, message = "Failed", None
-    try:
-        store.set_status(run_id, "Running")
-        for index, (env, log_path) in enumerate(zip(envs, paths, strict=True)):
-            proc = subprocess.Popen(
-                ["bash", "-c", spec["resolved_command"]],
-                cwd=spec["code_dir"],
-                env=env,
-                stdout=subprocess.PIPE,
-                stderr=subprocess.STDOUT,
-                stdin=subprocess.DEVNULL,
-                start_new_session=True,
-            )
-            processes.append(proc)
-            prefix = f"[worker {index}] " if len(envs) > 1 else ""
-            pump = threading.Thread(
-                target=_pump, args=(proc.stdout, log_path, echo, prefix, last_lines[index]), daemon=True
-            )
-            pump.start()
-            pumps.append(pump)
-        # Wait for all; the first failure stops the others, as one failed node fails an Azure job.
-        while True:
-            codes = [p.poll() for p in processes]
-            failed = [(i, c) for i, c in enumerate(codes) if c not in (None, 0)]
-            if failed:
-                index, code = failed[0]
-                _stop(processes)
-                for pump in pumps:
-                    pump.join(timeout=5)
-                where = f" (process {index})" if len(processes) > 1 else ""
-                last = last_lines[index][0][:300]
-                message = f"the command{where} exited with code {code}" + (f"; its last line: {last}" if last else "")
-                status = "Failed"
-                break
-            if all(c == 0 for c in codes):
-                status = "Completed"
-                break
-            time.sleep(0.2)
-    except _Canceled as signame:
-        _stop(processes)
-        status, message = "Canceled", f"canceled by {signame}"
-        # A sweep that stops a trial says why (early termination, trial_timeout, a NaN metric) in cancel.json.
-        with contextlib.suppress(OSError, ValueError, KeyError):
-            reason = json.loads((job_dir / "cancel.json").read_text())
-            status, message = reason["status"], reason["message"]
-    except Exception as err:
-        _stop(processes)
-        status, message = "Failed", f"aml-local could not run the job: {err}"
-    finally:
-        for pump in pumps:
-            pump.join(timeout=5)
-        # Record the end even if a second Ctrl-C arrives while we do.
-        for sig in previous:
-            signal.signal(sig, signal.SIG_IGN)
-        store.set_status(run_id, status, message)
-        (job_dir / "runner.json").unlink(missing_ok=True)
-        for sig, handler in previous.items():
-            signal.signal(sig, handler)
+    with driving(job_dir) as hold:
+        try:
+            store.set_status(run_id, "Running")
+            status, message = _run_processes(spec, envs, paths, echo, processes, pumps, last_lines)
+        except Canceled as signame:
+            _stop(processes)
+            status, message = "Canceled", f"canceled by {signame}"
+            # A sweep that stops a trial says why (early termination, trial_timeout, a NaN metric) in cancel.json.
+            with contextlib.suppress(OSError, ValueError, KeyError):
+                reason = json.loads((job_dir / "cancel.json").read_text())
+                status, message = reason["status"], reason["message"]
+        except Exception as err:
+            _stop(processes)
+            status, message = "Failed", f"aml-local could not run the job: {err}"
+        finally:
+            hold()
+            for pump in pumps:
+                pump.join(timeout=5)
+            store.set_status(run_id, status, message)
     if message and echo is not None:
         echo.write(f"{spec['name']}: {status}: {message}\n")
         echo.flush()

@@ -23,7 +23,7 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from aml_local import AmlLocalError, early_termination, search_space, store
+from aml_local import AmlLocalError, early_termination, runner, search_space, store
 from aml_local import job as jobs
 
 POLL_SECONDS = 1.0
@@ -100,13 +100,7 @@ def prepare(
     probe = search_space.make_sampler(sdk_sweep).suggest() or {}
     _trial_command(template, probe, {o: "OUT" for o in template["outputs"]})
     described = _sdk_dict(sdk_sweep)
-    experiment_name = experiment_name or Path.cwd().name
-    experiment_id = store.experiment_id(experiment_name)
-    tags = {str(k): str(v) for k, v in (tags or {}).items()}
-    run_tags = {**tags, store.TAG_NAME: name, store.TAG_TYPE: "sweep", store.TAG_STATUS: "Starting"}
-    if parent_run_id:
-        run_tags[store.TAG_PARENT] = parent_run_id
-    run = store.client().create_run(experiment_id, run_name=name, tags=run_tags)
+    experiment_name, experiment_id, run_id, tags = jobs.record_run(name, "sweep", experiment_name, tags, parent_run_id)
     job_dir = store.jobs_dir() / name
     (job_dir / "outputs").mkdir(parents=True)
     spec = {
@@ -116,7 +110,7 @@ def prepare(
         "description": description,
         "experiment_name": experiment_name,
         "experiment_id": experiment_id,
-        "mlflow_run_id": run.info.run_id,
+        "mlflow_run_id": run_id,
         "parent_run_id": parent_run_id,
         "parent_job_name": parent_job_name,
         "file": str(Path(file).resolve()),
@@ -518,10 +512,6 @@ def _param_text(value):
     return repr(value) if isinstance(value, float) else str(value)
 
 
-class _Canceled(Exception):
-    pass
-
-
 def run(job_dir: Path, echo=None) -> str:
     """Drive the sweep in job_dir to its end; returns its final status (used by --stream and by main)."""
     job_dir = Path(job_dir)
@@ -530,45 +520,29 @@ def run(job_dir: Path, echo=None) -> str:
     log_path.parent.mkdir(parents=True, exist_ok=True)
     sweep.log = open(log_path, "a")  # noqa: SIM115 - closed in finally
 
-    def cancel(signum, _frame):
-        raise _Canceled(signal.Signals(signum).name)
-
-    previous = {s: signal.signal(s, cancel) for s in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP)}
     run_id = sweep.spec["mlflow_run_id"]
-    (job_dir / "runner.json").write_text(json.dumps({"pid": os.getpid(), "started": _start_time()}))
     status, message = "Failed", None
-    try:
-        store.set_status(run_id, "Running")
-        status, message = sweep.run()
-    except _Canceled as signame:
-        for sig in previous:
-            signal.signal(sig, signal.SIG_IGN)  # a second Ctrl-C must not leave trials behind
-        sweep.say(f"canceled by {signame}: stopping {len(sweep.running())} running trials")
-        sweep.cancel_all(f"the sweep was canceled ({signame})")
-        sweep.conclude()
-        status, message = "Canceled", f"canceled by {signame}"
-    except Exception as err:
-        for sig in previous:
-            signal.signal(sig, signal.SIG_IGN)
-        sweep.cancel_all(f"the sweep failed: {err}")
-        status, message = "Failed", f"aml-local could not run the sweep: {err}"
-    finally:
-        for sig in previous:
-            signal.signal(sig, signal.SIG_IGN)
-        store.set_status(run_id, status, message)
-        (job_dir / "runner.json").unlink(missing_ok=True)
-        if message:
-            sweep.say(f"{status}: {message}")
-        sweep.log.close()
-        for sig, handler in previous.items():
-            signal.signal(sig, handler)
+    with runner.driving(job_dir) as hold:
+        try:
+            store.set_status(run_id, "Running")
+            status, message = sweep.run()
+        except runner.Canceled as signame:
+            hold()  # a second Ctrl-C must not leave trials behind
+            sweep.say(f"canceled by {signame}: stopping {len(sweep.running())} running trials")
+            sweep.cancel_all(f"the sweep was canceled ({signame})")
+            sweep.conclude()
+            status, message = "Canceled", f"canceled by {signame}"
+        except Exception as err:
+            hold()
+            sweep.cancel_all(f"the sweep failed: {err}")
+            status, message = "Failed", f"aml-local could not run the sweep: {err}"
+        finally:
+            hold()
+            store.set_status(run_id, status, message)
+            if message:
+                sweep.say(f"{status}: {message}")
+            sweep.log.close()
     return status
-
-
-def _start_time():
-    import psutil
-
-    return psutil.Process().create_time()
 
 
 def main(argv=None):

@@ -70,6 +70,14 @@ def real_mnist_dir() -> pathlib.Path:
 
 
 @pytest.fixture
+def home(tmp_path, monkeypatch):
+    """A fresh aml-local store (AML_LOCAL_HOME) for one test, with no fixed port for its deployments."""
+    monkeypatch.setenv("AML_LOCAL_HOME", str(tmp_path / "home"))
+    monkeypatch.delenv("AML_LOCAL_PORT", raising=False)
+    return tmp_path / "home"
+
+
+@pytest.fixture
 def clean_data_env(monkeypatch):
     """Keep the caller's data settings (CI sets MNIST_DATA) out of tests of the resolution order."""
     for var in ("MNIST_DATA", "MNIST_CACHE", "MNIST_MIRRORS", "AML_LOCAL_HOME"):

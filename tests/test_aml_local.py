@@ -13,12 +13,6 @@ from aml_local import AmlLocalError, cli, job, store
 
 
 @pytest.fixture
-def home(tmp_path, monkeypatch):
-    monkeypatch.setenv("AML_LOCAL_HOME", str(tmp_path / "home"))
-    return tmp_path / "home"
-
-
-@pytest.fixture
 def project(tmp_path):
     """A tiny project: src/step.py logs a metric to the job's MLflow run and writes its output."""
     root = tmp_path / "project"

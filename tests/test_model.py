@@ -17,12 +17,6 @@ MLMODEL = "flavors:\n  python_function:\n    loader_module: mlflow.keras\n    py
 
 
 @pytest.fixture
-def home(tmp_path, monkeypatch):
-    monkeypatch.setenv("AML_LOCAL_HOME", str(tmp_path / "home"))
-    return tmp_path / "home"
-
-
-@pytest.fixture
 def model_folder(tmp_path):
     """An MLflow-shaped model folder (MLmodel at its top); its contents are never loaded here."""
     folder = tmp_path / "source" / "model"

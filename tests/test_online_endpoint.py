@@ -27,13 +27,6 @@ SAMPLE_REQUEST = ENDPOINTS / "sample-request.json"
 
 
 @pytest.fixture
-def home(tmp_path, monkeypatch):
-    monkeypatch.setenv("AML_LOCAL_HOME", str(tmp_path / "home"))
-    monkeypatch.delenv("AML_LOCAL_PORT", raising=False)
-    return tmp_path / "home"
-
-
-@pytest.fixture
 def time_limit():
     """Fail (not hang) a test that runs past its limit: SIGALRM raises in the test's own thread."""
 

@@ -81,12 +81,6 @@ early_termination:
 
 
 @pytest.fixture
-def home(tmp_path, monkeypatch):
-    monkeypatch.setenv("AML_LOCAL_HOME", str(tmp_path / "home"))
-    return tmp_path / "home"
-
-
-@pytest.fixture
 def project(tmp_path):
     root = tmp_path / "project"
     (root / "src").mkdir(parents=True)

@@ -333,10 +333,7 @@ def _now():
 
 
 def write_spec(job_dir: Path, spec: dict):
-    # Written whole then renamed: `show` in another process never reads half a file.
-    tmp = job_dir / ".job.json.tmp"
-    tmp.write_text(json.dumps(spec, indent=2))
-    os.replace(tmp, job_dir / "job.json")
+    store.write_json(job_dir / "job.json", spec)
 
 
 def launch(spec, stream=False, echo=None, module="aml_local.runner"):

@@ -96,10 +96,7 @@ def load_record(endpoint_name: str, name: str) -> dict:
 
 
 def _save(record: dict):
-    path = Path(record["deployment_dir"]) / "deployment.json"
-    partial = path.with_suffix(".json.partial")
-    partial.write_text(json.dumps(record, indent=2))
-    partial.replace(path)
+    store.write_json(Path(record["deployment_dir"]) / "deployment.json", record)
 
 
 def _load(file, name, endpoint_name, set_pairs):

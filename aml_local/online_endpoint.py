@@ -55,10 +55,7 @@ def load_record(name: str) -> dict:
 
 
 def save_record(record: dict):
-    path = endpoint_dir(record["name"]) / "endpoint.json"
-    partial = path.with_suffix(".json.partial")
-    partial.write_text(json.dumps(record, indent=2))
-    partial.replace(path)  # another command never reads half a record
+    store.write_json(endpoint_dir(record["name"]) / "endpoint.json", record)
 
 
 def _load(file, name, auth_mode):

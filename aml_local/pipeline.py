@@ -12,7 +12,6 @@ import contextlib
 import json
 import re
 import sys
-import time
 from pathlib import Path
 
 from aml_local import AmlLocalError, runner, store, sweep
@@ -192,16 +191,11 @@ class Pipeline:
         self.sdk_job = jobs.load(self.spec["file"], self.spec["set_pairs"])
         self.yaml_dir = Path(self.spec["file"]).parent
         self.echo = echo
-        self.log = None
+        self.events = None  # a runner.EventLog while run() drives the job
         self.status = {}  # node -> final status
 
     def say(self, text):
-        line = f"[pipeline {time.strftime('%H:%M:%S')}] {text}\n"
-        self.log.write(line)
-        self.log.flush()
-        if self.echo is not None:
-            self.echo.write(line)
-            self.echo.flush()
+        self.events.say(text)
 
     def node_inputs(self, node_name):
         def output_path(node, output):
@@ -338,9 +332,7 @@ class _Prefixed:
 def run(job_dir: Path, echo=None) -> str:
     job_dir = Path(job_dir)
     pipeline = Pipeline(job_dir, echo=echo)
-    log_path = job_dir / "logs" / "user_logs" / "std_log.txt"
-    log_path.parent.mkdir(parents=True, exist_ok=True)
-    pipeline.log = open(log_path, "a")  # noqa: SIM115 - closed in finally
+    pipeline.events = runner.EventLog(job_dir, "pipeline", echo)
     run_id = pipeline.spec["mlflow_run_id"]
     status, message = "Failed", None
     with runner.driving(job_dir) as hold:
@@ -356,7 +348,7 @@ def run(job_dir: Path, echo=None) -> str:
             hold()
             store.set_status(run_id, status, message)
             pipeline.say(f"pipeline {status}" + (f": {message}" if message else ""))
-            pipeline.log.close()
+            pipeline.events.close()
     return status
 
 

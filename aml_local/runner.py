@@ -110,6 +110,27 @@ def log_paths(job_dir: Path, processes: int):
     return [logs / f"std_log_process_{i}.txt" for i in range(processes)]
 
 
+class EventLog:
+    """A driver's own lines (a sweep's or a pipeline's events), timestamped, in the job's std_log.txt where
+    `job stream` reads them, and echoed when the job is streamed."""
+
+    def __init__(self, job_dir: Path, kind: str, echo=None):
+        path = log_paths(job_dir, 1)[0]
+        path.parent.mkdir(parents=True, exist_ok=True)
+        self.file = open(path, "a")  # noqa: SIM115 - closed by close()
+        self.kind, self.echo = kind, echo
+
+    def say(self, text):
+        line = f"[{self.kind} {time.strftime('%H:%M:%S')}] {text}\n"
+        for stream in (self.file, self.echo):
+            if stream is not None:
+                stream.write(line)
+                stream.flush()
+
+    def close(self):
+        self.file.close()
+
+
 def _pump(stream, log_path, echo, prefix, last_line):
     with open(log_path, "ab") as log:
         for line in iter(stream.readline, b""):

@@ -3,6 +3,7 @@ sqlite store that plays the workspace's job history and model registry, and one 
 
 import contextlib
 import fcntl
+import json
 import os
 from pathlib import Path
 
@@ -107,6 +108,13 @@ def job_runs(parent_run_id=None, max_results=50):
         max_results=max_results,
         order_by=["attributes.start_time DESC"],
     )
+
+
+def write_json(path: Path, data):
+    """Write JSON whole, then rename: a command reading it at the same moment never sees half a record."""
+    partial = Path(path).with_name(f".{Path(path).name}.partial")
+    partial.write_text(json.dumps(data, indent=2))
+    partial.replace(path)
 
 
 def set_status(run_id: str, status: str, message: str | None = None):

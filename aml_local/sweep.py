@@ -194,7 +194,7 @@ class Sweep:
         self.sdk_job = load_sdk_sweep(self.spec)
         self.template = self.spec["trial_template"]
         self.echo = echo
-        self.log = None
+        self.events = None  # a runner.EventLog while run() drives the job
         objective = self.sdk_job.objective
         self.metric = objective.primary_metric
         self.maximize = str(objective.goal).lower() == "maximize"
@@ -211,12 +211,7 @@ class Sweep:
 
     # ---- output -------------------------------------------------------------------------------------------
     def say(self, text):
-        line = f"[sweep {time.strftime('%H:%M:%S')}] {text}\n"
-        self.log.write(line)
-        self.log.flush()
-        if self.echo is not None:
-            self.echo.write(line)
-            self.echo.flush()
+        self.events.say(text)
 
     def summary(self):
         counts = {}
@@ -516,9 +511,7 @@ def run(job_dir: Path, echo=None) -> str:
     """Drive the sweep in job_dir to its end; returns its final status (used by --stream and by main)."""
     job_dir = Path(job_dir)
     sweep = Sweep(job_dir, echo=echo)
-    log_path = job_dir / "logs" / "user_logs" / "std_log.txt"
-    log_path.parent.mkdir(parents=True, exist_ok=True)
-    sweep.log = open(log_path, "a")  # noqa: SIM115 - closed in finally
+    sweep.events = runner.EventLog(job_dir, "sweep", echo)
 
     run_id = sweep.spec["mlflow_run_id"]
     status, message = "Failed", None
@@ -541,7 +534,7 @@ def run(job_dir: Path, echo=None) -> str:
             store.set_status(run_id, status, message)
             if message:
                 sweep.say(f"{status}: {message}")
-            sweep.log.close()
+            sweep.events.close()
     return status
 
 

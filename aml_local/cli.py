@@ -70,6 +70,82 @@ def _job_cancel(args):
     return job.cancel(args.name), None
 
 
+def _job_download(args):
+    """az ml job download --output-name X: the output's files under <download-path>/named-outputs/X, as the SDK
+    lays them out (a sweep's outputs are its best trial's)."""
+    import shutil
+    from pathlib import Path
+
+    from aml_local import job
+
+    shown = job.show(args.name)
+    if shown["status"] not in ("Completed", "Failed", "Canceled", "NotResponding"):
+        raise AmlLocalError(f"job {args.name} is {shown['status']}: download is allowed only once it has ended")
+    outputs = shown.get("outputs") or {}
+    if args.output_name not in outputs:
+        raise AmlLocalError(
+            f"--output-name {args.output_name}: job {args.name} has no such output "
+            f"(outputs: {', '.join(sorted(outputs)) or 'none'})"
+        )
+    source = Path(outputs[args.output_name].get("path") or "")
+    if not source.exists():
+        raise AmlLocalError(f"--output-name {args.output_name}: job {args.name} wrote nothing there ({source})")
+    target = Path(args.download_path or ".") / "named-outputs" / args.output_name
+    if source.is_dir():
+        shutil.copytree(source, target, dirs_exist_ok=True)
+    else:
+        target.mkdir(parents=True, exist_ok=True)
+        shutil.copy2(source, target / source.name)
+    return None, None
+
+
+def _asset_create(module_name):
+    def handler(args):
+        import importlib
+
+        module = importlib.import_module(f"aml_local.{module_name}")
+        extra = {"version": args.version} if hasattr(args, "version") else {}
+        return module.create(args.file, name=args.name, **extra), None
+
+    return handler
+
+
+def _asset_show(module_name):
+    def handler(args):
+        import importlib
+
+        module = importlib.import_module(f"aml_local.{module_name}")
+        if module_name == "compute":
+            return module.show(args.name), None
+        return module.show(args.name, version=args.version, label=args.label), None
+
+    return handler
+
+
+def _add_asset_nouns(nouns, common):
+    """compute, environment and data: create (validated by the SDK's loaders, recorded locally) and show."""
+    for noun_name, text in (
+        ("compute", "compute targets, like `az ml compute` (jobs run on this machine)"),
+        ("environment", "environments, like `az ml environment` (jobs run in this Python)"),
+        ("data", "data assets, like `az ml data`"),
+    ):
+        noun = nouns.add_parser(noun_name, help=text)
+        verbs = noun.add_subparsers(dest="verb", required=True, parser_class=_Parser)
+        create = verbs.add_parser("create", parents=[common], help=f"create or update a {noun_name} from YAML")
+        create.add_argument("--file", "-f", required=True)
+        create.add_argument("--name", "-n", help="name (overrides the YAML's)")
+        if noun_name != "compute":
+            create.add_argument("--version", "-v", help="version (default: the YAML's, else the next one)")
+        create.set_defaults(handler=_asset_create(noun_name))
+        show = verbs.add_parser("show", parents=[common], help=f"show a {noun_name}")
+        show.add_argument("--name", "-n", required=True)
+        if noun_name != "compute":
+            which = show.add_mutually_exclusive_group()
+            which.add_argument("--version", "-v")
+            which.add_argument("--label", "-l", help="latest (the default)")
+        show.set_defaults(handler=_asset_show(noun_name))
+
+
 def _model_create(args):
     from aml_local import model
 
@@ -125,7 +201,7 @@ def _endpoint_list(args):
 def _endpoint_update(args):
     from aml_local import online_endpoint
 
-    return online_endpoint.update(args.name, traffic=args.traffic), None
+    return online_endpoint.update(args.name, traffic=args.traffic, mirror_traffic=args.mirror_traffic), None
 
 
 def _endpoint_delete(args):
@@ -228,6 +304,9 @@ def _add_online_endpoint_noun(nouns, common):
     update = verbs.add_parser("update", parents=[common], help="set the traffic split")
     update.add_argument("--name", "-n", required=True)
     update.add_argument("--traffic", "-r", help="e.g. 'blue=90 green=10' (must add up to 100, or all 0)")
+    update.add_argument(
+        "--mirror-traffic", help="e.g. 'green=10': copy that share of live requests to one deployment (at most 50)"
+    )
     update.set_defaults(handler=_endpoint_update)
     delete = verbs.add_parser("delete", parents=[common], help="delete an endpoint and stop its deployments")
     delete.add_argument("--name", "-n", required=True)
@@ -305,7 +384,13 @@ def build_parser():
     cancel = verbs.add_parser("cancel", parents=[common], help="cancel a running job")
     cancel.add_argument("--name", "-n", required=True)
     cancel.set_defaults(handler=_job_cancel)
+    download = verbs.add_parser("download", parents=[common], help="copy a finished job's output to a folder")
+    download.add_argument("--name", "-n", required=True)
+    download.add_argument("--output-name", required=True, help="the output, e.g. model")
+    download.add_argument("--download-path", "-p", help="where named-outputs/<output> goes (default: here)")
+    download.set_defaults(handler=_job_download)
     _add_model_noun(nouns, common)
+    _add_asset_nouns(nouns, common)
     _add_online_endpoint_noun(nouns, common)
     _add_online_deployment_noun(nouns, common)
     return parser

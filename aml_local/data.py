@@ -1,4 +1,9 @@
-"""The `data` noun: map a job's data inputs to folders on this machine.
+"""The `data` noun: `data create/show` for data asset YAML, and the mapping of a job's data inputs to folders
+on this machine.
+
+`data create` parses the YAML with the SDK's own `load_data` and records the version in
+$AML_LOCAL_HOME/data/<name>/<version>.json; as on Azure a registered version cannot change (the same
+content again is answered as it is, other content is refused). `data show` answers az's JSON.
 
 On Azure ML an input is mounted from a datastore; here it has to be a local path. A local path is used
 as it is; a data asset (`azureml:mnist@latest`) is looked up in the project's `data/*.yml`; a remote URL
@@ -6,6 +11,7 @@ is mapped to a local copy when we know how to make one (MNIST: the data module's
 from the public mirrors), and anything else fails with a message saying how to give a local path.
 """
 
+import json
 import re
 from pathlib import Path
 
@@ -115,3 +121,73 @@ def _job_output(input_name: str, path: str, match) -> Path:
     if not target.exists():
         raise AmlLocalError(f"input {input_name}: {path}: {target} does not exist")
     return target
+
+
+def data_dir() -> Path:
+    from aml_local import store
+
+    return store.home() / "data"
+
+
+def create(file, name=None, version=None) -> dict:
+    from aml_local import store
+    from aml_local.compute import load_yaml, now
+
+    overrides = [o for o in ({"name": name} if name else None, {"version": version} if version else None) if o]
+    asset = load_yaml("data asset", "load_data", file, overrides)
+    spec_dir = Path(asset.base_path) if getattr(asset, "base_path", None) else Path(file).resolve().parent
+    path = str(asset.path)
+    if not REMOTE.match(path) and not (spec_dir / path).exists():
+        raise AmlLocalError(f"{file}: path {spec_dir / path} does not exist")
+    content = {"type": str(asset.type), "path": path, "description": asset.description}
+    with store.locked("data"):
+        folder = data_dir() / asset.name
+        folder.mkdir(parents=True, exist_ok=True)
+        chosen = str(asset.version) if asset.version else None
+        if chosen is None:
+            numbers = [int(p.stem) for p in folder.glob("*.json") if p.stem.isdigit()]
+            chosen = str(max(numbers, default=0) + 1)
+        record_path = folder / f"{chosen}.json"
+        if record_path.exists():
+            if json.loads(record_path.read_text())["content"] != content:
+                raise AmlLocalError(
+                    f"data asset {asset.name}:{chosen} already exists with other content; a version cannot change"
+                )
+        else:
+            store.write_json(
+                record_path,
+                {
+                    "name": asset.name,
+                    "version": chosen,
+                    "content": content,
+                    "file": str(Path(file).resolve()),
+                    "created_at": now(),
+                },
+            )
+    return show(asset.name, version=chosen)
+
+
+def show(name: str, version: str | None = None, label: str | None = None) -> dict:
+    from aml_local import store
+
+    versions = sorted((p.stem for p in (data_dir() / name).glob("*.json")), key=_version_key)
+    if not versions:
+        raise AmlLocalError(f"data asset {name!r} not found in {store.home()}")
+    if version is None:
+        if label not in (None, "latest"):
+            raise AmlLocalError(f"--label {label}: only the label 'latest' exists locally")
+        version = versions[-1]
+    record_path = data_dir() / name / f"{version}.json"
+    if not record_path.exists():
+        raise AmlLocalError(f"data asset {name}:{version} not found (versions: {', '.join(versions)})")
+    record = json.loads(record_path.read_text())
+    return {
+        "creation_context": {"created_at": record["created_at"]},
+        "description": record["content"]["description"],
+        "id": f"azureml:/local/data/{name}/versions/{version}",
+        "name": name,
+        "path": record["content"]["path"],
+        "properties": {"aml_local.file": record["file"]},
+        "type": record["content"]["type"],
+        "version": version,
+    }

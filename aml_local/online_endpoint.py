@@ -179,38 +179,63 @@ def list_endpoints() -> list[dict]:
     return [show(path.parent.name) for path in sorted(endpoints_dir().glob("*/endpoint.json"))]
 
 
-def parse_traffic(text: str) -> dict:
+def parse_traffic(text: str, flag: str = "--traffic") -> dict:
     """`blue=90 green=10` (as `az ml online-endpoint update --traffic` takes it) -> {"blue": 90, "green": 10}."""
     traffic = {}
     for pair in text.replace(",", " ").split():
         match = TRAFFIC_PAIR.match(pair)
         if not match or int(match["percent"]) > 100:
-            raise AmlLocalError(f"--traffic {text!r}: expected DEPLOYMENT=PERCENT pairs, e.g. 'blue=90 green=10'")
+            raise AmlLocalError(f"{flag} {text!r}: expected DEPLOYMENT=PERCENT pairs, e.g. 'blue=90 green=10'")
         traffic[match["deployment"]] = int(match["percent"])
     if not traffic:
-        raise AmlLocalError(f"--traffic {text!r}: expected DEPLOYMENT=PERCENT pairs, e.g. 'blue=90 green=10'")
+        raise AmlLocalError(f"{flag} {text!r}: expected DEPLOYMENT=PERCENT pairs, e.g. 'blue=90 green=10'")
     return traffic
 
 
-def update(name: str, traffic: str | None = None) -> dict:
+def update(name: str, traffic: str | None = None, mirror_traffic: str | None = None) -> dict:
+    """Set the live traffic split and/or the mirrored traffic, with Azure's rules: live traffic adds up to 100
+    (or is all 0); mirrored traffic goes to at most one deployment, at most 50%, and never to a deployment that
+    takes live traffic."""
     from aml_local import online_deployment
 
-    if traffic is None:
-        raise AmlLocalError("online-endpoint update: give --traffic, e.g. --traffic 'blue=90 green=10'")
-    wanted = parse_traffic(traffic)
+    if traffic is None and mirror_traffic is None:
+        raise AmlLocalError(
+            "online-endpoint update: give --traffic (e.g. 'blue=90 green=10') and/or --mirror-traffic (e.g. 'green=10')"
+        )
+    wanted = parse_traffic(traffic) if traffic is not None else None
+    mirrored = parse_traffic(mirror_traffic, flag="--mirror-traffic") if mirror_traffic is not None else None
     with store.locked("endpoints"):
         record = load_record(name)
         deployments = {d["name"] for d in online_deployment.records(name)}
-        unknown = sorted(set(wanted) - deployments)
-        if unknown:
-            raise AmlLocalError(
-                f"--traffic: endpoint {name} has no deployment {unknown[0]!r} "
-                f"(deployments: {', '.join(sorted(deployments)) or 'none'})"
-            )
-        if sum(wanted.values()) not in (0, 100):
+        for flag, split in (("--traffic", wanted), ("--mirror-traffic", mirrored)):
+            unknown = sorted(set(split or {}) - deployments)
+            if unknown:
+                raise AmlLocalError(
+                    f"{flag}: endpoint {name} has no deployment {unknown[0]!r} "
+                    f"(deployments: {', '.join(sorted(deployments)) or 'none'})"
+                )
+        if wanted is not None and sum(wanted.values()) not in (0, 100):
             raise AmlLocalError(f"--traffic {traffic!r}: the percentages add up to {sum(wanted.values())}, not 100")
-        # As on Azure, the new split replaces the old one: deployments left out take no traffic.
-        record["traffic"] = {d: wanted.get(d, 0) for d in sorted(deployments)}
+        # As on Azure, a new split replaces the old one: deployments left out take no traffic.
+        live = {d: wanted.get(d, 0) for d in sorted(deployments)} if wanted is not None else record["traffic"]
+        mirror = record.get("mirror_traffic") or {}
+        if mirrored is not None:
+            mirror = {d: p for d, p in mirrored.items() if p > 0}
+        mirror = {d: p for d, p in mirror.items() if d in deployments}
+        if len(mirror) > 1:
+            raise AmlLocalError(
+                f"--mirror-traffic: mirrored traffic can go to one deployment only (got {', '.join(sorted(mirror))})"
+            )
+        if sum(mirror.values()) > 50:
+            raise AmlLocalError(f"--mirror-traffic {mirror_traffic!r}: at most 50% of traffic can be mirrored")
+        both = sorted(d for d in mirror if live.get(d, 0) > 0)
+        if both:
+            raise AmlLocalError(
+                f"deployment {both[0]} would take live traffic ({live[both[0]]}%) and mirrored traffic; "
+                f"stop the mirror first (--mirror-traffic '{both[0]}=0')"
+            )
+        record["traffic"] = live
+        record["mirror_traffic"] = mirror
         save_record(record)
     return show(name)
 
@@ -222,6 +247,9 @@ def set_traffic(name: str, deployment: str, percent: int | None):
         traffic = dict(record["traffic"])
         if percent is None:
             traffic.pop(deployment, None)
+            record["mirror_traffic"] = {
+                d: p for d, p in (record.get("mirror_traffic") or {}).items() if d != deployment
+            }
         elif percent == 100:
             traffic = {d: 0 for d in traffic} | {deployment: 100}
         else:
@@ -305,9 +333,36 @@ def invoke(name: str, request_file, deployment_name: str | None = None) -> str:
         ) from None
     finally:
         connection.close()
+    if deployment_name is None:
+        _mirror(record, deployments, body, key)
     if not 200 <= status < 300:
         raise AmlLocalError(f"online endpoint {name}: deployment {chosen} answered HTTP {status}: {_message(text)}")
     return text
+
+
+def _mirror(record: dict, deployments: dict, body: bytes, key: str):
+    """Send a copy of a request routed by traffic to the mirrored deployment, at its percentage, as Azure does:
+    its answer is never returned and its failures never reach the caller (they show in its own log)."""
+    import http.client
+
+    for name, percent in (record.get("mirror_traffic") or {}).items():
+        if name not in deployments or random.random() * 100 >= percent:
+            continue
+        deployment = deployments[name]
+        headers = {
+            "Content-Type": "application/json",
+            "Authorization": f"Bearer {key}",
+            "azureml-model-deployment": name,
+        }
+        timeout_s = deployment["request_settings"]["request_timeout_ms"] / 1000 + 5
+        connection = http.client.HTTPConnection("127.0.0.1", deployment["port"], timeout=timeout_s)
+        try:
+            connection.request("POST", "/score", body=body, headers=headers)
+            connection.getresponse().read()
+        except (OSError, http.client.HTTPException):
+            pass
+        finally:
+            connection.close()
 
 
 def _message(text: str) -> str:

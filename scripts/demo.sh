@@ -9,6 +9,8 @@ source scripts/lib.sh
 
 file=${1:-jobs/sweep-quick.yml}
 name="mnist_demo_$(date +%Y%m%d_%H%M%S)"
+# Show the sweep's progress as it runs, and notice its end within 2 s (a local job ends on this machine).
+export AML_STREAM_LOGS=${AML_STREAM_LOGS:-1} AML_POLL_S=${AML_POLL_S:-2}
 
 log "1/4 train: $file as job $name"
 scripts/train.sh "$file" --name "$name"
@@ -41,8 +43,8 @@ endpoint=$(endpoint_name)
 cat <<TXT
 
 The endpoint stays up. Call it yourself (the key comes from get-credentials; it is not printed here):
-  key=\$(aml-local online-endpoint get-credentials -n $endpoint --query primaryKey -o tsv)
+  key=\$($AML_CLI_NAME online-endpoint get-credentials -n $endpoint --query primaryKey -o tsv)
   curl -s -H "Authorization: Bearer \$key" -H "Content-Type: application/json" \\
-       --data @endpoints/sample-request.json "\$(aml-local online-endpoint show -n $endpoint --query scoring_uri -o tsv)"
+       --data @endpoints/sample-request.json "\$($AML_CLI_NAME online-endpoint show -n $endpoint --query scoring_uri -o tsv)"
 Stop it with: scripts/teardown.sh
 TXT

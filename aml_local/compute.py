@@ -1,0 +1,108 @@
+"""The `compute` noun: `compute create/show` for the cluster YAML that `az ml compute create` takes.
+
+Locally every job runs on this machine, so a compute target is a record, not a cluster: the YAML is parsed
+and validated by the SDK's own `load_compute` (what az rejects is rejected here), kept in
+$AML_LOCAL_HOME/compute/<name>.json, and `show` answers az's JSON with a property saying where jobs really
+run. Creating an existing name updates it, as `az ml compute create` does for a cluster's scale settings.
+"""
+
+import datetime
+import getpass
+import json
+import os
+import re
+from pathlib import Path
+
+from aml_local import AmlLocalError, store
+
+# Azure ML's rule for compute names: 2 to 16 characters, a letter first, letters, digits and '-'.
+COMPUTE_NAME = re.compile(r"^[a-zA-Z][a-zA-Z0-9-]{1,15}$")
+
+
+def compute_dir() -> Path:
+    return store.home() / "compute"
+
+
+def load_yaml(kind: str, loader_name: str, file, overrides: list[dict]):
+    """An SDK entity from a YAML file via azure.ai.ml.<loader_name>, errors cut to one line naming the file."""
+    import azure.ai.ml
+    from azure.ai.ml.exceptions import MlException
+    from marshmallow.exceptions import ValidationError
+    from yaml import YAMLError
+
+    from aml_local.job import sdk_error_summary
+
+    if not Path(file).is_file():
+        raise AmlLocalError(f"--file {file}: no such file (expected a {kind} YAML)")
+    try:
+        return getattr(azure.ai.ml, loader_name)(file, params_override=overrides)
+    except (ValidationError, MlException, YAMLError, ValueError, KeyError, TypeError) as err:
+        raise AmlLocalError(f"{file}: {sdk_error_summary(err)}") from None
+
+
+def now() -> str:
+    return datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds")
+
+
+def create(file, name=None) -> dict:
+    entity = load_yaml("compute", "load_compute", file, [{"name": name}] if name else [])
+    if not entity.name or not COMPUTE_NAME.match(entity.name):
+        raise AmlLocalError(
+            f"name {entity.name!r}: 2 to 16 letters, digits and '-', starting with a letter (Azure ML's rule)"
+        )
+    if entity.type != "amlcompute":
+        raise AmlLocalError(f"{file}: type {entity.type!r}: only amlcompute clusters are recorded locally")
+    record = {
+        "name": entity.name,
+        "type": entity.type,
+        "description": entity.description,
+        "size": entity.size,
+        "tier": entity.tier,
+        "min_instances": entity.min_instances,
+        "max_instances": entity.max_instances,
+        "idle_time_before_scale_down": entity.idle_time_before_scale_down,
+        "tags": {str(k): str(v) for k, v in (entity.tags or {}).items()},
+        "file": str(Path(file).resolve()),
+        "created_by": getpass.getuser(),
+    }
+    with store.locked("compute"):
+        compute_dir().mkdir(parents=True, exist_ok=True)
+        path = compute_dir() / f"{entity.name}.json"
+        previous = json.loads(path.read_text()) if path.exists() else {}
+        record["created_at"] = previous.get("created_at", now())
+        record["modified_at"] = now()
+        store.write_json(path, record)
+    return show(entity.name)
+
+
+def show(name: str) -> dict:
+    path = compute_dir() / f"{name}.json"
+    try:
+        record = json.loads(path.read_text())
+    except FileNotFoundError:
+        known = ", ".join(sorted(p.stem for p in compute_dir().glob("*.json"))) or "none"
+        raise AmlLocalError(f"compute {name!r} not found in {store.home()} (compute: {known})") from None
+    except (OSError, ValueError):
+        raise AmlLocalError(f"compute {name!r}: its record {path} is unreadable") from None
+    return {
+        "description": record["description"],
+        "id": f"azureml:/local/computes/{name}",
+        "idle_time_before_scale_down": record["idle_time_before_scale_down"],
+        "location": "local",
+        "max_instances": record["max_instances"],
+        "min_instances": record["min_instances"],
+        "name": name,
+        "properties": {
+            # Said plainly: nothing is provisioned; jobs that name this compute run here.
+            "aml_local.runs_on": f"this machine ({os.cpu_count()} cores); size and instance counts are recorded,"
+            " not provisioned",
+            "aml_local.file": record["file"],
+            "createdAt": record["created_at"],
+            "modifiedAt": record["modified_at"],
+        },
+        "provisioning_state": "Succeeded",
+        "size": record["size"],
+        "tags": record["tags"],
+        "tier": record["tier"],
+        "type": record["type"],
+    }

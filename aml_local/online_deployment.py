@@ -10,8 +10,10 @@ managed online endpoint's container runs it:
   model path is copied into <deployment>/azureml-models/<name>/1 the same way;
 - environment_variables are passed as they are (WORKER_COUNT, SCORING_TIMEOUT_MS... are the server's own);
   request_settings.request_timeout_ms becomes SCORING_TIMEOUT_MS unless the deployment sets that itself;
-  max_concurrent_requests_per_instance becomes the worker count unless WORKER_COUNT is set (a sync worker
-  serves one request at a time; requests beyond that wait in the listen queue instead of getting Azure's 429);
+  max_concurrent_requests_per_instance becomes the worker count unless WORKER_COUNT is set; the gateway admits at
+  most max_concurrent_requests_per_instance x instance_count requests at once, answers 429 to one that waits
+  longer than request_timeout_ms for its turn and 408 to one not answered within it (aml_local.serving);
+- `create` of a deployment whose server died starts it again in place (its traffic share is kept);
 - the server is gunicorn on aml_local.serving (the server's Flask app behind the endpoint's key check),
   listening on 127.0.0.1 only, on a free port (AML_LOCAL_PORT picks one), in its own process group, logging
   to <deployment>/logs/inference-server.log;
@@ -53,6 +55,8 @@ READY_POLL_S = 0.25
 # The last line of a Python traceback: "RuntimeError: no model here", "ModuleNotFoundError: No module named 'x'".
 EXCEPTION_LINE = re.compile(r"^[A-Za-z_][\w.]*(Error|Exception|Exit|Interrupt)\b(: .*)?$")
 STOP_GRACE_S = 10
+# Connections a server worker takes in at once (most of them waiting for a slot, see aml_local.serving).
+GATEWAY_THREADS = 64
 
 
 def deployments_dir(endpoint_name: str) -> Path:
@@ -226,6 +230,11 @@ def _server_environment(record: dict, port: int) -> dict:
     env.setdefault("SCORING_TIMEOUT_MS", str(record["request_settings"]["request_timeout_ms"]))
     env.setdefault("SERVICE_NAME", record["endpoint_name"])
     env.setdefault("AML_LOCAL_MAX_REQUEST_BYTES", str(32 * 1024 * 1024))
+    # The gateway's admission control (aml_local.serving): a shared cap on requests in the server, and a deadline.
+    settings = record["request_settings"]
+    env["AML_LOCAL_MAX_CONCURRENT"] = str(settings["max_concurrent_requests_per_instance"] * record["instance_count"])
+    env["AML_LOCAL_REQUEST_TIMEOUT_MS"] = str(settings["request_timeout_ms"])
+    env["AML_LOCAL_SLOTS_DIR"] = str(Path(record["deployment_dir"]) / "slots")
     env.update(
         {
             "AML_APP_ROOT": record["app_root"],
@@ -275,11 +284,17 @@ def create(file, name=None, endpoint_name=None, all_traffic=False, set_pairs=())
     folder = deployment_dir(endpoint_name, name)
     with store.locked("endpoints"):
         if (folder / "deployment.json").exists():
-            raise AmlLocalError(
-                f"online deployment {name} already exists on endpoint {endpoint_name}; use another name, "
-                "or delete it first"
-            )
-        if folder.exists():
+            previous = load_record(endpoint_name, name)
+            if server_alive(previous):
+                raise AmlLocalError(
+                    f"online deployment {name} already exists on endpoint {endpoint_name}; use another name, "
+                    "or delete it first"
+                )
+            # Its server died (killed, crashed, or this machine restarted): create it again in place, as a create
+            # of an existing deployment on Azure re-provisions it. Its share of the traffic is kept.
+            stop(previous)
+            shutil.rmtree(folder)
+        elif folder.exists():
             shutil.rmtree(folder)  # left by a create that stopped before writing its record
         (folder / "logs").mkdir(parents=True)
         (folder / "app").mkdir()
@@ -367,6 +382,12 @@ def _start_server(record: dict, listener: socket.socket) -> subprocess.Popen:
         "-",
         # gunicorn's control socket is one path per user: two deployments would fight over it, and nothing uses it.
         "--no-control-socket",
+        # Threads, so that requests beyond max_concurrent_requests_per_instance wait inside the gateway, where they
+        # are counted and timed (429/408), instead of unseen in the listen queue. Up to GATEWAY_THREADS per worker.
+        "--worker-class",
+        "gthread",
+        "--threads",
+        str(GATEWAY_THREADS),
         "aml_local.serving:build_app()",
     ]
     log = open(log_path(record), "ab")  # noqa: SIM115 - handed to the detached server
@@ -409,24 +430,36 @@ def _answers(record: dict, timeout: float) -> bool:
 
 
 def _wait_until_ready(record: dict, process: subprocess.Popen):
+    from aml_local import progress  # the readiness wait, live on a terminal (stderr: stdout carries the JSON)
+
     probe = record["readiness_probe"]
     budget = probe["initial_delay"] + probe["period"] * probe["failure_threshold"]
-    deadline = time.monotonic() + budget
-    while True:
-        code = process.poll()
-        if code is not None:
-            raise AmlLocalError(
-                f"online deployment {record['name']}: its inference server exited with code {code} before it was "
-                f"ready; last log lines: {_tail_for_error(record)}"
+    started = time.monotonic()
+    deadline = started + budget
+    status_line = progress.StatusLine(sys.stderr)
+    try:
+        while True:
+            code = process.poll()
+            if code is not None:
+                raise AmlLocalError(
+                    f"online deployment {record['name']}: its inference server exited with code {code} before it "
+                    f"was ready; last log lines: {_tail_for_error(record)}"
+                )
+            if _answers(record, timeout=probe["timeout"]):
+                status_line.finish(f"deployment {record['name']}: ready after {time.monotonic() - started:.1f} s")
+                return
+            if time.monotonic() > deadline:
+                raise AmlLocalError(
+                    f"online deployment {record['name']}: not ready after {budget} s (readiness_probe initial_delay "
+                    f"+ period x failure_threshold); last log lines: {_tail_for_error(record)}"
+                )
+            waited = time.monotonic() - started
+            status_line.show(
+                f"deployment {record['name']}: waiting for the server to be ready, {waited:.0f} s of {budget} s"
             )
-        if _answers(record, timeout=probe["timeout"]):
-            return
-        if time.monotonic() > deadline:
-            raise AmlLocalError(
-                f"online deployment {record['name']}: not ready after {budget} s (readiness_probe initial_delay + "
-                f"period x failure_threshold); last log lines: {_tail_for_error(record)}"
-            )
-        time.sleep(READY_POLL_S)
+            time.sleep(READY_POLL_S)
+    finally:
+        status_line.clear()
 
 
 def _tail_for_error(record: dict, count: int = 3) -> str:

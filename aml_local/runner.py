@@ -47,6 +47,78 @@ def driving(job_dir: Path):
             signal.signal(sig, handler)
 
 
+# Run by a watchdog process per job process group (see _guard): it blocks on a pipe that only the driver holds open.
+# The pipe closes when the driver ends, however it ends (SIGKILL included); then what is left of the group is
+# stopped: SIGTERM, and SIGKILL after the grace period.
+_WATCHDOG = """
+import os, signal, sys, time
+pgid, fd, grace = int(sys.argv[1]), int(sys.argv[2]), float(sys.argv[3])
+while os.read(fd, 1):
+    pass
+def alive():
+    try:
+        os.killpg(pgid, 0)
+        return True
+    except OSError:
+        return False
+if alive():
+    os.killpg(pgid, signal.SIGTERM)
+    deadline = time.monotonic() + grace
+    while alive() and time.monotonic() < deadline:
+        time.sleep(0.1)
+    if alive():
+        os.killpg(pgid, signal.SIGKILL)
+"""
+PARENT_POLL_S = 1.0
+
+
+def _guard(pgid: int, grace: float = 10.0) -> tuple[subprocess.Popen, int]:
+    """Start the watchdog for one process group: (its process, the pipe's write end, to close when the group has
+    ended). A job's command runs in its own session, so without this a killed driver would leave it running."""
+    read_end, write_end = os.pipe()
+    try:
+        watchdog = subprocess.Popen(
+            [sys.executable, "-c", _WATCHDOG, str(pgid), str(read_end), str(grace)],
+            pass_fds=(read_end,),
+            stdin=subprocess.DEVNULL,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+            start_new_session=True,  # a Ctrl-C in the driver's terminal must not stop the watchdog first
+        )
+    finally:
+        os.close(read_end)
+    return watchdog, write_end
+
+
+def _release_guards(guards):
+    for _, write_end in guards:
+        with contextlib.suppress(OSError):
+            os.close(write_end)
+    for watchdog, _ in guards:
+        with contextlib.suppress(subprocess.TimeoutExpired):
+            watchdog.wait(timeout=15)
+
+
+def _follow_parent(job_dir: Path, parent_job_name: str, stop: threading.Event):
+    """A sweep's trial (or a pipeline's node) runs under its own runner; when the parent's driver ends without
+    stopping it (killed), cancel this job rather than let it run on unsupervised."""
+    import psutil
+
+    runner_file = job_dir.parent / parent_job_name / "runner.json"
+    while not stop.wait(PARENT_POLL_S):
+        try:
+            info = json.loads(runner_file.read_text())
+            parent = psutil.Process(info["pid"])
+            if abs(parent.create_time() - info["started"]) < 1 and parent.status() != psutil.STATUS_ZOMBIE:
+                continue
+        except (OSError, ValueError, KeyError, psutil.Error):
+            pass
+        reason = {"status": "Canceled", "message": f"its parent job {parent_job_name} ended without stopping it"}
+        (job_dir / "cancel.json").write_text(json.dumps(reason))
+        os.kill(os.getpid(), signal.SIGTERM)  # the Canceled path: stop the processes, record the reason
+        return
+
+
 def _free_ports(count):
     sockets = [socket.socket() for _ in range(count)]
     try:
@@ -160,7 +232,7 @@ def _stop(processes, sig=signal.SIGTERM, grace=10.0):
             proc.wait()
 
 
-def _run_processes(spec, envs, paths, echo, processes, pumps, last_lines) -> tuple[str, str | None]:
+def _run_processes(spec, envs, paths, echo, processes, pumps, last_lines, guards) -> tuple[str, str | None]:
     """Start the command once per environment and wait: (status, message). Fills the lists as it goes, so the
     caller can stop the processes if a signal interrupts."""
     for index, (env, log_path) in enumerate(zip(envs, paths, strict=True)):
@@ -174,6 +246,7 @@ def _run_processes(spec, envs, paths, echo, processes, pumps, last_lines) -> tup
             start_new_session=True,
         )
         processes.append(proc)
+        guards.append(_guard(proc.pid))
         prefix = f"[worker {index}] " if len(envs) > 1 else ""
         pump_args = (proc.stdout, log_path, echo, prefix, last_lines[index])
         pump = threading.Thread(target=_pump, args=pump_args, daemon=True)
@@ -206,13 +279,17 @@ def run(job_dir: Path, echo=None) -> str:
     paths = log_paths(job_dir, len(envs))
     paths[0].parent.mkdir(parents=True, exist_ok=True)
 
-    processes, pumps = [], []
+    processes, pumps, guards = [], [], []
     last_lines = [[""] for _ in envs]  # each process's last output line: usually its own error message
     status, message = "Failed", None
+    parent_gone = threading.Event()
     with driving(job_dir) as hold:
+        if spec.get("parent_job_name"):
+            follow = (job_dir, spec["parent_job_name"], parent_gone)
+            threading.Thread(target=_follow_parent, args=follow, daemon=True).start()
         try:
             store.set_status(run_id, "Running")
-            status, message = _run_processes(spec, envs, paths, echo, processes, pumps, last_lines)
+            status, message = _run_processes(spec, envs, paths, echo, processes, pumps, last_lines, guards)
         except Canceled as signame:
             _stop(processes)
             status, message = "Canceled", f"canceled by {signame}"
@@ -225,8 +302,10 @@ def run(job_dir: Path, echo=None) -> str:
             status, message = "Failed", f"aml-local could not run the job: {err}"
         finally:
             hold()
+            parent_gone.set()  # stops the parent-following thread (it sleeps in Event.wait)
             for pump in pumps:
                 pump.join(timeout=5)
+            _release_guards(guards)
             store.set_status(run_id, status, message)
     if message and echo is not None:
         echo.write(f"{spec['name']}: {status}: {message}\n")

@@ -2,7 +2,8 @@
 
     python bench/bench_serve.py [--model-dir DIR] [--data-folder DIR] [--seconds 3] [--rounds 4] [--warmup 3]
 
-1. the local deployment: `aml-local online-deployment create` of endpoints/blue-deployment.yml (with WORKER_COUNT=1),
+1. the local deployment: `aml-local online-deployment create` of endpoints/blue-deployment.yml (with WORKER_COUNT=1 and
+   max_concurrent_requests_per_instance=1),
    called with the endpoint's key, as `az ml online-endpoint invoke` would;
 2. ours: azmlinfsrv (azureml-inference-server-http) running src/score.py, one worker;
 3. the straightforward score.py (Keras model loaded once, json.loads + model(x) per request) under the same server;
@@ -189,7 +190,10 @@ def local_deployment(model_dir, env, scratch):
     call("online-endpoint", "create", "-f", "endpoints/endpoint.yml", "-o", "none")
     try:
         create = ["online-deployment", "create", "-f", "endpoints/blue-deployment.yml", "--all-traffic"]
-        call(*create, "--set", "environment_variables.WORKER_COUNT=1", "-o", "none")
+        # One worker, so one request at a time (the YAML's rule: max_concurrent_requests_per_instance = WORKER_COUNT);
+        # the gateway queues the others for up to request_timeout_ms.
+        one_worker = ("environment_variables.WORKER_COUNT=1", "request_settings.max_concurrent_requests_per_instance=1")
+        call(*create, "--set", one_worker[0], "--set", one_worker[1], "-o", "none")
         uri = call("online-endpoint", "show", "-n", endpoint, "--query", "scoring_uri", "-o", "tsv").stdout.strip()
         key = call("online-endpoint", "get-credentials", "-n", endpoint, "--query", "primaryKey", "-o", "tsv")
         yield uri, key.stdout.strip()

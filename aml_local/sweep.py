@@ -23,7 +23,7 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from aml_local import AmlLocalError, early_termination, runner, search_space, store
+from aml_local import AmlLocalError, early_termination, progress, runner, search_space, store
 from aml_local import job as jobs
 
 POLL_SECONDS = 1.0
@@ -195,6 +195,7 @@ class Sweep:
         self.template = self.spec["trial_template"]
         self.echo = echo
         self.events = None  # a runner.EventLog while run() drives the job
+        self.status_line = progress.StatusLine(echo)  # trials by state and the best so far, live on a terminal
         objective = self.sdk_job.objective
         self.metric = objective.primary_metric
         self.maximize = str(objective.goal).lower() == "maximize"
@@ -211,6 +212,7 @@ class Sweep:
 
     # ---- output -------------------------------------------------------------------------------------------
     def say(self, text):
+        self.status_line.clear()
         self.events.say(text)
 
     def summary(self):
@@ -399,7 +401,9 @@ class Sweep:
                 self.start_trial(params)
             if not self.running() and (self.exhausted or timed_out):
                 break
+            self.status_line.show(f"[sweep {time.monotonic() - started:5.0f} s] {self.summary()}")
             time.sleep(POLL_SECONDS)
+        self.status_line.clear()
         return self.conclude(timed_out)
 
     def cancel_all(self, reason):

@@ -3,7 +3,8 @@
     python src/evaluate.py --model outputs/model --data-folder /path/to/mnist --output card/
 
 The card folder gets model_card.md (metrics, per-class accuracy, the training parameters when the model
-came from a tracked run), metrics.json and confusion_matrix.png; the metrics are logged to MLflow too.
+came from a tracked run), metrics.json, confusion_matrix.png and most_confused.png (the most confident mistakes);
+the metrics are logged to MLflow too.
 """
 
 import argparse
@@ -54,7 +55,7 @@ def main():
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "1")
     import mlflow
 
-    from train import confusion_matrix_figure
+    from plots import confusion_matrix_figure, most_confused_figure
 
     model = mlflow.keras.load_model(str(model_dir))
     images = mnist.test_images.reshape(-1, 784) / np.float32(255)
@@ -72,6 +73,7 @@ def main():
     metrics = {"test_acc": test_acc, "test_loss": test_loss, "test_images": len(labels)}
     (output / "metrics.json").write_text(json.dumps(metrics | {"per_class_acc": per_class}, indent=2) + "\n")
     confusion_matrix_figure(labels, predicted).savefig(output / "confusion_matrix.png", dpi=100)
+    most_confused_figure(images, labels, probabilities).savefig(output / "most_confused.png", dpi=100)
     trained = model_dir / "test_metrics.json"
     lines = [
         "# Model card: MNIST MLP",
@@ -92,6 +94,10 @@ def main():
         + (", ".join(f"{t} -> {p}: {n}" for n, t, p in worst[:5]) or "none"),
         "",
         "![confusion matrix](confusion_matrix.png)",
+        "",
+        "The test images it got wrong most confidently (true -> predicted, probability):",
+        "",
+        "![most confident mistakes](most_confused.png)",
     ]
     if trained.is_file():
         lines += ["", f"Training reported test accuracy {json.loads(trained.read_text())['test_acc']:.4f}."]

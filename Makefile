@@ -30,7 +30,7 @@ help:
 	@echo "make ui       the MLflow UI on the local store, at http://127.0.0.1:5000 (UI_PORT=...)"
 	@echo "make test-browser  the draw-a-digit page in headless Chromium (installs Debian's chromium when root)"
 	@echo "make docs-images   redraw the README's pictures in docs/images/ with the commands above"
-	@echo "make soak   the endpoint, trainer and sweeps under load, faults and bad input (about 15 minutes)"
+	@echo "make soak   the endpoint, trainer and sweeps under load, faults and bad input (about 6 minutes)"
 
 setup: $(STAMP)
 $(STAMP): pyproject.toml

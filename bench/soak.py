@@ -390,8 +390,9 @@ class Soak:
         folder = self.scratch / "train-killed"
         folder.mkdir()
         checkpoints = folder / "ckpt"
+        # Taken from the end: the kills during a write first (each costs at most the epoch being saved), then the
+        # random ones. The other way round, the random kills could finish the training before any write was hit.
         plan = ["random"] * self.args.kills + ["during-write"] * 3
-        self.rng.shuffle(plan)
         attempts, kills, in_write, behind, printed, problems, extra_tries = 0, 0, 0, 0, [], [], 0
         final = None
         while final is None and not problems:

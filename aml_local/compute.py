@@ -13,7 +13,7 @@ import os
 import re
 from pathlib import Path
 
-from aml_local import AmlLocalError, store
+from aml_local import AmlLocalError, specs, store
 
 # Azure ML's rule for compute names: 2 to 16 characters, a letter first, letters, digits and '-'.
 COMPUTE_NAME = re.compile(r"^[a-zA-Z][a-zA-Z0-9-]{1,15}$")
@@ -23,29 +23,12 @@ def compute_dir() -> Path:
     return store.home() / "compute"
 
 
-def load_yaml(kind: str, loader_name: str, file, overrides: list[dict]):
-    """An SDK entity from a YAML file via azure.ai.ml.<loader_name>, errors cut to one line naming the file."""
-    import azure.ai.ml
-    from azure.ai.ml.exceptions import MlException
-    from marshmallow.exceptions import ValidationError
-    from yaml import YAMLError
-
-    from aml_local.job import sdk_error_summary
-
-    if not Path(file).is_file():
-        raise AmlLocalError(f"--file {file}: no such file (expected a {kind} YAML)")
-    try:
-        return getattr(azure.ai.ml, loader_name)(file, params_override=overrides)
-    except (ValidationError, MlException, YAMLError, ValueError, KeyError, TypeError) as err:
-        raise AmlLocalError(f"{file}: {sdk_error_summary(err)}") from None
-
-
 def now() -> str:
     return datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds")
 
 
 def create(file, name=None) -> dict:
-    entity = load_yaml("compute", "load_compute", file, [{"name": name}] if name else [])
+    entity = specs.load("load_compute", file, [{"name": name}] if name else [], expected="a compute")
     if not entity.name or not COMPUTE_NAME.match(entity.name):
         raise AmlLocalError(
             f"name {entity.name!r}: 2 to 16 letters, digits and '-', starting with a letter (Azure ML's rule)"

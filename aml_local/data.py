@@ -130,11 +130,11 @@ def data_dir() -> Path:
 
 
 def create(file, name=None, version=None) -> dict:
-    from aml_local import store
-    from aml_local.compute import load_yaml, now
+    from aml_local import specs, store
+    from aml_local.compute import now
 
     overrides = [o for o in ({"name": name} if name else None, {"version": version} if version else None) if o]
-    asset = load_yaml("data asset", "load_data", file, overrides)
+    asset = specs.load("load_data", file, overrides, expected="a data asset")
     spec_dir = Path(asset.base_path) if getattr(asset, "base_path", None) else Path(file).resolve().parent
     path = str(asset.path)
     if not REMOTE.match(path) and not (spec_dir / path).exists():

@@ -10,8 +10,8 @@ other content is refused, the same content is answered as it is.
 import json
 from pathlib import Path
 
-from aml_local import AmlLocalError, store
-from aml_local.compute import load_yaml, now
+from aml_local import AmlLocalError, specs, store
+from aml_local.compute import now
 
 
 def environments_dir() -> Path:
@@ -28,7 +28,7 @@ def _version_key(version: str):
 
 def create(file, name=None, version=None) -> dict:
     overrides = [o for o in ({"name": name} if name else None, {"version": version} if version else None) if o]
-    entity = load_yaml("environment", "load_environment", file, overrides)
+    entity = specs.load("load_environment", file, overrides, expected="an environment")
     if not entity.image and not entity.build:
         raise AmlLocalError(f"{file}: an environment needs image (with an optional conda_file) or build")
     content = {

@@ -19,7 +19,7 @@ import sys
 import time
 from pathlib import Path
 
-from aml_local import AmlLocalError, data, runner, store
+from aml_local import AmlLocalError, data, runner, specs, store
 
 SCHEMAS = {kind: f"https://azuremlschemas.azureedge.net/latest/{kind}Job.schema.json" for kind in ("command", "sweep")}
 SCHEMAS["pipeline"] = "https://azuremlschemas.azureedge.net/latest/pipelineJob.schema.json"
@@ -48,13 +48,9 @@ def _parse_set(pairs):
 
 def load(file, set_pairs=()):
     """Load a job YAML with the SDK, applying --set overrides the way the CLI does (params_override)."""
-    from azure.ai.ml import load_job
-
     path = Path(file)
-    if not path.is_file():
-        raise AmlLocalError(f"--file {file}: no such file")
     overrides = _parse_set(set_pairs)
-    job = _sdk_load(load_job, path, [])
+    job = specs.load("load_job", path)
     for key, _ in overrides:
         parts = key.split(".")
         if parts[0] in ("inputs", "outputs") and len(parts) > 1:
@@ -63,65 +59,8 @@ def load(file, set_pairs=()):
                 names = ", ".join(known) or "none"
                 raise AmlLocalError(f"--set {key}: {path} has no {parts[0][:-1]} {parts[1]!r} ({parts[0]}: {names})")
     if overrides:
-        job = _sdk_load(load_job, path, [{k: v} for k, v in overrides])
+        job = specs.load("load_job", path, [{k: v} for k, v in overrides])
     return job
-
-
-def _sdk_load(load_job, path, params_override):
-    from azure.ai.ml.exceptions import MlException
-    from marshmallow.exceptions import ValidationError
-    from yaml import YAMLError
-
-    try:
-        return load_job(path, params_override=params_override)
-    except (ValidationError, MlException, YAMLError, ValueError, KeyError, TypeError) as err:
-        raise AmlLocalError(f"{path}: {sdk_error_summary(err)}") from None
-
-
-def sdk_error_summary(err) -> str:
-    """The field-level messages buried in the SDK's multi-line validation errors, on one line."""
-    text = str(err)
-    found = {}
-
-    def walk(node, prefix=""):
-        if isinstance(node, dict):
-            if "errors" in node and isinstance(node["errors"], list):
-                for item in node["errors"]:
-                    walk(item.get("message", "") if isinstance(item, dict) else item, prefix)
-                return
-            for key, value in node.items():
-                walk(value, f"{prefix}{key}." if prefix else f"{key}.")
-        elif isinstance(node, list):
-            for value in node:
-                walk(value, prefix)
-        elif isinstance(node, str):
-            nested = _json_after_failed(node)
-            if nested is not None:
-                walk(nested, prefix)
-            elif node.strip():
-                # The first message per field is the one that says what is wrong; the SDK appends
-                # the alternatives it also tried (URL, git path, registry...) after it.
-                field = prefix.rstrip(".").removesuffix("._schema")
-                found.setdefault(field, " ".join(node.split()))
-
-    nested = _json_after_failed(text)
-    if nested is None:
-        return " ".join(text.split())[:500]
-    walk(nested)
-    messages = [f"{field}: {message}" if field else message for field, message in found.items()]
-    return "; ".join(messages) or " ".join(text.split())[:500]
-
-
-def _json_after_failed(text: str):
-    start = text.find("failed:")
-    brace = text.find("{", start if start >= 0 else 0)
-    if start < 0 or brace < 0:
-        return None
-    try:
-        value, _ = json.JSONDecoder().raw_decode(text[brace:])
-    except ValueError:
-        return None
-    return value
 
 
 def _input_value(name, node_input, base_dir):

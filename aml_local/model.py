@@ -15,7 +15,7 @@ import shutil
 import tempfile
 from pathlib import Path
 
-from aml_local import AmlLocalError, store
+from aml_local import AmlLocalError, specs, store
 
 # Azure ML's asset naming rules, and the version strings `az ml model create --version` accepts.
 MODEL_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,254}$")
@@ -45,28 +45,19 @@ def models_dir() -> Path:
 def _load(file, name, version, path, model_type, description):
     """The Model entity, as `az ml model create` builds it: the YAML with the flags as params_override,
     or, without --file, from --name and --path alone."""
-    from azure.ai.ml import load_model
     from azure.ai.ml.entities import Model
     from azure.ai.ml.exceptions import MlException
     from marshmallow.exceptions import ValidationError
-    from yaml import YAMLError
-
-    from aml_local.job import sdk_error_summary
 
     overrides = {"name": name, "version": version, "path": path, "type": model_type, "description": description}
     if file:
-        if not Path(file).is_file():
-            raise AmlLocalError(f"--file {file}: no such file")
-        try:
-            return load_model(file, params_override=[{k: v} for k, v in overrides.items() if v is not None])
-        except (ValidationError, MlException, YAMLError, ValueError, KeyError, TypeError) as err:
-            raise AmlLocalError(f"{file}: {sdk_error_summary(err)}") from None
+        return specs.load("load_model", file, [{k: v} for k, v in overrides.items() if v is not None])
     if not (name and path):
         raise AmlLocalError("model create: give --file, or --name and --path")
     try:
         return Model(name=name, version=version, path=path, type=model_type or "custom_model", description=description)
     except (ValidationError, MlException, ValueError) as err:
-        raise AmlLocalError(f"model create: {sdk_error_summary(err)}") from None
+        raise AmlLocalError(f"model create: {specs.sdk_error_summary(err)}") from None
 
 
 def resolve_source(path_text: str, base_dir: Path, field: str = "--path") -> tuple[Path, dict]:

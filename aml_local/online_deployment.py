@@ -41,7 +41,7 @@ import sys
 import time
 from pathlib import Path
 
-from aml_local import AmlLocalError, model, online_endpoint, store
+from aml_local import AmlLocalError, model, online_endpoint, specs, store
 
 SCHEMA = "https://azuremlschemas.azureedge.net/latest/managedOnlineDeployment.schema.json"
 # Azure ML's rule for deployment names: 3 to 32 characters, letters, digits and '-', alphanumeric at both ends.
@@ -104,15 +104,6 @@ def _save(record: dict):
 
 
 def _load(file, name, endpoint_name, set_pairs):
-    from azure.ai.ml import load_online_deployment
-    from azure.ai.ml.exceptions import MlException
-    from marshmallow.exceptions import ValidationError
-    from yaml import YAMLError
-
-    from aml_local.job import sdk_error_summary
-
-    if not Path(file).is_file():
-        raise AmlLocalError(f"--file {file}: no such file")
     overrides = []
     for pair in set_pairs or ():
         key, sep, value = pair.partition("=")
@@ -123,10 +114,7 @@ def _load(file, name, endpoint_name, set_pairs):
         overrides.append({"name": name})
     if endpoint_name:
         overrides.append({"endpoint_name": endpoint_name})
-    try:
-        return load_online_deployment(file, params_override=overrides)
-    except (ValidationError, MlException, YAMLError, ValueError, KeyError, TypeError) as err:
-        raise AmlLocalError(f"{file}: {sdk_error_summary(err)}") from None
+    return specs.load("load_online_deployment", file, overrides)
 
 
 def _settings(entity_settings, defaults: dict) -> dict:

@@ -18,7 +18,7 @@ import secrets
 import shutil
 from pathlib import Path
 
-from aml_local import AmlLocalError, store
+from aml_local import AmlLocalError, specs, store
 
 SCHEMA = "https://azuremlschemas.azureedge.net/latest/managedOnlineEndpoint.schema.json"
 # Azure ML's rule for endpoint names: 3 to 32 characters, a letter first, letters, digits and '-', no '-' last.
@@ -59,24 +59,12 @@ def save_record(record: dict):
 
 
 def _load(file, name, auth_mode):
-    from azure.ai.ml import load_online_endpoint
-    from azure.ai.ml.exceptions import MlException
-    from marshmallow.exceptions import ValidationError
-    from yaml import YAMLError
-
-    from aml_local.job import sdk_error_summary
-
-    if not Path(file).is_file():
-        raise AmlLocalError(f"--file {file}: no such file")
     overrides = []
     if name:
         overrides.append({"name": name.lower()})  # the CLI lower-cases a --name: endpoint names ignore case
     if auth_mode:
         overrides.append({"auth_mode": auth_mode.lower()})
-    try:
-        return load_online_endpoint(file, params_override=overrides)
-    except (ValidationError, MlException, YAMLError, ValueError, KeyError, TypeError) as err:
-        raise AmlLocalError(f"{file}: {sdk_error_summary(err)}") from None
+    return specs.load("load_online_endpoint", file, overrides)
 
 
 def create(file, name=None, auth_mode=None) -> dict:

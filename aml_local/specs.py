@@ -1,0 +1,69 @@
+"""Reading `az ml` YAML with azure.ai.ml's own loaders, so that what the CLI rejects is rejected here too, and the
+SDK's long, nested validation errors cut down to one line that names each field and what is wrong with it."""
+
+import json
+from pathlib import Path
+
+from aml_local import AmlLocalError
+
+
+def load(loader_name: str, file, overrides=(), expected: str | None = None):
+    """azure.ai.ml.<loader_name>(file, params_override=overrides); a missing file, or anything the SDK refuses in the
+    YAML, is one AmlLocalError line. `expected` names the kind of YAML in the missing-file message."""
+    import azure.ai.ml
+    from azure.ai.ml.exceptions import MlException
+    from marshmallow.exceptions import ValidationError
+    from yaml import YAMLError
+
+    if not Path(file).is_file():
+        raise AmlLocalError(f"--file {file}: no such file" + (f" (expected {expected} YAML)" if expected else ""))
+    try:
+        return getattr(azure.ai.ml, loader_name)(file, params_override=list(overrides))
+    except (ValidationError, MlException, YAMLError, ValueError, KeyError, TypeError) as err:
+        raise AmlLocalError(f"{file}: {sdk_error_summary(err)}") from None
+
+
+def sdk_error_summary(err) -> str:
+    """The field-level messages buried in the SDK's multi-line validation errors, on one line."""
+    text = str(err)
+    found = {}
+
+    def walk(node, prefix=""):
+        if isinstance(node, dict):
+            if "errors" in node and isinstance(node["errors"], list):
+                for item in node["errors"]:
+                    walk(item.get("message", "") if isinstance(item, dict) else item, prefix)
+                return
+            for key, value in node.items():
+                walk(value, f"{prefix}{key}." if prefix else f"{key}.")
+        elif isinstance(node, list):
+            for value in node:
+                walk(value, prefix)
+        elif isinstance(node, str):
+            nested = _json_after_failed(node)
+            if nested is not None:
+                walk(nested, prefix)
+            elif node.strip():
+                # The first message per field is the one that says what is wrong; the SDK appends
+                # the alternatives it also tried (URL, git path, registry...) after it.
+                field = prefix.rstrip(".").removesuffix("._schema")
+                found.setdefault(field, " ".join(node.split()))
+
+    nested = _json_after_failed(text)
+    if nested is None:
+        return " ".join(text.split())[:500]
+    walk(nested)
+    messages = [f"{field}: {message}" if field else message for field, message in found.items()]
+    return "; ".join(messages) or " ".join(text.split())[:500]
+
+
+def _json_after_failed(text: str):
+    start = text.find("failed:")
+    brace = text.find("{", start if start >= 0 else 0)
+    if start < 0 or brace < 0:
+        return None
+    try:
+        value, _ = json.JSONDecoder().raw_decode(text[brace:])
+    except ValueError:
+        return None
+    return value

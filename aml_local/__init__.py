@@ -1,6 +1,9 @@
 """aml-local: the `az ml` verbs this project needs, run on this machine from the same YAML files.
 
-One module per `az ml` noun (job, ...); `cli` wires them to a command line shaped like `az ml`.
+Laid out by `az ml` noun family, imports running one way only (tests/test_layout.py checks it):
+cli -> jobs/ (job verbs, command/sweep/pipeline kinds, runner) and endpoints/ (online endpoints, deployments)
+-> assets/ (model, data, environment, compute) -> the shared floor (store, specs, output, progress, processes,
+quiet, job_records).
 """
 
 __all__ = ["AmlLocalError"]

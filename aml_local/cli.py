@@ -1,11 +1,12 @@
 """The `aml-local` command line: `az ml` nouns and verbs, with az's --query and --output."""
 
 import argparse
-import logging
 import sys
-import warnings
 
-from aml_local import AmlLocalError
+from aml_local import AmlLocalError, quiet
+from aml_local.assets import compute, data, environment, model
+from aml_local.endpoints import deployment, endpoint
+from aml_local.jobs import verbs as job_verbs
 from aml_local.output import FORMATS, render
 
 
@@ -13,17 +14,6 @@ class _Parser(argparse.ArgumentParser):
     def error(self, message):
         # One line naming the problem, exit code 2 (argparse's own code for usage errors).
         self.exit(2, f"ERROR: {self.prog}: {message}\n")
-
-
-def _quiet_libraries():
-    # The SDK announces its experimental classes and MLflow its migrations on every load; a CLI
-    # that mirrors az should print what az prints and no more.
-    logging.getLogger("azure").setLevel(logging.ERROR)
-    logging.getLogger("azure.ai.ml._utils._experimental").disabled = True
-    logging.getLogger("mlflow").setLevel(logging.WARNING)
-    logging.getLogger("alembic").setLevel(logging.WARNING)
-    warnings.filterwarnings("ignore", category=FutureWarning)
-    warnings.filterwarnings("ignore", message=".*experimental.*")
 
 
 def _failure(job_shown):
@@ -35,22 +25,16 @@ def _failure(job_shown):
 
 
 def _job_create(args):
-    from aml_local import job
-
-    result = job.create(args.file, name=args.name, set_pairs=args.set, stream=args.stream)
+    result = job_verbs.create(args.file, name=args.name, set_pairs=args.set, stream=args.stream)
     return result, _failure(result) if args.stream else None
 
 
 def _job_show(args):
-    from aml_local import job
-
-    return job.show(args.name), None
+    return job_verbs.show(args.name), None
 
 
 def _job_list(args):
-    from aml_local import job
-
-    jobs = job.list_jobs(parent_job_name=args.parent_job_name, max_results=args.max_results)
+    jobs = job_verbs.list_jobs(parent_job_name=args.parent_job_name, max_results=args.max_results)
     if args.output == "table" and not args.query:
         # az's table view of jobs: a few columns, not every field.
         columns = ("name", "display_name", "type", "status", "experiment_name", "compute")
@@ -59,65 +43,34 @@ def _job_list(args):
 
 
 def _job_stream(args):
-    from aml_local import job
-
-    return None, _failure(job.stream(args.name))
+    return None, _failure(job_verbs.stream(args.name))
 
 
 def _job_cancel(args):
-    from aml_local import job
-
-    return job.cancel(args.name), None
+    return job_verbs.cancel(args.name), None
 
 
 def _job_download(args):
-    """az ml job download --output-name X: the output's files under <download-path>/named-outputs/X, as the SDK
-    lays them out (a sweep's outputs are its best trial's)."""
-    import shutil
-    from pathlib import Path
-
-    from aml_local import job
-
-    shown = job.show(args.name)
-    if shown["status"] not in ("Completed", "Failed", "Canceled", "NotResponding"):
-        raise AmlLocalError(f"job {args.name} is {shown['status']}: download is allowed only once it has ended")
-    outputs = shown.get("outputs") or {}
-    if args.output_name not in outputs:
-        raise AmlLocalError(
-            f"--output-name {args.output_name}: job {args.name} has no such output "
-            f"(outputs: {', '.join(sorted(outputs)) or 'none'})"
-        )
-    source = Path(outputs[args.output_name].get("path") or "")
-    if not source.exists():
-        raise AmlLocalError(f"--output-name {args.output_name}: job {args.name} wrote nothing there ({source})")
-    target = Path(args.download_path or ".") / "named-outputs" / args.output_name
-    if source.is_dir():
-        shutil.copytree(source, target, dirs_exist_ok=True)
-    else:
-        target.mkdir(parents=True, exist_ok=True)
-        shutil.copy2(source, target / source.name)
+    job_verbs.download(args.name, output_name=args.output_name, download_path=args.download_path)
     return None, None
+
+
+_ASSET_MODULES = {"compute": compute, "environment": environment, "data": data}
 
 
 def _asset_create(module_name):
     def handler(args):
-        import importlib
-
-        module = importlib.import_module(f"aml_local.{module_name}")
         extra = {"version": args.version} if hasattr(args, "version") else {}
-        return module.create(args.file, name=args.name, **extra), None
+        return _ASSET_MODULES[module_name].create(args.file, name=args.name, **extra), None
 
     return handler
 
 
 def _asset_show(module_name):
     def handler(args):
-        import importlib
-
-        module = importlib.import_module(f"aml_local.{module_name}")
         if module_name == "compute":
-            return module.show(args.name), None
-        return module.show(args.name, version=args.version, label=args.label), None
+            return compute.show(args.name), None
+        return _ASSET_MODULES[module_name].show(args.name, version=args.version, label=args.label), None
 
     return handler
 
@@ -147,8 +100,6 @@ def _add_asset_nouns(nouns, common):
 
 
 def _model_create(args):
-    from aml_local import model
-
     shown = model.create(
         args.file,
         name=args.name,
@@ -161,8 +112,6 @@ def _model_create(args):
 
 
 def _model_show(args):
-    from aml_local import model
-
     return model.show(args.name, version=args.version, label=args.label), None
 
 
@@ -174,89 +123,63 @@ def _table_view(items, args, columns):
 
 
 def _model_list(args):
-    from aml_local import model
-
     return _table_view(model.list_models(args.name), args, ("name", "version", "type", "description")), None
 
 
 def _endpoint_create(args):
-    from aml_local import online_endpoint
-
-    return online_endpoint.create(args.file, name=args.name, auth_mode=args.auth_mode), None
+    return endpoint.create(args.file, name=args.name, auth_mode=args.auth_mode), None
 
 
 def _endpoint_show(args):
-    from aml_local import online_endpoint
-
-    return online_endpoint.show(args.name), None
+    return endpoint.show(args.name), None
 
 
 def _endpoint_list(args):
-    from aml_local import online_endpoint
-
     columns = ("name", "auth_mode", "provisioning_state", "scoring_uri")
-    return _table_view(online_endpoint.list_endpoints(), args, columns), None
+    return _table_view(endpoint.list_endpoints(), args, columns), None
 
 
 def _endpoint_update(args):
-    from aml_local import online_endpoint
-
-    return online_endpoint.update(args.name, traffic=args.traffic, mirror_traffic=args.mirror_traffic), None
+    return endpoint.update(args.name, traffic=args.traffic, mirror_traffic=args.mirror_traffic), None
 
 
 def _endpoint_delete(args):
-    from aml_local import online_endpoint
-
-    online_endpoint.delete(args.name)
+    endpoint.delete(args.name)
     return None, None
 
 
 def _endpoint_get_credentials(args):
-    from aml_local import online_endpoint
-
-    return online_endpoint.get_credentials(args.name), None
+    return endpoint.get_credentials(args.name), None
 
 
 def _endpoint_invoke(args):
-    from aml_local import online_endpoint
-
-    return online_endpoint.invoke(args.name, args.request_file, deployment_name=args.deployment_name), None
+    return endpoint.invoke(args.name, args.request_file, deployment_name=args.deployment_name), None
 
 
 def _deployment_create(args):
-    from aml_local import online_deployment
-
-    shown = online_deployment.create(
+    shown = deployment.create(
         args.file, name=args.name, endpoint_name=args.endpoint_name, all_traffic=args.all_traffic, set_pairs=args.set
     )
     return shown, None
 
 
 def _deployment_show(args):
-    from aml_local import online_deployment
-
-    return online_deployment.show(args.endpoint_name, args.name), None
+    return deployment.show(args.endpoint_name, args.name), None
 
 
 def _deployment_list(args):
-    from aml_local import online_deployment
-
     columns = ("name", "endpoint_name", "provisioning_state", "model", "instance_type")
-    return _table_view(online_deployment.list_deployments(args.endpoint_name), args, columns), None
+    return _table_view(deployment.list_deployments(args.endpoint_name), args, columns), None
 
 
 def _deployment_get_logs(args):
-    from aml_local import online_deployment
-
     # az prints the log text itself, not a JSON string.
-    print(online_deployment.get_logs(args.endpoint_name, args.name, lines=args.lines, container=args.container))
+    print(deployment.get_logs(args.endpoint_name, args.name, lines=args.lines, container=args.container))
     return None, None
 
 
 def _deployment_delete(args):
-    from aml_local import online_deployment
-
-    online_deployment.delete(args.endpoint_name, args.name)
+    deployment.delete(args.endpoint_name, args.name)
     return None, None
 
 
@@ -398,9 +321,9 @@ def build_parser():
 
 def main(argv=None) -> int:
     args = build_parser().parse_args(argv)
-    _quiet_libraries()
     try:
-        result, failure = args.handler(args)
+        with quiet.libraries():
+            result, failure = args.handler(args)
         if result is not None:
             text = render(result, args.query, args.output)
             if text:

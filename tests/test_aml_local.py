@@ -9,7 +9,9 @@ import time
 import psutil
 import pytest
 
-from aml_local import AmlLocalError, cli, job, store
+from aml_local import AmlLocalError, cli, store
+from aml_local.jobs import common
+from aml_local.jobs import verbs as job
 
 
 @pytest.fixture
@@ -233,11 +235,11 @@ def test_data_inputs_map_to_local_folders(home, project, tmp_path, capsys):
 
 def test_optional_command_parts_follow_their_inputs():
     command = "python t.py --a ${{inputs.a}} $[[--resume ${{inputs.r}}]] --o ${{outputs.m}}"
-    assert job.resolve_command(command, {"inputs.a": "1", "outputs.m": "/o"}) == "python t.py --a 1  --o /o"
+    assert common.resolve_command(command, {"inputs.a": "1", "outputs.m": "/o"}) == "python t.py --a 1  --o /o"
     both = {"inputs.a": "1", "inputs.r": "/c k", "outputs.m": "/o"}
-    assert job.resolve_command(command, both) == "python t.py --a 1 --resume '/c k' --o /o"
+    assert common.resolve_command(command, both) == "python t.py --a 1 --resume '/c k' --o /o"
     with pytest.raises(AmlLocalError, match="names no input"):
-        job.resolve_command("${{inputs.zzz}}", {})
+        common.resolve_command("${{inputs.zzz}}", {})
 
 
 def test_code_snapshot_leaves_out_what_the_upload_would(home, project):

@@ -8,7 +8,9 @@ import threading
 
 import pytest
 
-from aml_local import cli, online_endpoint
+from aml_local import cli
+from aml_local.endpoints import endpoint as online_endpoint
+from aml_local.endpoints import records
 
 REPO_ROOT = pathlib.Path(__file__).resolve().parents[1]
 
@@ -100,7 +102,7 @@ def endpoint_with_two_deployments(home):
     """An endpoint record with blue (all traffic) and green records: the traffic rules need no running server."""
     online_endpoint.create(REPO_ROOT / "endpoints/endpoint.yml", name="mirror-test")
     for name, port in (("blue", 1), ("green", 2)):
-        folder = online_endpoint.endpoint_dir("mirror-test") / "deployments" / name
+        folder = records.endpoint_dir("mirror-test") / "deployments" / name
         folder.mkdir(parents=True)
         record = {"name": name, "port": port, "request_settings": {"request_timeout_ms": 2000}}
         (folder / "deployment.json").write_text(json.dumps(record))

@@ -14,7 +14,7 @@ from azure.ai.ml.sweep import MedianStoppingPolicy as SdkMedian
 from azure.ai.ml.sweep import TruncationSelectionPolicy as SdkTruncation
 
 from aml_local import AmlLocalError
-from aml_local.early_termination import (
+from aml_local.jobs.early_termination import (
     BanditPolicy,
     Decision,
     MedianStoppingPolicy,

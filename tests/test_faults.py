@@ -17,7 +17,7 @@ from pathlib import Path
 import psutil
 import pytest
 
-from aml_local.serving import SharedSlots
+from aml_local.endpoints.serving import SharedSlots
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO_ROOT / "bench"))
@@ -80,7 +80,7 @@ def test_slots_are_shared_between_holders_and_freed_when_a_holder_dies(tmp_path)
         [
             sys.executable,
             "-c",
-            f"from aml_local.serving import SharedSlots; s = SharedSlots(__import__('pathlib')"
+            f"from aml_local.endpoints.serving import SharedSlots; s = SharedSlots(__import__('pathlib')"
             f".Path({str(tmp_path)!r}), 2); print(s.try_acquire(), flush=True); __import__('time').sleep(60)",
         ],
         stdout=subprocess.PIPE,

@@ -9,7 +9,8 @@ import textwrap
 
 import pytest
 
-from aml_local import cli, job, store
+from aml_local import cli, store
+from aml_local.jobs import verbs as job
 
 REPO_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 MODEL_YML = os.path.join(REPO_ROOT, "endpoints", "model.yml")

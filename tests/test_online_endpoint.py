@@ -18,8 +18,11 @@ import numpy as np
 import psutil
 import pytest
 
-from aml_local import AmlLocalError, cli, online_deployment, online_endpoint
-from aml_local.serving import GatewayChecks
+from aml_local import AmlLocalError, cli
+from aml_local.endpoints import deployment as online_deployment
+from aml_local.endpoints import endpoint as online_endpoint
+from aml_local.endpoints import records
+from aml_local.endpoints.serving import GatewayChecks
 
 REPO_ROOT = pathlib.Path(__file__).resolve().parents[1]
 ENDPOINTS = REPO_ROOT / "endpoints"
@@ -121,7 +124,7 @@ def post(port, body: bytes, key=None, path="/score", headers=None):
 
 
 def server_processes(endpoint, deployment) -> list[psutil.Process]:
-    record = online_deployment.load_record(endpoint, deployment)
+    record = records.load_deployment(endpoint, deployment)
     master = psutil.Process(record["pid"])
     return [master, *master.children(recursive=True)]
 
@@ -353,7 +356,7 @@ def test_a_scoring_script_that_fails_to_start_leaves_a_failed_deployment_with_it
         capsys, "online-deployment", "get-logs", "-n", "blue", "-e", "tiny-endpoint", "--lines", "40"
     )
     assert code == 0 and "RuntimeError: no weights here" in logs and len(logs.splitlines()) <= 40
-    master = online_deployment.load_record("tiny-endpoint", "blue")["pid"]
+    master = records.load_deployment("tiny-endpoint", "blue")["pid"]
     assert not psutil.pid_exists(master), "the failed server's master was waited for, not left a zombie"
     ok(capsys, "online-deployment", "delete", "-n", "blue", "-e", "tiny-endpoint")
 

@@ -18,7 +18,8 @@ import threading
 
 import pytest
 
-from aml_local import online_deployment, progress
+from aml_local import progress
+from aml_local.endpoints import deployment as online_deployment
 
 REPO_ROOT = pathlib.Path(__file__).resolve().parents[1]
 

@@ -15,7 +15,7 @@ from scipy import stats
 from scipy.stats import qmc
 
 from aml_local import AmlLocalError
-from aml_local.search_space import make_sampler, parameter_names, substitute, validate
+from aml_local.jobs.search_space import make_sampler, parameter_names, substitute, validate
 
 DRAWS = 20_000
 SCHEMA = "https://azuremlschemas.azureedge.net/latest/sweepJob.schema.json"

@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from aml_local import serving
+from aml_local.endpoints import serving
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 HOOK = Path(sys.executable).parent / "detect-secrets-hook"

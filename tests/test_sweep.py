@@ -16,7 +16,8 @@ from pathlib import Path
 import psutil
 import pytest
 
-from aml_local import cli, job, store
+from aml_local import cli, store
+from aml_local.jobs import verbs as job
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -148,7 +149,7 @@ def test_grid_sweep_stops_the_weak_trials_and_picks_the_best(home, project, caps
     assert {"trials.md", "trials.json", "sweep_chart.png"} <= artifacts
     assert f"new best: {best}" in out and "| trial | status |" in out
     # A later job can read the sweep's output by its azureml:// URI, as a pipeline or `model create` would.
-    from aml_local import data
+    from aml_local.assets import data
 
     assert data.local_path("m", "azureml://jobs/sw/outputs/model", project).resolve() == model.resolve()
 

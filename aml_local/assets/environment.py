@@ -7,23 +7,10 @@ content. As on Azure, a YAML without a version gets the next one (1, 2, ...); a 
 other content is refused, the same content is answered as it is.
 """
 
-import json
-from pathlib import Path
+from aml_local import AmlLocalError, specs
+from aml_local.assets import versions
 
-from aml_local import AmlLocalError, specs, store
-from aml_local.compute import now
-
-
-def environments_dir() -> Path:
-    return store.home() / "environments"
-
-
-def _versions(name: str) -> list[str]:
-    return sorted((p.stem for p in (environments_dir() / name).glob("*.json")), key=_version_key)
-
-
-def _version_key(version: str):
-    return (0, int(version), "") if version.isdigit() else (1, 0, version)
+RECORDS = versions.RecordStore("environments", "environment")
 
 
 def create(file, name=None, version=None) -> dict:
@@ -38,41 +25,13 @@ def create(file, name=None, version=None) -> dict:
         "description": entity.description,
         "tags": {str(k): str(v) for k, v in (entity.tags or {}).items()},
     }
-    with store.locked("environments"):
-        folder = environments_dir() / entity.name
-        folder.mkdir(parents=True, exist_ok=True)
-        existing = _versions(entity.name)
-        chosen = str(entity.version) if entity.version else None
-        if chosen is None:
-            numbers = [int(v) for v in existing if v.isdigit()]
-            chosen = str(max(numbers, default=0) + 1)
-        path = folder / f"{chosen}.json"
-        if path.exists():
-            record = json.loads(path.read_text())
-            if record["content"] != content:
-                raise AmlLocalError(
-                    f"environment {entity.name}:{chosen} already exists with other content; a version cannot "
-                    "change (give another version, or leave version out for the next one)"
-                )
-        else:
-            record = {"name": entity.name, "version": chosen, "content": content, "file": str(Path(file).resolve())}
-            record["created_at"] = now()
-            store.write_json(path, record)
+    chosen = RECORDS.create(entity.name, entity.version, content, file)
     return show(entity.name, version=chosen)
 
 
 def show(name: str, version: str | None = None, label: str | None = None) -> dict:
-    versions = _versions(name)
-    if not versions:
-        raise AmlLocalError(f"environment {name!r} not found in {store.home()}")
-    if version is None:
-        if label not in (None, "latest"):
-            raise AmlLocalError(f"--label {label}: only the label 'latest' exists locally")
-        version = versions[-1]
-    path = environments_dir() / name / f"{version}.json"
-    if not path.exists():
-        raise AmlLocalError(f"environment {name}:{version} not found (versions: {', '.join(versions)})")
-    record = json.loads(path.read_text())
+    record = RECORDS.load(name, version, label)
+    version = record["version"]
     content = record["content"]
     return {
         "build": content["build"],

@@ -3,9 +3,9 @@ child command job, stopped early by the policy from the primary metric they log 
 
 The trial code knows nothing about the sweep, as on Azure: it gets its hyperparameters on the command line
 (`${{search_space.x}}`) and as AZUREML_SWEEP_<x> variables, and logs the primary metric. The driver (this
-module, in the foreground with --stream or as a detached `python -m aml_local.sweep JOB_DIR`) polls each
+module, in the foreground with --stream or as a detached `python -m aml_local.jobs.sweep JOB_DIR`) polls each
 running trial's metric history; every value logged counts as one interval, and the policy
-(aml_local.early_termination) decides at its evaluation intervals. A stopped trial's whole process tree is
+(jobs/early_termination.py) decides at its evaluation intervals. A stopped trial's whole process tree is
 ended and it is recorded Canceled with the reason and interval; one that logs NaN is recorded Failed.
 
 The best trial is the Completed trial with the best value of the primary metric it logged (Azure ranks
@@ -14,6 +14,7 @@ the best trial's outputs, and `properties.best_child_run_id` names it.
 """
 
 import contextlib
+import getpass
 import json
 import math
 import os
@@ -23,8 +24,8 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from aml_local import AmlLocalError, early_termination, progress, runner, search_space, store
-from aml_local import job as jobs
+from aml_local import AmlLocalError, job_records, progress, quiet, store
+from aml_local.jobs import common, early_termination, kinds, runner, search_space
 
 POLL_SECONDS = 1.0
 PROGRESS_SECONDS = 30.0  # how often the running trials' latest metrics are printed, when they changed
@@ -38,19 +39,19 @@ def _sdk_dict(job) -> dict:
 def create(job, file, name=None, set_pairs=(), stream=False, echo=None):
     """`job create` of a sweep job: record it (parent run, job folder) and start its driver."""
     yaml_dir = Path(file).resolve().parent
-    name = jobs.new_name(name or job.name)
-    shown_inputs, input_values = jobs.resolve_inputs(job.inputs, yaml_dir)
+    name = common.new_name(name or job.name)
+    shown_inputs, input_values = common.resolve_inputs(job.inputs, yaml_dir)
     trial = job.trial
     template = {
         "command": trial.command,
         "code": str((yaml_dir / trial.code).resolve() if trial.code else yaml_dir),
-        "environment": jobs._ref(trial.environment),
+        "environment": common.ref(trial.environment),
         "environment_variables": {str(k): str(v) for k, v in (trial.environment_variables or {}).items()},
-        "distribution": jobs._plain(trial.distribution),
-        "resources": jobs._plain(trial.resources),
+        "distribution": common.plain(trial.distribution),
+        "resources": common.plain(trial.resources),
         "input_values": input_values,
         "inputs": shown_inputs,
-        "outputs": {o: jobs._output_type(v) for o, v in (job.outputs or {}).items()},
+        "outputs": {o: common.output_type(v) for o, v in (job.outputs or {}).items()},
         "params_as_inputs": False,
     }
     spec = prepare(
@@ -65,8 +66,8 @@ def create(job, file, name=None, set_pairs=(), stream=False, echo=None):
         description=job.description,
         compute=job.compute,
     )
-    jobs.launch(spec, stream=stream, echo=echo, module="aml_local.sweep")
-    return jobs.show(name)
+    common.launch(spec, stream=stream, echo=echo)
+    return spec
 
 
 def prepare(
@@ -100,7 +101,9 @@ def prepare(
     probe = search_space.make_sampler(sdk_sweep).suggest() or {}
     _trial_command(template, probe, {o: "OUT" for o in template["outputs"]})
     described = _sdk_dict(sdk_sweep)
-    experiment_name, experiment_id, run_id, tags = jobs.record_run(name, "sweep", experiment_name, tags, parent_run_id)
+    experiment_name, experiment_id, run_id, tags = common.record_run(
+        name, "sweep", experiment_name, tags, parent_run_id
+    )
     job_dir = store.jobs_dir() / name
     (job_dir / "outputs").mkdir(parents=True)
     spec = {
@@ -116,7 +119,7 @@ def prepare(
         "file": str(Path(file).resolve()),
         "set_pairs": list(set_pairs or ()),
         "pipeline_node": pipeline_node,
-        "compute": jobs._ref(compute) or "local",
+        "compute": common.ref(compute) or "local",
         "trial": described.get("trial", {}) | {"code": template["code"]},
         "trial_template": template,
         "search_space": described.get("search_space"),
@@ -128,10 +131,10 @@ def prepare(
         # Each becomes a link to the best trial's folder when the sweep ends.
         "outputs": {o: {"type": kind, "path": str(job_dir / "outputs" / o)} for o, kind in template["outputs"].items()},
         "tags": tags,
-        "created_at": jobs._now(),
-        "created_by": jobs.getpass.getuser(),
+        "created_at": common.now(),
+        "created_by": getpass.getuser(),
     }
-    jobs.write_spec(job_dir, spec)
+    job_records.write_spec(job_dir, spec)
     return spec
 
 
@@ -142,12 +145,12 @@ def _trial_command(template, params, outputs):
     if template["params_as_inputs"]:
         values |= {f"inputs.{k}": _param_text(v) for k, v in params.items()}
     values |= {f"outputs.{o}": str(path) for o, path in outputs.items()}
-    return jobs.resolve_command(search_space.substitute(template["command"], params), values)
+    return common.resolve_command(search_space.substitute(template["command"], params), values)
 
 
 def load_sdk_sweep(spec):
     """The SDK's sweep object again (the sampler and policy are built from it): the job, or the pipeline's node."""
-    loaded = jobs.load(spec["file"], spec["set_pairs"])
+    loaded = common.load(spec["file"], spec["set_pairs"])
     return loaded.jobs[spec["pipeline_node"]] if spec.get("pipeline_node") else loaded
 
 
@@ -245,7 +248,7 @@ class Sweep:
         if template["params_as_inputs"]:
             shown_inputs |= {k: _param_text(v) for k, v in params.items()}
             input_values |= {f"inputs.{k}": _param_text(v) for k, v in params.items()}
-        spec = jobs.prepare_command(
+        spec = common.prepare_command(
             name,
             file=self.spec["file"],
             command=search_space.substitute(template["command"], params),
@@ -266,7 +269,7 @@ class Sweep:
             parent_job_name=self.spec["name"],
             params={k: _param_text(v) for k, v in params.items()},
         )
-        process = jobs.spawn(store.jobs_dir() / name)
+        process = common.spawn(store.jobs_dir() / name, "aml_local.jobs.runner")
         self.trials.append(Trial(index, name, params, spec, process, time.monotonic()))
         shown = " ".join(f"{k}={_param_text(v)}" for k, v in params.items())
         self.say(f"trial {name} started: {shown}")
@@ -428,7 +431,7 @@ class Sweep:
                     link.unlink()
                 link.symlink_to(store.jobs_dir() / self.best.name / "outputs" / output_name)
             self.spec["best_child_run_id"] = self.best.name
-            jobs.write_spec(self.job_dir, self.spec)
+            job_records.write_spec(self.job_dir, self.spec)
         self.record_artifacts()
         if timed_out:
             return "Canceled", f"the sweep reached its timeout ({self.timeout} s)"
@@ -544,10 +547,26 @@ def run(job_dir: Path, echo=None) -> str:
 
 def main(argv=None):
     job_dir = Path((argv or sys.argv[1:])[0])
-    from aml_local.cli import _quiet_libraries
+    with quiet.libraries():
+        return 0 if run(job_dir) == "Completed" else 1
 
-    _quiet_libraries()
-    return 0 if run(job_dir) == "Completed" else 1
+
+def _prepare_node(node, template, *, yaml_dir, description=None, **fields):
+    return prepare(node, template, description=description, **fields)
+
+
+SCHEMA = "https://azuremlschemas.azureedge.net/latest/sweepJob.schema.json"
+kinds.register(
+    kinds.JobKind(
+        type="sweep",
+        schema=SCHEMA,
+        driver_module="aml_local.jobs.sweep",
+        create=create,
+        run=run,
+        add_to_show=add_to_show,
+        prepare_node=_prepare_node,
+    )
+)
 
 
 if __name__ == "__main__":

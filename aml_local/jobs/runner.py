@@ -1,6 +1,6 @@
 """Runs one local job's processes: its command once, or once per worker with TF_CONFIG for
 `distribution: type: tensorflow`. Used in the foreground by `job create --stream`, and detached
-(`python -m aml_local.runner JOB_DIR`) by `job create`, as Azure ML runs a job while the CLI returns."""
+(`python -m aml_local.jobs.runner JOB_DIR`) by `job create`, as Azure ML runs a job while the CLI returns."""
 
 import contextlib
 import json
@@ -13,7 +13,7 @@ import threading
 import time
 from pathlib import Path
 
-from aml_local import store
+from aml_local import job_records, processes, store
 
 
 class Canceled(Exception):
@@ -37,82 +37,31 @@ def driving(job_dir: Path):
             signal.signal(sig, signal.SIG_IGN)
 
     previous = {sig: signal.signal(sig, cancel) for sig in _SIGNALS}
-    (job_dir / "runner.json").write_text(json.dumps({"pid": os.getpid(), "started": _start_time()}))
+    pid_file = job_records.runner_file(job_dir)
+    processes.write_pid_file(pid_file)
+    # Should this process be killed before it records the end, its watchdog records Failed (the one writer of that).
+    settle = [sys.executable, "-m", "aml_local.job_records", "--settle", str(job_dir)]
+    watchdog = processes.guard(then=settle, sentinel=pid_file)
     try:
         yield hold
     finally:
         hold()
-        (job_dir / "runner.json").unlink(missing_ok=True)
+        pid_file.unlink(missing_ok=True)
+        processes.release([watchdog])
         for sig, handler in previous.items():
             signal.signal(sig, handler)
 
 
-# Run by a watchdog process per job process group (see _guard): it blocks on a pipe that only the driver holds open.
-# The pipe closes when the driver ends, however it ends (SIGKILL included); then what is left of the group is
-# stopped: SIGTERM, and SIGKILL after the grace period.
-_WATCHDOG = """
-import os, signal, sys, time
-pgid, fd, grace = int(sys.argv[1]), int(sys.argv[2]), float(sys.argv[3])
-while os.read(fd, 1):
-    pass
-def alive():
-    try:
-        os.killpg(pgid, 0)
-        return True
-    except OSError:
-        return False
-if alive():
-    os.killpg(pgid, signal.SIGTERM)
-    deadline = time.monotonic() + grace
-    while alive() and time.monotonic() < deadline:
-        time.sleep(0.1)
-    if alive():
-        os.killpg(pgid, signal.SIGKILL)
-"""
 PARENT_POLL_S = 1.0
-
-
-def _guard(pgid: int, grace: float = 10.0) -> tuple[subprocess.Popen, int]:
-    """Start the watchdog for one process group: (its process, the pipe's write end, to close when the group has
-    ended). A job's command runs in its own session, so without this a killed driver would leave it running."""
-    read_end, write_end = os.pipe()
-    try:
-        watchdog = subprocess.Popen(
-            [sys.executable, "-c", _WATCHDOG, str(pgid), str(read_end), str(grace)],
-            pass_fds=(read_end,),
-            stdin=subprocess.DEVNULL,
-            stdout=subprocess.DEVNULL,
-            stderr=subprocess.DEVNULL,
-            start_new_session=True,  # a Ctrl-C in the driver's terminal must not stop the watchdog first
-        )
-    finally:
-        os.close(read_end)
-    return watchdog, write_end
-
-
-def _release_guards(guards):
-    for _, write_end in guards:
-        with contextlib.suppress(OSError):
-            os.close(write_end)
-    for watchdog, _ in guards:
-        with contextlib.suppress(subprocess.TimeoutExpired):
-            watchdog.wait(timeout=15)
 
 
 def _follow_parent(job_dir: Path, parent_job_name: str, stop: threading.Event):
     """A sweep's trial (or a pipeline's node) runs under its own runner; when the parent's driver ends without
     stopping it (killed), cancel this job rather than let it run on unsupervised."""
-    import psutil
-
-    runner_file = job_dir.parent / parent_job_name / "runner.json"
+    parent_runner = job_records.runner_file(job_records.job_dir(parent_job_name))
     while not stop.wait(PARENT_POLL_S):
-        try:
-            info = json.loads(runner_file.read_text())
-            parent = psutil.Process(info["pid"])
-            if abs(parent.create_time() - info["started"]) < 1 and parent.status() != psutil.STATUS_ZOMBIE:
-                continue
-        except (OSError, ValueError, KeyError, psutil.Error):
-            pass
+        if processes.alive_from_file(parent_runner):
+            continue
         reason = {"status": "Canceled", "message": f"its parent job {parent_job_name} ended without stopping it"}
         (job_dir / "cancel.json").write_text(json.dumps(reason))
         os.kill(os.getpid(), signal.SIGTERM)  # the Canceled path: stop the processes, record the reason
@@ -169,17 +118,11 @@ def _worker_envs(spec):
     return envs
 
 
-def _start_time():
-    import psutil
-
-    return psutil.Process().create_time()
-
-
-def log_paths(job_dir: Path, processes: int):
+def log_paths(job_dir: Path, procs: int):
     logs = job_dir / "logs" / "user_logs"
-    if processes == 1:
+    if procs == 1:
         return [logs / "std_log.txt"]
-    return [logs / f"std_log_process_{i}.txt" for i in range(processes)]
+    return [logs / f"std_log_process_{i}.txt" for i in range(procs)]
 
 
 class EventLog:
@@ -216,23 +159,19 @@ def _pump(stream, log_path, echo, prefix, last_line):
                 echo.flush()
 
 
-def _stop(processes, sig=signal.SIGTERM, grace=10.0):
-    """Stop every process group (a worker's own children included), then SIGKILL what lingers."""
-    for proc in processes:
+def _stop(procs, grace=10.0):
+    """Stop every process group (a worker's own children included) within one grace period."""
+    for proc in procs:
         if proc.poll() is None:
             with contextlib.suppress(ProcessLookupError):
-                os.killpg(proc.pid, sig)
+                os.killpg(proc.pid, signal.SIGTERM)
     deadline = time.monotonic() + grace
-    for proc in processes:
-        try:
-            proc.wait(max(0.1, deadline - time.monotonic()))
-        except subprocess.TimeoutExpired:
-            with contextlib.suppress(ProcessLookupError):
-                os.killpg(proc.pid, signal.SIGKILL)
-            proc.wait()
+    for proc in procs:
+        processes.stop_group(proc.pid, grace=max(0.1, deadline - time.monotonic()))
+        proc.wait()
 
 
-def _run_processes(spec, envs, paths, echo, processes, pumps, last_lines, guards) -> tuple[str, str | None]:
+def _run_processes(spec, envs, paths, echo, procs, pumps, last_lines, guards) -> tuple[str, str | None]:
     """Start the command once per environment and wait: (status, message). Fills the lists as it goes, so the
     caller can stop the processes if a signal interrupts."""
     for index, (env, log_path) in enumerate(zip(envs, paths, strict=True)):
@@ -245,8 +184,8 @@ def _run_processes(spec, envs, paths, echo, processes, pumps, last_lines, guards
             stdin=subprocess.DEVNULL,
             start_new_session=True,
         )
-        processes.append(proc)
-        guards.append(_guard(proc.pid))
+        procs.append(proc)
+        guards.append(processes.guard(proc.pid))
         prefix = f"[worker {index}] " if len(envs) > 1 else ""
         pump_args = (proc.stdout, log_path, echo, prefix, last_lines[index])
         pump = threading.Thread(target=_pump, args=pump_args, daemon=True)
@@ -254,14 +193,14 @@ def _run_processes(spec, envs, paths, echo, processes, pumps, last_lines, guards
         pumps.append(pump)
     # Wait for all; the first failure stops the others, as one failed node fails an Azure job.
     while True:
-        codes = [p.poll() for p in processes]
+        codes = [p.poll() for p in procs]
         failed = [(i, c) for i, c in enumerate(codes) if c not in (None, 0)]
         if failed:
             index, code = failed[0]
-            _stop(processes)
+            _stop(procs)
             for pump in pumps:
                 pump.join(timeout=5)
-            where = f" (process {index})" if len(processes) > 1 else ""
+            where = f" (process {index})" if len(procs) > 1 else ""
             last = last_lines[index][0][:300]
             message = f"the command{where} exited with code {code}" + (f"; its last line: {last}" if last else "")
             return "Failed", message
@@ -279,7 +218,7 @@ def run(job_dir: Path, echo=None) -> str:
     paths = log_paths(job_dir, len(envs))
     paths[0].parent.mkdir(parents=True, exist_ok=True)
 
-    processes, pumps, guards = [], [], []
+    procs, pumps, guards = [], [], []
     last_lines = [[""] for _ in envs]  # each process's last output line: usually its own error message
     status, message = "Failed", None
     parent_gone = threading.Event()
@@ -289,23 +228,23 @@ def run(job_dir: Path, echo=None) -> str:
             threading.Thread(target=_follow_parent, args=follow, daemon=True).start()
         try:
             store.set_status(run_id, "Running")
-            status, message = _run_processes(spec, envs, paths, echo, processes, pumps, last_lines, guards)
+            status, message = _run_processes(spec, envs, paths, echo, procs, pumps, last_lines, guards)
         except Canceled as signame:
-            _stop(processes)
+            _stop(procs)
             status, message = "Canceled", f"canceled by {signame}"
             # A sweep that stops a trial says why (early termination, trial_timeout, a NaN metric) in cancel.json.
             with contextlib.suppress(OSError, ValueError, KeyError):
                 reason = json.loads((job_dir / "cancel.json").read_text())
                 status, message = reason["status"], reason["message"]
         except Exception as err:
-            _stop(processes)
+            _stop(procs)
             status, message = "Failed", f"aml-local could not run the job: {err}"
         finally:
             hold()
             parent_gone.set()  # stops the parent-following thread (it sleeps in Event.wait)
             for pump in pumps:
                 pump.join(timeout=5)
-            _release_guards(guards)
+            processes.release(guards)
             store.set_status(run_id, status, message)
     if message and echo is not None:
         echo.write(f"{spec['name']}: {status}: {message}\n")

@@ -76,7 +76,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from aml_local import AmlLocalError, early_termination
+from aml_local import AmlLocalError
+from aml_local.jobs import early_termination
 
 SEARCH_SPACE_REF = re.compile(r"\$\{\{\s*search_space\.([A-Za-z0-9_]+)\s*\}\}")
 OPTIONAL_PART = re.compile(r"\$\[\[(.*?)\]\]", re.S)

@@ -11,11 +11,11 @@ is mapped to a local copy when we know how to make one (MNIST: the data module's
 from the public mirrors), and anything else fails with a message saying how to give a local path.
 """
 
-import json
 import re
 from pathlib import Path
 
-from aml_local import AmlLocalError
+from aml_local import AmlLocalError, job_records, specs
+from aml_local.assets import versions
 
 ASSET_REF = re.compile(
     r"^(?:azureml:)?(?P<name>[A-Za-z0-9_.-]+)(?:@(?P<label>[A-Za-z0-9_.-]+)|:(?P<version>[A-Za-z0-9_.-]+))$"
@@ -55,11 +55,7 @@ def find_asset(name: str, label: str | None, version: str | None, root: Path):
         )
     if label not in (None, "latest"):
         raise AmlLocalError(f"data asset {name}@{label}: only the label 'latest' exists locally")
-    return max(matches, key=lambda a: _version_key(a.version))
-
-
-def _version_key(version):
-    return [int(p) if p.isdigit() else p for p in re.split(r"[.]", str(version or "0"))]
+    return max(matches, key=lambda a: versions.sort_key(a.version or 0))
 
 
 def _is_mnist_remote(url: str) -> bool:
@@ -105,34 +101,17 @@ def local_path(input_name: str, path: str, base_dir: Path, input_type: str = "ur
 
 
 def _job_output(input_name: str, path: str, match) -> Path:
-    from aml_local import store
-
-    job_dir = store.jobs_dir() / match["job"]
-    if not (job_dir / "job.json").is_file():
-        raise AmlLocalError(f"input {input_name}: {path}: no local job named {match['job']!r}")
-    folder = job_dir / "outputs" / match["output"]
-    if not folder.is_dir():
-        outputs = sorted(p.name for p in (job_dir / "outputs").glob("*")) or ["none"]
-        raise AmlLocalError(
-            f"input {input_name}: {path}: job {match['job']} has no output {match['output']!r} "
-            f"(outputs: {', '.join(outputs)})"
-        )
+    folder = job_records.output_folder(match["job"], match["output"], f"input {input_name}: {path}")
     target = folder / match["rest"] if match["rest"] else folder
     if not target.exists():
         raise AmlLocalError(f"input {input_name}: {path}: {target} does not exist")
     return target
 
 
-def data_dir() -> Path:
-    from aml_local import store
-
-    return store.home() / "data"
+RECORDS = versions.RecordStore("data", "data asset")
 
 
 def create(file, name=None, version=None) -> dict:
-    from aml_local import specs, store
-    from aml_local.compute import now
-
     overrides = [o for o in ({"name": name} if name else None, {"version": version} if version else None) if o]
     asset = specs.load("load_data", file, overrides, expected="a data asset")
     spec_dir = Path(asset.base_path) if getattr(asset, "base_path", None) else Path(file).resolve().parent
@@ -140,47 +119,13 @@ def create(file, name=None, version=None) -> dict:
     if not REMOTE.match(path) and not (spec_dir / path).exists():
         raise AmlLocalError(f"{file}: path {spec_dir / path} does not exist")
     content = {"type": str(asset.type), "path": path, "description": asset.description}
-    with store.locked("data"):
-        folder = data_dir() / asset.name
-        folder.mkdir(parents=True, exist_ok=True)
-        chosen = str(asset.version) if asset.version else None
-        if chosen is None:
-            numbers = [int(p.stem) for p in folder.glob("*.json") if p.stem.isdigit()]
-            chosen = str(max(numbers, default=0) + 1)
-        record_path = folder / f"{chosen}.json"
-        if record_path.exists():
-            if json.loads(record_path.read_text())["content"] != content:
-                raise AmlLocalError(
-                    f"data asset {asset.name}:{chosen} already exists with other content; a version cannot change"
-                )
-        else:
-            store.write_json(
-                record_path,
-                {
-                    "name": asset.name,
-                    "version": chosen,
-                    "content": content,
-                    "file": str(Path(file).resolve()),
-                    "created_at": now(),
-                },
-            )
+    chosen = RECORDS.create(asset.name, asset.version, content, file)
     return show(asset.name, version=chosen)
 
 
 def show(name: str, version: str | None = None, label: str | None = None) -> dict:
-    from aml_local import store
-
-    versions = sorted((p.stem for p in (data_dir() / name).glob("*.json")), key=_version_key)
-    if not versions:
-        raise AmlLocalError(f"data asset {name!r} not found in {store.home()}")
-    if version is None:
-        if label not in (None, "latest"):
-            raise AmlLocalError(f"--label {label}: only the label 'latest' exists locally")
-        version = versions[-1]
-    record_path = data_dir() / name / f"{version}.json"
-    if not record_path.exists():
-        raise AmlLocalError(f"data asset {name}:{version} not found (versions: {', '.join(versions)})")
-    record = json.loads(record_path.read_text())
+    record = RECORDS.load(name, version, label)
+    version = record["version"]
     return {
         "creation_context": {"created_at": record["created_at"]},
         "description": record["content"]["description"],

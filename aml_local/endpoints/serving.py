@@ -1,5 +1,5 @@
-"""The WSGI app a local online deployment runs under gunicorn (`aml_local.serving:build_app()`): the Azure ML inference
-server's own Flask app, behind what Azure's gateway does before a request reaches the container.
+"""The WSGI app a local online deployment runs under gunicorn (`aml_local.endpoints.serving:build_app()`): the Azure
+ML inference server's own Flask app, behind what Azure's gateway does before a request reaches the container.
 
 - Key auth: every request needs `Authorization: Bearer <key>` with the endpoint's primary or secondary key, else
   401 with a JSON message. The keys are read from the file named by AML_LOCAL_KEYS_FILE (0600, written by
@@ -43,7 +43,7 @@ _JSON_TYPE = re.compile(r"^\s*application/(?:[\w.+-]*\+)?json\s*(?:;|$)", re.IGN
 SLOT_POLL_S = 0.01  # how often a waiting request looks for a slot freed by another worker process
 _OPEN_METHODS = ("GET", "HEAD")
 # The draw-a-digit page (web/draw/), served at GET /draw/ without a key: it asks for one and sends it on /score.
-DRAW_PAGE_DIR = Path(__file__).resolve().parents[1] / "web" / "draw"
+DRAW_PAGE_DIR = Path(__file__).resolve().parents[2] / "web" / "draw"
 _DRAW_TYPES = {".html": "text/html; charset=utf-8", ".js": "text/javascript", ".css": "text/css"}
 
 

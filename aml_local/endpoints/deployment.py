@@ -12,9 +12,9 @@ managed online endpoint's container runs it:
   request_settings.request_timeout_ms becomes SCORING_TIMEOUT_MS unless the deployment sets that itself;
   max_concurrent_requests_per_instance becomes the worker count unless WORKER_COUNT is set; the gateway admits at
   most max_concurrent_requests_per_instance x instance_count requests at once, answers 429 to one that waits
-  longer than request_timeout_ms for its turn and 408 to one not answered within it (aml_local.serving);
+  longer than request_timeout_ms for its turn and 408 to one not answered within it (aml_local.endpoints.serving);
 - `create` of a deployment whose server died starts it again in place (its traffic share is kept);
-- the server is gunicorn on aml_local.serving (the server's Flask app behind the endpoint's key check),
+- the server is gunicorn on aml_local.endpoints.serving (the server's Flask app behind the endpoint's key check),
   listening on 127.0.0.1 only, on a free port (AML_LOCAL_PORT picks one), in its own process group, logging
   to <deployment>/logs/inference-server.log;
 - `create` waits for readiness by polling `GET /` with the readiness probe's timeout, for at most the probe's
@@ -34,19 +34,20 @@ import math
 import os
 import re
 import shutil
-import signal
 import socket
 import subprocess
 import sys
 import time
 from pathlib import Path
 
-from aml_local import AmlLocalError, model, online_endpoint, specs, store
+from aml_local import AmlLocalError, processes, progress, specs, store
+from aml_local.assets import model
+from aml_local.endpoints import records
 
 SCHEMA = "https://azuremlschemas.azureedge.net/latest/managedOnlineDeployment.schema.json"
 # Azure ML's rule for deployment names: 3 to 32 characters, letters, digits and '-', alphanumeric at both ends.
 DEPLOYMENT_NAME = re.compile(r"^[a-zA-Z0-9][a-zA-Z0-9-]{1,30}[a-zA-Z0-9]$")
-LOG_CONTAINER = "inference-server"
+LOG_CONTAINER = records.LOG_CONTAINER
 DEFAULT_LOG_LINES = 5000  # az ml online-deployment get-logs --lines default
 # Azure's defaults for what a deployment YAML leaves out.
 DEFAULT_REQUEST_SETTINGS = {"request_timeout_ms": 5000, "max_concurrent_requests_per_instance": 1}
@@ -55,52 +56,8 @@ READY_POLL_S = 0.25
 # The last line of a Python traceback: "RuntimeError: no model here", "ModuleNotFoundError: No module named 'x'".
 EXCEPTION_LINE = re.compile(r"^[A-Za-z_][\w.]*(Error|Exception|Exit|Interrupt)\b(: .*)?$")
 STOP_GRACE_S = 10
-# Connections a server worker takes in at once (most of them waiting for a slot, see aml_local.serving).
+# Connections a server worker takes in at once (most of them waiting for a slot, see aml_local.endpoints.serving).
 GATEWAY_THREADS = 64
-
-
-def deployments_dir(endpoint_name: str) -> Path:
-    return online_endpoint.endpoint_dir(endpoint_name) / "deployments"
-
-
-def deployment_dir(endpoint_name: str, name: str) -> Path:
-    return deployments_dir(endpoint_name) / name
-
-
-def log_path(record: dict) -> Path:
-    return Path(record["deployment_dir"]) / "logs" / f"{LOG_CONTAINER}.log"
-
-
-def base_url(record: dict) -> str:
-    return f"http://127.0.0.1:{record['port']}"
-
-
-def records(endpoint_name: str) -> list[dict]:
-    found = []
-    for path in sorted(deployments_dir(endpoint_name).glob("*/deployment.json")):
-        try:
-            found.append(json.loads(path.read_text()))
-        except (OSError, ValueError):
-            continue  # a deployment folder being removed right now
-    return found
-
-
-def load_record(endpoint_name: str, name: str) -> dict:
-    online_endpoint.load_record(endpoint_name)
-    path = deployment_dir(endpoint_name, name) / "deployment.json"
-    try:
-        return json.loads(path.read_text())
-    except FileNotFoundError:
-        known = ", ".join(r["name"] for r in records(endpoint_name)) or "none"
-        raise AmlLocalError(
-            f"online deployment {name!r} not found on endpoint {endpoint_name} (deployments: {known})"
-        ) from None
-    except (OSError, ValueError):
-        raise AmlLocalError(f"online deployment {name!r}: its record {path} is unreadable") from None
-
-
-def _save(record: dict):
-    store.write_json(Path(record["deployment_dir"]) / "deployment.json", record)
 
 
 def _load(file, name, endpoint_name, set_pairs):
@@ -200,7 +157,7 @@ def _listening_socket() -> socket.socket:
 
 
 def _port_holder(port: int) -> str:
-    for path in online_endpoint.endpoints_dir().glob("*/deployments/*/deployment.json"):
+    for path in records.endpoints_dir().glob("*/deployments/*/deployment.json"):
         try:
             record = json.loads(path.read_text())
         except (OSError, ValueError):
@@ -218,7 +175,7 @@ def _server_environment(record: dict, port: int) -> dict:
     env.setdefault("SCORING_TIMEOUT_MS", str(record["request_settings"]["request_timeout_ms"]))
     env.setdefault("SERVICE_NAME", record["endpoint_name"])
     env.setdefault("AML_LOCAL_MAX_REQUEST_BYTES", str(32 * 1024 * 1024))
-    # The gateway's admission control (aml_local.serving): a shared cap on requests in the server, and a deadline.
+    # The gateway's admission control (endpoints/serving.py): a shared cap on requests in the server, and a deadline.
     settings = record["request_settings"]
     env["AML_LOCAL_MAX_CONCURRENT"] = str(settings["max_concurrent_requests_per_instance"] * record["instance_count"])
     env["AML_LOCAL_REQUEST_TIMEOUT_MS"] = str(settings["request_timeout_ms"])
@@ -233,7 +190,7 @@ def _server_environment(record: dict, port: int) -> dict:
             "HEALTH_PORT": str(port),
             "AML_APP_INSIGHTS_ENABLED": "false",
             "HTTP_X_MS_SERVER_VERSION": f"azmlinfsrv/{server_version}",
-            "AML_LOCAL_KEYS_FILE": str(online_endpoint.keys_path(record["endpoint_name"])),
+            "AML_LOCAL_KEYS_FILE": str(records.keys_path(record["endpoint_name"])),
             "PYTHONUNBUFFERED": "1",
             "PATH": os.pathsep.join([str(Path(sys.executable).parent), os.environ.get("PATH", "")]),
         }
@@ -260,7 +217,7 @@ def create(file, name=None, endpoint_name=None, all_traffic=False, set_pairs=())
     if not endpoint_name:
         raise AmlLocalError(f"{file}: endpoint_name is required (in the YAML or --endpoint-name)")
     try:
-        online_endpoint.load_record(endpoint_name)
+        records.load_endpoint(endpoint_name)
     except AmlLocalError:
         raise AmlLocalError(
             f"endpoint_name {endpoint_name}: no such local online endpoint; create it first "
@@ -269,10 +226,10 @@ def create(file, name=None, endpoint_name=None, all_traffic=False, set_pairs=())
     request_settings = _settings(entity.request_settings, DEFAULT_REQUEST_SETTINGS)
     environment_variables = {str(k): str(v) for k, v in (entity.environment_variables or {}).items()}
     worker_count = _worker_count(environment_variables, request_settings, file)
-    folder = deployment_dir(endpoint_name, name)
+    folder = records.deployment_dir(endpoint_name, name)
     with store.locked("endpoints"):
         if (folder / "deployment.json").exists():
-            previous = load_record(endpoint_name, name)
+            previous = records.load_deployment(endpoint_name, name)
             if server_alive(previous):
                 raise AmlLocalError(
                     f"online deployment {name} already exists on endpoint {endpoint_name}; use another name, "
@@ -319,8 +276,8 @@ def create(file, name=None, endpoint_name=None, all_traffic=False, set_pairs=())
             "created_at": datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds"),
             "created_by": getpass.getuser(),
         }
-        _save(record)
-    online_endpoint.set_traffic(endpoint_name, name, 0)
+        records.save_deployment(record)
+    records.set_traffic(endpoint_name, name, 0)
     try:
         process = _start_server(record, listener)
         _wait_until_ready(record, process)
@@ -329,14 +286,14 @@ def create(file, name=None, endpoint_name=None, all_traffic=False, set_pairs=())
         record["state"] = "Failed"
         record["failure"] = str(err) if isinstance(err, AmlLocalError) else "creation was interrupted"
         with contextlib.suppress(OSError):  # the endpoint may have been deleted meanwhile, folder and all
-            _save(record)
+            records.save_deployment(record)
         raise
     finally:
         listener.close()  # the server holds its own copy
     record["state"] = "Succeeded"
-    _save(record)
+    records.save_deployment(record)
     if all_traffic:
-        online_endpoint.set_traffic(endpoint_name, name, 100)
+        records.set_traffic(endpoint_name, name, 100)
     return show(endpoint_name, name)
 
 
@@ -376,9 +333,9 @@ def _start_server(record: dict, listener: socket.socket) -> subprocess.Popen:
         "gthread",
         "--threads",
         str(GATEWAY_THREADS),
-        "aml_local.serving:build_app()",
+        "aml_local.endpoints.serving:build_app()",
     ]
-    log = open(log_path(record), "ab")  # noqa: SIM115 - handed to the detached server
+    log = open(records.log_path(record), "ab")  # noqa: SIM115 - handed to the detached server
     try:
         process = subprocess.Popen(
             command,
@@ -394,14 +351,9 @@ def _start_server(record: dict, listener: socket.socket) -> subprocess.Popen:
         raise AmlLocalError(f"online deployment {record['name']}: cannot start gunicorn ({err.strerror})") from None
     finally:
         log.close()
-    import psutil
-
     record["pid"] = process.pid
-    try:
-        record["started"] = psutil.Process(process.pid).create_time()
-    except psutil.Error:
-        record["started"] = None
-    _save(record)
+    record["started"] = processes.start_time(process.pid)
+    records.save_deployment(record)
     return process
 
 
@@ -418,8 +370,7 @@ def _answers(record: dict, timeout: float) -> bool:
 
 
 def _wait_until_ready(record: dict, process: subprocess.Popen):
-    from aml_local import progress  # the readiness wait, live on a terminal (stderr: stdout carries the JSON)
-
+    # The readiness wait is shown live on a terminal (stderr: stdout carries the JSON).
     probe = record["readiness_probe"]
     budget = probe["initial_delay"] + probe["period"] * probe["failure_threshold"]
     started = time.monotonic()
@@ -452,7 +403,7 @@ def _wait_until_ready(record: dict, process: subprocess.Popen):
 
 def _tail_for_error(record: dict, count: int = 3) -> str:
     """The scoring script's own exception (the root cause, not the server's wrapper of it) and the last lines."""
-    lines = [line.strip() for line in tail(log_path(record), 300).splitlines() if line.strip()]
+    lines = [line.strip() for line in tail(records.log_path(record), 300).splitlines() if line.strip()]
     causes = [line for line in lines if EXCEPTION_LINE.match(line) and "azureml_inference_server_http" not in line]
     shown = causes[-1:] + [line for line in lines[-count:] if line not in causes[-1:]]
     return (" | ".join(shown) or "(the log is empty)") + (
@@ -474,72 +425,19 @@ def tail(path: Path, lines: int) -> str:
 
 def server_alive(record: dict) -> bool:
     """Whether the recorded server process is still this deployment's (same pid and start time), not a zombie."""
-    import psutil
-
-    pid, started = record.get("pid"), record.get("started")
-    if not pid or started is None:
-        return False
-    try:
-        process = psutil.Process(pid)
-        return abs(process.create_time() - started) < 1 and process.status() != psutil.STATUS_ZOMBIE
-    except psutil.Error:
-        return False
-
-
-def _reap(pid: int):
-    # The server is a child of this process only when this process started it (create, then delete, in one
-    # Python session): collect its exit status so it does not linger as a zombie.
-    with contextlib.suppress(ChildProcessError):
-        os.waitpid(pid, os.WNOHANG)
-
-
-def _group_gone(pid: int) -> bool:
-    _reap(pid)
-    try:
-        os.killpg(pid, 0)
-    except ProcessLookupError:
-        return True
-    except PermissionError:
-        return False
-    import psutil
-
-    # Only zombies left (reaped by their parents soon) count as gone: they hold no port and run nothing.
-    members = [p for p in psutil.process_iter(["status"]) if _in_group(p, pid)]
-    return all(p.info["status"] == psutil.STATUS_ZOMBIE for p in members)
-
-
-def _in_group(process, pgid: int) -> bool:
-    try:
-        return os.getpgid(process.pid) == pgid
-    except OSError:
-        return False
+    return processes.alive(record.get("pid"), record.get("started"))
 
 
 def stop(record: dict):
-    """Stop the deployment's server: SIGTERM to its process group (gunicorn's master and workers), then
-    SIGKILL to whatever is left after the grace period. A pid now used by another program is left alone."""
+    """Stop the deployment's server: its whole process group (gunicorn's master and workers). A pid now used by
+    another program is left alone."""
     pid = record.get("pid")
-    if not pid or not server_alive(record):
-        if pid:
-            _reap(pid)
+    if not pid:
         return
-    try:
-        os.killpg(pid, signal.SIGTERM)
-    except ProcessLookupError:
+    if not server_alive(record):
+        processes.reap(pid)
         return
-    deadline = time.monotonic() + STOP_GRACE_S + 2
-    while time.monotonic() < deadline:
-        if _group_gone(pid):
-            return
-        time.sleep(0.1)
-    try:
-        os.killpg(pid, signal.SIGKILL)
-    except ProcessLookupError:
-        return
-    for _ in range(50):
-        if _group_gone(pid):
-            return
-        time.sleep(0.1)
+    processes.stop_group(pid, grace=STOP_GRACE_S + 2)
 
 
 def _provisioning_state(record: dict) -> tuple[str, str | None]:
@@ -555,16 +453,16 @@ def _provisioning_state(record: dict) -> tuple[str, str | None]:
 
 
 def show(endpoint_name: str, name: str) -> dict:
-    record = load_record(endpoint_name, name)
+    record = records.load_deployment(endpoint_name, name)
     state, message = _provisioning_state(record)
     properties = {
         "aml_local.deployment_dir": record["deployment_dir"],
-        "aml_local.scoring_uri": f"{base_url(record)}/score",
+        "aml_local.scoring_uri": f"{records.base_url(record)}/score",
         "aml_local.port": str(record["port"]),
         "aml_local.pid": str(record.get("pid")),
         "aml_local.worker_count": str(record["worker_count"]),
         "aml_local.model_dir": record["model_dir"],
-        "aml_local.log_file": str(log_path(record)),
+        "aml_local.log_file": str(records.log_path(record)),
     }
     if message:
         properties["aml_local.status_message"] = message
@@ -594,22 +492,22 @@ def show(endpoint_name: str, name: str) -> dict:
 
 
 def list_deployments(endpoint_name: str) -> list[dict]:
-    online_endpoint.load_record(endpoint_name)
-    return [show(endpoint_name, r["name"]) for r in records(endpoint_name)]
+    records.load_endpoint(endpoint_name)
+    return [show(endpoint_name, r["name"]) for r in records.deployments(endpoint_name)]
 
 
 def get_logs(endpoint_name: str, name: str, lines: int = DEFAULT_LOG_LINES, container: str | None = None) -> str:
-    record = load_record(endpoint_name, name)
+    record = records.load_deployment(endpoint_name, name)
     if container not in (None, LOG_CONTAINER):
         raise AmlLocalError(f"--container {container}: only {LOG_CONTAINER} runs locally")
     if lines < 1:
         raise AmlLocalError(f"--lines {lines}: expected a number of lines >= 1")
-    return tail(log_path(record), lines)
+    return tail(records.log_path(record), lines)
 
 
 def delete(endpoint_name: str, name: str):
-    record = load_record(endpoint_name, name)
-    percent = online_endpoint.load_record(endpoint_name)["traffic"].get(name, 0)
+    record = records.load_deployment(endpoint_name, name)
+    percent = records.load_endpoint(endpoint_name)["traffic"].get(name, 0)
     if percent > 0:
         # As on Azure: a deployment that takes traffic is moved off it before it is deleted.
         raise AmlLocalError(
@@ -617,5 +515,5 @@ def delete(endpoint_name: str, name: str):
             f"e.g. online-endpoint update --name {endpoint_name} --traffic '{name}=0 <other>=100'"
         )
     stop(record)
-    online_endpoint.set_traffic(endpoint_name, name, None)
+    records.set_traffic(endpoint_name, name, None)
     shutil.rmtree(record["deployment_dir"], ignore_errors=True)

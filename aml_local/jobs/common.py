@@ -1,13 +1,9 @@
-"""The `job` noun: `job create/show/list/stream/cancel`, for the job YAML that `az ml job create` takes.
-
-The YAML is parsed by azure.ai.ml's own load_job (so what the CLI rejects is rejected here, with the
-SDK's message); a job is recorded as an MLflow run in the local store, and its command runs here with
-inputs mapped to local folders and outputs written under the job's folder.
-"""
+"""What the job kinds share, below them all: loading the YAML with the SDK (and az's --set), a job's name, its
+inputs and outputs, its command with ${{...}} resolved, its code snapshot, its MLflow run and job folder, and
+starting its driver (in the foreground for --stream, else detached)."""
 
 import datetime
 import getpass
-import json
 import os
 import random
 import re
@@ -16,13 +12,12 @@ import shutil
 import string
 import subprocess
 import sys
-import time
 from pathlib import Path
 
-from aml_local import AmlLocalError, data, runner, specs, store
+from aml_local import AmlLocalError, job_records, specs, store
+from aml_local.assets import data
+from aml_local.jobs import kinds, runner
 
-SCHEMAS = {kind: f"https://azuremlschemas.azureedge.net/latest/{kind}Job.schema.json" for kind in ("command", "sweep")}
-SCHEMAS["pipeline"] = "https://azuremlschemas.azureedge.net/latest/pipelineJob.schema.json"
 JOB_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_-]{0,254}$")
 PLACEHOLDER = re.compile(r"\$\{\{\s*([A-Za-z_]+)\.([A-Za-z0-9_]+)\s*\}\}")
 OPTIONAL_PART = re.compile(r"\$\[\[(.*?)\]\]", re.S)
@@ -108,52 +103,12 @@ def _copy_code(source: Path, target: Path):
     shutil.copytree(source, target, ignore=shutil.ignore_patterns(*patterns))
 
 
-def create(file, name=None, set_pairs=(), stream=False, echo=None):
-    echo = echo or sys.stdout
-    job = load(file, set_pairs)
-    job_type = getattr(job, "type", None)
-    if job_type == "sweep":
-        from aml_local import sweep
-
-        return sweep.create(job, file, name=name, set_pairs=set_pairs, stream=stream, echo=echo)
-    if job_type == "pipeline":
-        from aml_local import pipeline
-
-        return pipeline.create(job, file, name=name, set_pairs=set_pairs, stream=stream, echo=echo)
-    if job_type != "command":
-        raise AmlLocalError(f"{file}: job type {job_type!r} is not supported by aml-local (command, sweep, pipeline)")
-    name = new_name(name or job.name)
-    yaml_dir = Path(file).resolve().parent
-    shown_inputs, input_values = resolve_inputs(job.inputs, yaml_dir)
-    spec = prepare_command(
-        name,
-        file=file,
-        command=job.command,
-        code=job.code,
-        yaml_dir=yaml_dir,
-        shown_inputs=shown_inputs,
-        input_values=input_values,
-        outputs=job.outputs,
-        experiment_name=job.experiment_name,
-        environment=job.environment,
-        environment_variables=job.environment_variables,
-        distribution=_plain(job.distribution),
-        resources=_plain(job.resources),
-        compute=job.compute,
-        tags=job.tags,
-        display_name=job.display_name,
-        description=job.description,
-    )
-    launch(spec, stream=stream, echo=echo)
-    return show(name)
-
-
 def new_name(name):
     """A valid name no job has yet: the given one, or one generated the way Azure ML does."""
     name = name or _generated_name()
     if not JOB_NAME.match(name):
         raise AmlLocalError(f"--name {name!r}: use letters, digits, '_' and '-' (at most 255, first a letter or digit)")
-    if _exists(name) or (store.jobs_dir() / name).exists():
+    if job_records.exists(name):
         raise AmlLocalError(f"--name {name}: a job with this name already exists")
     return name
 
@@ -168,7 +123,7 @@ def resolve_inputs(inputs, yaml_dir):
     return shown, values
 
 
-def _output_type(node_output):
+def output_type(node_output):
     spec = getattr(node_output, "_data", node_output)
     if isinstance(spec, dict):
         return spec.get("type") or "uri_folder"
@@ -211,7 +166,7 @@ def prepare_command(
     shown_outputs, values = {}, dict(input_values)
     for output_name, node_output in (outputs or {}).items():
         folder = job_dir / "outputs" / output_name
-        shown_outputs[output_name] = {"type": _output_type(node_output), "path": str(folder), "mode": "rw_mount"}
+        shown_outputs[output_name] = {"type": output_type(node_output), "path": str(folder), "mode": "rw_mount"}
         values[f"outputs.{output_name}"] = str(folder)
     resolved_command = resolve_command(command, values)
     code_source = (yaml_dir / code).resolve() if code else yaml_dir
@@ -239,18 +194,18 @@ def prepare_command(
         "resolved_command": resolved_command,
         "code": str(code_source),
         "code_dir": str(job_dir / "code"),
-        "environment": _ref(environment),
+        "environment": ref(environment),
         "environment_variables": {str(k): str(v) for k, v in (environment_variables or {}).items()},
-        "compute": "local" if compute in (None, "local") else _ref(compute),
+        "compute": "local" if compute in (None, "local") else ref(compute),
         "distribution": distribution,
         "resources": resources,
         "inputs": shown_inputs,
         "outputs": shown_outputs,
         "tags": tags,
-        "created_at": _now(),
+        "created_at": now(),
         "created_by": getpass.getuser(),
     }
-    write_spec(job_dir, spec)
+    job_records.write_spec(job_dir, spec)
     return spec
 
 
@@ -267,37 +222,32 @@ def record_run(name, job_type, experiment_name=None, tags=None, parent_run_id=No
     return experiment_name, experiment_id, run.info.run_id, tags
 
 
-def _now():
+def now():
     return datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds")
 
 
-def write_spec(job_dir: Path, spec: dict):
-    store.write_json(job_dir / "job.json", spec)
-
-
-def launch(spec, stream=False, echo=None, module="aml_local.runner"):
-    """Run a recorded job: in the foreground, streaming its log (--stream), or by a detached runner process."""
+def launch(spec, stream=False, echo=None):
+    """Run a recorded job: in the foreground, streaming its log (--stream), or by a detached driver process."""
     job_dir = store.jobs_dir() / spec["name"]
+    kind = kinds.get(spec["type"])
     if stream:
         echo = echo or sys.stdout
         echo.write(
-            f"RunId: {spec['name']}\nWeb View: {_studio_url(spec)}\n"
+            f"RunId: {spec['name']}\nWeb View: {studio_url(spec)}\n"
             f"Note: compute {spec['compute']} and environment "
             f"{spec.get('environment') or spec.get('trial_template', {}).get('environment')} run as this machine "
             f"and this Python ({sys.prefix}).\n\nStreaming {runner.log_paths(job_dir, 1)[0].relative_to(job_dir)}\n"
             f"{'=' * 40}\n\n"
         )
         echo.flush()
-        import importlib
-
-        status = importlib.import_module(module).run(job_dir, echo=echo)
+        status = kind.run(job_dir, echo=echo)
         echo.write(f"\nExecution Summary\n=================\nRunId: {spec['name']}\nStatus: {status}\n\n")
         echo.flush()
         return None
-    return spawn(job_dir, module)
+    return spawn(job_dir, kind.driver_module)
 
 
-def spawn(job_dir: Path, module="aml_local.runner"):
+def spawn(job_dir: Path, module: str):
     """Start `python -m <module> JOB_DIR` detached (its own session), as Azure ML runs a job while the CLI returns."""
     with open(job_dir / "runner.log", "ab") as log:
         return subprocess.Popen(
@@ -310,7 +260,7 @@ def spawn(job_dir: Path, module="aml_local.runner"):
         )
 
 
-def _plain(entity):
+def plain(entity):
     """An SDK settings object (distribution, resources) as the dict `az ml job show` prints."""
     if entity is None:
         return None
@@ -319,7 +269,7 @@ def _plain(entity):
     return {k: v for k, v in vars(entity).items() if not k.startswith("_") and v is not None}
 
 
-def _ref(value):
+def ref(value):
     if value is None:
         return None
     if isinstance(value, str):
@@ -327,155 +277,6 @@ def _ref(value):
     return f"inline {type(value).__name__.lower()}"  # e.g. an environment written into the job YAML
 
 
-def _exists(name):
-    try:
-        store.find_job_run(name)
-    except AmlLocalError:
-        return False
-    return True
-
-
-def _runner_alive(job_dir: Path) -> bool:
-    import psutil
-
-    try:
-        info = json.loads((job_dir / "runner.json").read_text())
-        proc = psutil.Process(info["pid"])
-        return abs(proc.create_time() - info["started"]) < 1 and proc.status() != psutil.STATUS_ZOMBIE
-    except (OSError, psutil.Error, ValueError, KeyError):
-        return False
-
-
-def _studio_url(spec):
+def studio_url(spec):
+    """What `services.Studio.endpoint` points at: the job's run in the MLflow UI (`make ui`)."""
     return f"http://127.0.0.1:5000/#/experiments/{spec['experiment_id']}/runs/{spec['mlflow_run_id']}"
-
-
-def _status(run, job_dir: Path) -> tuple[str, str | None]:
-    status = run.data.tags.get(store.TAG_STATUS, "NotStarted")
-    message = run.data.tags.get(store.TAG_STATUS_MESSAGE)
-    if status not in ("Starting", "Running") or _runner_alive(job_dir):
-        return status, message
-    # The runner writes runner.json when it starts and removes it only after recording the end.
-    age = time.time() - (run.info.start_time or 0) / 1000
-    if status == "Starting" and not (job_dir / "runner.json").exists() and age < 60:
-        return status, message
-    message = "the local runner process ended without recording a result"
-    store.set_status(run.info.run_id, "Failed", message)
-    return "Failed", message
-
-
-def read_spec(name) -> dict:
-    job_dir = store.jobs_dir() / name
-    try:
-        return json.loads((job_dir / "job.json").read_text())
-    except (OSError, ValueError):
-        raise AmlLocalError(f"job {name!r}: its record in {job_dir} is missing or unreadable") from None
-
-
-def show(name) -> dict:
-    run = store.find_job_run(name)
-    job_dir = store.jobs_dir() / name
-    spec = read_spec(name)
-    status, message = _status(run, job_dir)
-    result = {
-        "$schema": SCHEMAS[spec["type"]],
-        "compute": spec["compute"],
-        "creation_context": {
-            "created_at": spec["created_at"],
-            "created_by": spec["created_by"],
-            "created_by_type": "User",
-        },
-        "description": spec["description"],
-        "display_name": spec["display_name"],
-        "experiment_name": spec["experiment_name"],
-        "id": f"azureml:/local/jobs/{name}",
-        "inputs": spec["inputs"],
-        "name": name,
-        "outputs": spec["outputs"],
-        "properties": {"mlflow.runId": spec["mlflow_run_id"], "aml_local.job_dir": str(job_dir)},
-        "services": {
-            "Studio": {"endpoint": _studio_url(spec), "type": "Studio"},
-            "Tracking": {"endpoint": store.tracking_uri(), "type": "Tracking"},
-        },
-        "status": status,
-        "tags": spec["tags"],
-        "type": spec["type"],
-    }
-    if spec["type"] == "command":
-        result |= {
-            "code": spec["code"],
-            "command": spec["command"],
-            "distribution": spec["distribution"],
-            "environment": spec["environment"],
-            "environment_variables": spec["environment_variables"],
-            "resources": spec["resources"] or {"instance_count": 1},
-        }
-        result["properties"]["aml_local.resolved_command"] = spec["resolved_command"]
-    else:
-        import importlib
-
-        importlib.import_module(f"aml_local.{spec['type']}").add_to_show(result, spec, run)
-    if spec.get("parent_job_name"):
-        result["parent_job_name"] = spec["parent_job_name"]
-    if message:
-        result["properties"]["aml_local.status_message"] = message
-    return {k: v for k, v in dict(sorted(result.items())).items() if v is not None}
-
-
-def list_jobs(parent_job_name=None, max_results=50) -> list[dict]:
-    parent = store.find_job_run(parent_job_name).info.run_id if parent_job_name else None
-    jobs = []
-    for run in store.job_runs(parent, max_results):
-        name = run.data.tags[store.TAG_NAME]
-        try:
-            jobs.append(show(name))
-        except AmlLocalError:
-            continue  # a run whose job folder was removed by hand
-    return jobs
-
-
-def stream(name, echo=None, poll=0.5) -> dict:
-    """Follow a job's logs until it ends, like `az ml job stream`."""
-    echo = echo or sys.stdout
-    job = show(name)
-    job_dir = Path(job["properties"]["aml_local.job_dir"])
-    paths = runner.log_paths(job_dir, runner.process_count(job.get("distribution")))
-    offsets = [0] * len(paths)
-    echo.write(f"RunId: {name}\nWeb View: {job['services']['Studio']['endpoint']}\n\n")
-    while True:
-        status = show(name)["status"]
-        for i, path in enumerate(paths):
-            if path.exists():
-                with open(path, "rb") as handle:
-                    handle.seek(offsets[i])
-                    chunk = handle.read()
-                offsets[i] += len(chunk)
-                prefix = f"[worker {i}] " if len(paths) > 1 else ""
-                for line in chunk.decode(errors="replace").splitlines(keepends=True):
-                    echo.write(prefix + line)
-        echo.flush()
-        if status in store.TERMINAL_STATES:
-            break
-        time.sleep(poll)
-    echo.write(f"\nExecution Summary\n=================\nRunId: {name}\nStatus: {status}\n\n")
-    echo.flush()
-    return show(name)
-
-
-def cancel(name) -> dict:
-    import psutil
-
-    job = show(name)
-    if job["status"] in store.TERMINAL_STATES:
-        raise AmlLocalError(f"job {name} has already ended ({job['status']})")
-    info_path = Path(job["properties"]["aml_local.job_dir"]) / "runner.json"
-    try:
-        pid = json.loads(info_path.read_text())["pid"]
-        psutil.Process(pid).terminate()
-    except (OSError, ValueError, KeyError, psutil.Error):
-        raise AmlLocalError(f"job {name}: its runner is not running here (started with --stream elsewhere?)") from None
-    for _ in range(100):
-        if show(name)["status"] in store.TERMINAL_STATES:
-            break
-        time.sleep(0.2)
-    return show(name)

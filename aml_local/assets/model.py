@@ -15,7 +15,8 @@ import shutil
 import tempfile
 from pathlib import Path
 
-from aml_local import AmlLocalError, specs, store
+from aml_local import AmlLocalError, job_records, specs, store
+from aml_local.assets import versions
 
 # Azure ML's asset naming rules, and the version strings `az ml model create --version` accepts.
 MODEL_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,254}$")
@@ -86,22 +87,12 @@ def resolve_source(path_text: str, base_dir: Path, field: str = "--path") -> tup
 
 
 def _job_output(path_text, match, field):
-    from aml_local import job
-
-    try:
-        shown = job.show(match["job"])
-    except AmlLocalError:
-        raise AmlLocalError(f"{field} {path_text}: no local job named {match['job']!r}") from None
-    outputs = shown.get("outputs") or {}
-    if match["output"] not in outputs:
-        names = ", ".join(outputs) or "none"
-        raise AmlLocalError(f"{field} {path_text}: job {match['job']} has no output {match['output']!r} ({names})")
-    if shown["status"] != "Completed":
+    folder = job_records.output_folder(match["job"], match["output"], f"{field} {path_text}")
+    status, _ = job_records.current_status(match["job"])
+    if status != "Completed":
         raise AmlLocalError(
-            f"{field} {path_text}: job {match['job']} is {shown['status']}; "
-            "only a Completed job's outputs can be registered"
+            f"{field} {path_text}: job {match['job']} is {status}; only a Completed job's outputs can be registered"
         )
-    folder = Path(outputs[match["output"]]["path"])
     target = folder / match["sub"] if match["sub"] else folder
     if not target.exists() or (target.is_dir() and not any(target.iterdir())):
         raise AmlLocalError(f"{field} {path_text}: {target} is missing or empty")
@@ -147,12 +138,6 @@ def _versions(name: str):
         return []
     found = client.search_model_versions(f"name = '{name}'")
     return sorted(found, key=lambda v: int(v.version))
-
-
-def _next_version(existing) -> str:
-    # Azure ML's auto-increment: one past the highest whole-number version (versions like "v2" do not count).
-    numbers = [int(v.tags.get(TAG_VERSION, "")) for v in existing if v.tags.get(TAG_VERSION, "").isdigit()]
-    return str(max(numbers, default=0) + 1)
 
 
 def _copy_read_only(source: Path, target_dir: Path) -> Path:
@@ -202,7 +187,11 @@ def _register(entity, name, model_type, source, source_text, origin) -> dict:
     client = store.client()
     with store.locked("models"):
         existing = _versions(name)
-        version = str(entity.version) if entity.version is not None else _next_version(existing)
+        version = (
+            str(entity.version)
+            if entity.version is not None
+            else versions.next_version(v.tags.get(TAG_VERSION, "") for v in existing)
+        )
         if any(v.tags.get(TAG_VERSION) == version for v in existing):
             raise AmlLocalError(
                 f"model {name} version {version} already exists; give another --version or leave it out"
@@ -261,18 +250,11 @@ def _run_id_of(origin):
 
 
 def _find(name: str, version: str | None = None, label: str | None = None):
-    existing = _versions(name)
-    if not existing:
-        raise AmlLocalError(f"model {name!r} not found in the local registry {store.home()}")
-    if version is not None:
-        for candidate in existing:
-            if candidate.tags.get(TAG_VERSION) == str(version):
-                return candidate
-        known = ", ".join(v.tags.get(TAG_VERSION, "?") for v in existing)
-        raise AmlLocalError(f"model {name}: no version {version!r} (versions: {known})")
-    if label not in (None, "latest"):
-        raise AmlLocalError(f"model {name}@{label}: only the label 'latest' exists locally")
-    return existing[-1]  # Azure's "latest" is the most recently created version
+    """The registered version a reference means; MLflow versions are in creation order, so the last is `latest`."""
+    by_version = {v.tags.get(TAG_VERSION, "?"): v for v in _versions(name)}
+    where = f"the local registry {store.home()}"
+    chosen = versions.pick("model", name, list(by_version), version, label, where)
+    return by_version[chosen]
 
 
 def resolve(reference: str) -> dict:

@@ -19,6 +19,8 @@ import shutil
 from pathlib import Path
 
 from aml_local import AmlLocalError, specs, store
+from aml_local.endpoints import deployment as deployments_verbs
+from aml_local.endpoints import records
 
 SCHEMA = "https://azuremlschemas.azureedge.net/latest/managedOnlineEndpoint.schema.json"
 # Azure ML's rule for endpoint names: 3 to 32 characters, a letter first, letters, digits and '-', no '-' last.
@@ -26,36 +28,8 @@ ENDPOINT_NAME = re.compile(r"^[a-zA-Z][a-zA-Z0-9-]{1,30}[a-zA-Z0-9]$")
 TRAFFIC_PAIR = re.compile(r"^(?P<deployment>[^=\s]+)=(?P<percent>\d{1,3})$")
 
 
-def endpoints_dir() -> Path:
-    return store.home() / "endpoints"
-
-
-def endpoint_dir(name: str) -> Path:
-    return endpoints_dir() / name
-
-
-def keys_path(name: str) -> Path:
-    return endpoint_dir(name) / "keys.json"
-
-
 def _now() -> str:
     return datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds")
-
-
-def load_record(name: str) -> dict:
-    """The endpoint's record; a clear error naming the endpoints that do exist when it does not."""
-    path = endpoint_dir(name) / "endpoint.json"
-    try:
-        return json.loads(path.read_text())
-    except FileNotFoundError:
-        known = ", ".join(sorted(p.parent.name for p in endpoints_dir().glob("*/endpoint.json"))) or "none"
-        raise AmlLocalError(f"online endpoint {name!r} not found in {store.home()} (endpoints: {known})") from None
-    except (OSError, ValueError):
-        raise AmlLocalError(f"online endpoint {name!r}: its record {path} is unreadable") from None
-
-
-def save_record(record: dict):
-    store.write_json(endpoint_dir(record["name"]) / "endpoint.json", record)
 
 
 def _load(file, name, auth_mode):
@@ -77,17 +51,17 @@ def create(file, name=None, auth_mode=None) -> dict:
     if entity.auth_mode != "key":
         raise AmlLocalError(f"{file}: auth_mode {entity.auth_mode!r} does not run locally (key only)")
     with store.locked("endpoints"):
-        if (endpoint_dir(name) / "endpoint.json").exists():
+        if (records.endpoint_dir(name) / "endpoint.json").exists():
             raise AmlLocalError(
                 f"online endpoint {name} already exists; to create a new one, use another --name "
                 "(to change traffic: online-endpoint update)"
             )
-        folder = endpoint_dir(name)
+        folder = records.endpoint_dir(name)
         if folder.exists():
             shutil.rmtree(folder)  # left by a create that stopped before writing its record
         folder.mkdir(parents=True, mode=0o700)
         _write_keys(name)
-        save_record(
+        records.save_endpoint(
             {
                 "name": name,
                 "description": entity.description,
@@ -106,18 +80,18 @@ def create(file, name=None, auth_mode=None) -> dict:
 def _write_keys(name: str):
     """Two keys, as Azure makes for key auth, in a file only this user can read (never in argv or logs)."""
     keys = {"primaryKey": secrets.token_urlsafe(32), "secondaryKey": secrets.token_urlsafe(32)}
-    descriptor = os.open(keys_path(name), os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    descriptor = os.open(records.keys_path(name), os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
     with os.fdopen(descriptor, "w") as handle:
         json.dump(keys, handle)
 
 
 def get_credentials(name: str) -> dict:
-    load_record(name)
+    records.load_endpoint(name)
     try:
-        keys = json.loads(keys_path(name).read_text())
+        keys = json.loads(records.keys_path(name).read_text())
     except (OSError, ValueError):
         raise AmlLocalError(
-            f"online endpoint {name}: its keys file {keys_path(name)} is missing or unreadable"
+            f"online endpoint {name}: its keys file {records.keys_path(name)} is missing or unreadable"
         ) from None
     return {"primaryKey": keys["primaryKey"], "secondaryKey": keys["secondaryKey"]}
 
@@ -129,13 +103,11 @@ def scoring_deployment(record: dict) -> str | None:
 
 
 def show(name: str) -> dict:
-    from aml_local import online_deployment
-
-    record = load_record(name)
-    deployments = {d["name"]: d for d in online_deployment.records(name)}
+    record = records.load_endpoint(name)
+    deployments = {d["name"]: d for d in records.deployments(name)}
     traffic = {d: int(record["traffic"].get(d, 0)) for d in sorted(deployments)}
     chosen = scoring_deployment(record)
-    base_url = online_deployment.base_url(deployments[chosen]) if chosen in deployments else None
+    base_url = records.base_url(deployments[chosen]) if chosen in deployments else None
     result = {
         "$schema": SCHEMA,
         "auth_mode": record["auth_mode"],
@@ -148,7 +120,7 @@ def show(name: str) -> dict:
         "name": name,
         "openapi_uri": f"{base_url}/swagger.json" if base_url else None,
         "properties": {
-            "aml_local.endpoint_dir": str(endpoint_dir(name)),
+            "aml_local.endpoint_dir": str(records.endpoint_dir(name)),
             "aml_local.scoring_deployment": chosen,
             "createdAt": record["created_at"],
             "createdBy": record["created_by"],
@@ -164,7 +136,7 @@ def show(name: str) -> dict:
 
 
 def list_endpoints() -> list[dict]:
-    return [show(path.parent.name) for path in sorted(endpoints_dir().glob("*/endpoint.json"))]
+    return [show(path.parent.name) for path in sorted(records.endpoints_dir().glob("*/endpoint.json"))]
 
 
 def parse_traffic(text: str, flag: str = "--traffic") -> dict:
@@ -184,8 +156,6 @@ def update(name: str, traffic: str | None = None, mirror_traffic: str | None = N
     """Set the live traffic split and/or the mirrored traffic, with Azure's rules: live traffic adds up to 100
     (or is all 0); mirrored traffic goes to at most one deployment, at most 50%, and never to a deployment that
     takes live traffic."""
-    from aml_local import online_deployment
-
     if traffic is None and mirror_traffic is None:
         raise AmlLocalError(
             "online-endpoint update: give --traffic (e.g. 'blue=90 green=10') and/or --mirror-traffic (e.g. 'green=10')"
@@ -193,8 +163,8 @@ def update(name: str, traffic: str | None = None, mirror_traffic: str | None = N
     wanted = parse_traffic(traffic) if traffic is not None else None
     mirrored = parse_traffic(mirror_traffic, flag="--mirror-traffic") if mirror_traffic is not None else None
     with store.locked("endpoints"):
-        record = load_record(name)
-        deployments = {d["name"] for d in online_deployment.records(name)}
+        record = records.load_endpoint(name)
+        deployments = {d["name"] for d in records.deployments(name)}
         for flag, split in (("--traffic", wanted), ("--mirror-traffic", mirrored)):
             unknown = sorted(set(split or {}) - deployments)
             if unknown:
@@ -224,36 +194,16 @@ def update(name: str, traffic: str | None = None, mirror_traffic: str | None = N
             )
         record["traffic"] = live
         record["mirror_traffic"] = mirror
-        save_record(record)
+        records.save_endpoint(record)
     return show(name)
 
 
-def set_traffic(name: str, deployment: str, percent: int | None):
-    """Give one deployment all traffic (percent 100), or add it with none (0), or drop it (None)."""
-    with store.locked("endpoints"):
-        record = load_record(name)
-        traffic = dict(record["traffic"])
-        if percent is None:
-            traffic.pop(deployment, None)
-            record["mirror_traffic"] = {
-                d: p for d, p in (record.get("mirror_traffic") or {}).items() if d != deployment
-            }
-        elif percent == 100:
-            traffic = {d: 0 for d in traffic} | {deployment: 100}
-        else:
-            traffic.setdefault(deployment, percent)
-        record["traffic"] = traffic
-        save_record(record)
-
-
 def delete(name: str):
-    from aml_local import online_deployment
-
-    load_record(name)
-    for record in online_deployment.records(name):
-        online_deployment.stop(record)
+    records.load_endpoint(name)
+    for record in records.deployments(name):
+        deployments_verbs.stop(record)
     with store.locked("endpoints"):
-        shutil.rmtree(endpoint_dir(name), ignore_errors=True)
+        shutil.rmtree(records.endpoint_dir(name), ignore_errors=True)
 
 
 def _read_request(request_file) -> bytes:
@@ -294,11 +244,9 @@ def invoke(name: str, request_file, deployment_name: str | None = None) -> str:
     prints it (a string), or an error with the status and the server's message for anything but 2xx."""
     import http.client
 
-    from aml_local import online_deployment
-
-    record = load_record(name)
+    record = records.load_endpoint(name)
     body = _read_request(request_file)
-    deployments = {d["name"]: d for d in online_deployment.records(name)}
+    deployments = {d["name"]: d for d in records.deployments(name)}
     chosen = choose_deployment(record, deployment_name, deployments)
     deployment = deployments[chosen]
     key = get_credentials(name)["primaryKey"]

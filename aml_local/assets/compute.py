@@ -6,7 +6,6 @@ $AML_LOCAL_HOME/compute/<name>.json, and `show` answers az's JSON with a propert
 run. Creating an existing name updates it, as `az ml compute create` does for a cluster's scale settings.
 """
 
-import datetime
 import getpass
 import json
 import os
@@ -14,6 +13,7 @@ import re
 from pathlib import Path
 
 from aml_local import AmlLocalError, specs, store
+from aml_local.assets.versions import now
 
 # Azure ML's rule for compute names: 2 to 16 characters, a letter first, letters, digits and '-'.
 COMPUTE_NAME = re.compile(r"^[a-zA-Z][a-zA-Z0-9-]{1,15}$")
@@ -21,10 +21,6 @@ COMPUTE_NAME = re.compile(r"^[a-zA-Z][a-zA-Z0-9-]{1,15}$")
 
 def compute_dir() -> Path:
     return store.home() / "compute"
-
-
-def now() -> str:
-    return datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds")
 
 
 def create(file, name=None) -> dict:

@@ -9,13 +9,14 @@ need the failed one's outputs) and the pipeline fails naming it.
 """
 
 import contextlib
+import getpass
 import json
 import re
 import sys
 from pathlib import Path
 
-from aml_local import AmlLocalError, runner, store, sweep
-from aml_local import job as jobs
+from aml_local import AmlLocalError, job_records, quiet, store
+from aml_local.jobs import common, kinds, runner
 
 PARENT_INPUT = re.compile(r"^\$\{\{\s*parent\.inputs\.([A-Za-z0-9_]+)\s*\}\}$")
 NODE_OUTPUT = re.compile(r"^\$\{\{\s*parent\.jobs\.([A-Za-z0-9_]+)\.outputs\.([A-Za-z0-9_]+)\s*\}\}$")
@@ -85,15 +86,15 @@ def order(needs, file) -> list[str]:
 
 def create(job, file, name=None, set_pairs=(), stream=False, echo=None):
     """`job create` of a pipeline job: check and record it, then run its nodes."""
-    name = jobs.new_name(name or job.name)
+    name = common.new_name(name or job.name)
     yaml_dir = Path(file).resolve().parent
     needs = dependencies(job, file)
     node_order = order(needs, file)
     for node_name in node_order:  # every input that does not wait for another node must resolve now
         node_inputs(job, node_name, yaml_dir, lambda node, output: None)
-    shown_inputs, _ = jobs.resolve_inputs({k: _binding(v) for k, v in (job.inputs or {}).items()}, yaml_dir)
+    shown_inputs, _ = common.resolve_inputs({k: _binding(v) for k, v in (job.inputs or {}).items()}, yaml_dir)
     settings = job.settings
-    experiment_name, experiment_id, run_id, tags = jobs.record_run(name, "pipeline", job.experiment_name, job.tags)
+    experiment_name, experiment_id, run_id, tags = common.record_run(name, "pipeline", job.experiment_name, job.tags)
     job_dir = store.jobs_dir() / name
     (job_dir / "outputs").mkdir(parents=True)
     spec = {
@@ -106,11 +107,11 @@ def create(job, file, name=None, set_pairs=(), stream=False, echo=None):
         "mlflow_run_id": run_id,
         "file": str(Path(file).resolve()),
         "set_pairs": list(set_pairs or ()),
-        "compute": jobs._ref(getattr(settings, "default_compute", None)) or "local",
+        "compute": common.ref(getattr(settings, "default_compute", None)) or "local",
         "settings": {
             k: v
             for k, v in {
-                "default_compute": jobs._ref(getattr(settings, "default_compute", None)),
+                "default_compute": common.ref(getattr(settings, "default_compute", None)),
                 "continue_on_step_failure": getattr(settings, "continue_on_step_failure", None),
             }.items()
             if v is not None
@@ -118,16 +119,16 @@ def create(job, file, name=None, set_pairs=(), stream=False, echo=None):
         "nodes": {n: {"type": job.jobs[n].type, "job_name": f"{name}_{n}", "needs": needs[n]} for n in node_order},
         "inputs": shown_inputs,
         "outputs": {
-            o: {"type": jobs._output_type(_binding(v)), "path": str(job_dir / "outputs" / o)}
+            o: {"type": common.output_type(_binding(v)), "path": str(job_dir / "outputs" / o)}
             for o, v in (job.outputs or {}).items()
         },
         "tags": tags,
-        "created_at": jobs._now(),
-        "created_by": jobs.getpass.getuser(),
+        "created_at": common.now(),
+        "created_by": getpass.getuser(),
     }
-    jobs.write_spec(job_dir, spec)
-    jobs.launch(spec, stream=stream, echo=echo, module="aml_local.pipeline")
-    return jobs.show(name)
+    job_records.write_spec(job_dir, spec)
+    common.launch(spec, stream=stream, echo=echo)
+    return spec
 
 
 def add_to_show(result, spec, run):
@@ -135,7 +136,7 @@ def add_to_show(result, spec, run):
     nodes = {}
     for node_name, node in spec["nodes"].items():
         try:
-            status = jobs.show(node["job_name"])["status"]
+            status, _ = job_records.current_status(node["job_name"])
         except AmlLocalError:
             status = "NotStarted"
         nodes[node_name] = {"type": node["type"], "name": node["job_name"], "status": status}
@@ -175,7 +176,7 @@ def node_inputs(pipeline, node_name, yaml_dir, output_path):
     shown, values = {}, {}
     for input_name, (value, folder) in raw.items():
         try:
-            one_shown, one_values = jobs.resolve_inputs({input_name: value}, folder)
+            one_shown, one_values = common.resolve_inputs({input_name: value}, folder)
         except AmlLocalError as err:
             message = f"jobs.{node_name}: {err}".replace("--set inputs.", f"--set jobs.{node_name}.inputs.")
             raise AmlLocalError(message) from None
@@ -188,7 +189,7 @@ class Pipeline:
     def __init__(self, job_dir: Path, echo=None):
         self.job_dir = Path(job_dir)
         self.spec = json.loads((self.job_dir / "job.json").read_text())
-        self.sdk_job = jobs.load(self.spec["file"], self.spec["set_pairs"])
+        self.sdk_job = common.load(self.spec["file"], self.spec["set_pairs"])
         self.yaml_dir = Path(self.spec["file"]).parent
         self.echo = echo
         self.events = None  # a runner.EventLog while run() drives the job
@@ -213,13 +214,13 @@ class Pipeline:
         return {
             "command": component.command,
             "code": str((base / component.code).resolve() if component.code else base),
-            "environment": jobs._ref(getattr(node, "environment", None) or component.environment),
+            "environment": common.ref(getattr(node, "environment", None) or component.environment),
             "environment_variables": env,
-            "distribution": jobs._plain(getattr(node, "distribution", None)),
-            "resources": jobs._plain(getattr(node, "resources", None)),
+            "distribution": common.plain(getattr(node, "distribution", None)),
+            "resources": common.plain(getattr(node, "resources", None)),
             "input_values": values,
             "inputs": shown,
-            "outputs": {o: jobs._output_type(v) for o, v in (component.outputs or {}).items()},
+            "outputs": {o: common.output_type(v) for o, v in (component.outputs or {}).items()},
             "params_as_inputs": True,  # a sweep node's search space fills the component's inputs of those names
         }
 
@@ -228,9 +229,12 @@ class Pipeline:
         child = self.spec["nodes"][node_name]["job_name"]
         template = self.template(node_name)
         compute = getattr(node, "compute", None) or self.spec["settings"].get("default_compute")
-        common = {
+        fields = {
             "name": child,
             "file": self.spec["file"],
+            "yaml_dir": self.yaml_dir,
+            "set_pairs": self.spec["set_pairs"],
+            "pipeline_node": node_name,
             "experiment_name": self.spec["experiment_name"],
             "tags": self.spec["tags"],
             "display_name": node_name,
@@ -238,34 +242,12 @@ class Pipeline:
             "parent_run_id": self.spec["mlflow_run_id"],
             "parent_job_name": self.spec["name"],
         }
-        if node.type == "sweep":
-            spec = sweep.prepare(
-                node, template, set_pairs=self.spec["set_pairs"], pipeline_node=node_name, description=None, **common
-            )
-            self.say(f"node {node_name}: sweep {child} started")
-            return sweep.run(store.jobs_dir() / spec["name"], echo=self.echo)
-        spec = jobs.prepare_command(
-            child,
-            file=self.spec["file"],
-            command=template["command"],
-            code=template["code"],
-            yaml_dir=self.yaml_dir,
-            shown_inputs=template["inputs"],
-            input_values=template["input_values"],
-            outputs={o: {"type": t} for o, t in template["outputs"].items()},
-            experiment_name=self.spec["experiment_name"],
-            environment=template["environment"],
-            environment_variables=template["environment_variables"],
-            distribution=template["distribution"],
-            resources=template["resources"],
-            compute=compute,
-            tags=self.spec["tags"],
-            display_name=node_name,
-            parent_run_id=self.spec["mlflow_run_id"],
-            parent_job_name=self.spec["name"],
-        )
-        self.say(f"node {node_name}: job {child} started")
-        return runner.run(store.jobs_dir() / spec["name"], echo=_Prefixed(self.echo, f"[{node_name}] "))
+        kind = kinds.get(node.type)
+        spec = kind.prepare_node(node, template, **fields)
+        self.say(f"node {node_name}: {node.type if node.type == 'sweep' else 'job'} {child} started")
+        # A command node's lines are prefixed with the node's name; a sweep's driver prefixes its own.
+        echo = self.echo if node.type == "sweep" else _Prefixed(self.echo, f"[{node_name}] ")
+        return kind.run(store.jobs_dir() / spec["name"], echo=echo)
 
     def bind_outputs(self, node_name):
         """Outputs bound to ${{parent.outputs.x}} become the pipeline's: links to the node's folders."""
@@ -305,7 +287,7 @@ class Pipeline:
             message = f"node {failed[0]} failed"
             child = self.spec["nodes"][failed[0]]["job_name"]
             with contextlib.suppress(AmlLocalError):
-                detail = jobs.show(child)["properties"].get("aml_local.status_message")
+                detail = job_records.current_status(child)[1]
                 message += f" ({child}: {detail})" if detail else f" (see job {child})"
             return "Failed", message
         return "Completed", None
@@ -353,10 +335,21 @@ def run(job_dir: Path, echo=None) -> str:
 
 
 def main(argv=None):
-    from aml_local.cli import _quiet_libraries
+    with quiet.libraries():
+        return 0 if run(Path((argv or sys.argv[1:])[0])) == "Completed" else 1
 
-    _quiet_libraries()
-    return 0 if run(Path((argv or sys.argv[1:])[0])) == "Completed" else 1
+
+SCHEMA = "https://azuremlschemas.azureedge.net/latest/pipelineJob.schema.json"
+kinds.register(
+    kinds.JobKind(
+        type="pipeline",
+        schema=SCHEMA,
+        driver_module="aml_local.jobs.pipeline",
+        create=create,
+        run=run,
+        add_to_show=add_to_show,
+    )
+)
 
 
 if __name__ == "__main__":

@@ -1,0 +1,99 @@
+"""A job's record as it lies on disk: $AML_LOCAL_HOME/jobs/<name>/job.json (what the job is), runner.json (the
+process driving it, while it runs), outputs/<name>/ (its named outputs), and the MLflow run holding its status.
+
+Read by the job verbs and by the assets that take a job's output (`model create --path azureml://jobs/...`, a job
+input bound to another job's output); written by the job kinds. Reading never writes: a job whose driver died is
+*shown* Failed at once, and recorded Failed in the store by the one process that watches the driver
+(`python -m aml_local.job_records --settle JOB_DIR`, started by jobs/runner.py's `driving`)."""
+
+import json
+import sys
+import time
+from pathlib import Path
+
+from aml_local import AmlLocalError, processes, store
+
+# A job that was just submitted has no driver for a moment (the runner process is starting): it is shown Starting
+# for this long before a missing driver counts as a failure.
+STARTING_GRACE_S = 60
+DRIVER_DIED = "the local runner process ended without recording a result"
+
+
+def job_dir(name: str) -> Path:
+    return store.jobs_dir() / name
+
+
+def runner_file(folder: Path) -> Path:
+    return Path(folder) / "runner.json"
+
+
+def write_spec(folder: Path, spec: dict):
+    store.write_json(Path(folder) / "job.json", spec)
+
+
+def read_spec(name: str) -> dict:
+    folder = job_dir(name)
+    try:
+        return json.loads((folder / "job.json").read_text())
+    except (OSError, ValueError):
+        raise AmlLocalError(f"job {name!r}: its record in {folder} is missing or unreadable") from None
+
+
+def exists(name: str) -> bool:
+    if job_dir(name).exists():
+        return True
+    try:
+        store.find_job_run(name)
+    except AmlLocalError:
+        return False
+    return True
+
+
+def status(run, folder: Path) -> tuple[str, str | None]:
+    """(status, message) of the job an MLflow run records; a Starting/Running job whose driver is gone is Failed."""
+    recorded = run.data.tags.get(store.TAG_STATUS, "NotStarted")
+    message = run.data.tags.get(store.TAG_STATUS_MESSAGE)
+    if recorded not in ("Starting", "Running") or processes.alive_from_file(runner_file(folder)):
+        return recorded, message
+    # The runner writes runner.json when it starts and removes it only after recording the end.
+    age = time.time() - (run.info.start_time or 0) / 1000
+    if recorded == "Starting" and not runner_file(folder).exists() and age < STARTING_GRACE_S:
+        return recorded, message
+    return "Failed", DRIVER_DIED
+
+
+def current_status(name: str) -> tuple[str, str | None]:
+    """(status, message) of the job named `name`."""
+    return status(store.find_job_run(name), job_dir(name))
+
+
+def output_folder(name: str, output: str, field: str) -> Path:
+    """The folder of a job's named output, for an `azureml://jobs/<name>/outputs/<output>` reference in `field`."""
+    folder = job_dir(name)
+    if not (folder / "job.json").is_file():
+        raise AmlLocalError(f"{field}: no local job named {name!r}")
+    outputs = read_spec(name).get("outputs") or {}
+    if output not in outputs:
+        raise AmlLocalError(f"{field}: job {name} has no output {output!r} (outputs: {', '.join(outputs) or 'none'})")
+    return Path(outputs[output]["path"])
+
+
+def settle(folder: Path):
+    """Record Failed for a job whose driver ended without recording its end (killed): the one writer of that."""
+    folder = Path(folder)
+    if processes.alive_from_file(runner_file(folder)):
+        return
+    try:
+        spec = json.loads((folder / "job.json").read_text())
+        run = store.client().get_run(spec["mlflow_run_id"])
+    except (OSError, ValueError, KeyError):
+        return
+    if run.data.tags.get(store.TAG_STATUS) in ("Starting", "Running"):
+        store.set_status(spec["mlflow_run_id"], "Failed", DRIVER_DIED)
+    runner_file(folder).unlink(missing_ok=True)
+
+
+if __name__ == "__main__":
+    # python -m aml_local.job_records --settle JOB_DIR (run by a driver's watchdog once the driver has ended).
+    if sys.argv[1:2] == ["--settle"] and len(sys.argv) == 3:
+        settle(Path(sys.argv[2]))

@@ -1,0 +1,6 @@
+"""The `job` noun: verbs (verbs.py) dispatching on the job's type to the kinds registered in kinds.py: command,
+sweep (with its search space and early-termination policies) and pipeline; runner.py is a job's process.
+
+Importing the package registers every kind."""
+
+from aml_local.jobs import command, pipeline, sweep  # noqa: F401  (each registers its kind)

@@ -1,0 +1,142 @@
+"""The `job` verbs: `job create/show/list/stream/cancel/download`, for the job YAML that `az ml job create` takes.
+
+The YAML is parsed by azure.ai.ml's own load_job (so what the CLI rejects is rejected here, with the SDK's message)
+and dispatched on its `type` to the kind registered for it (jobs/command.py, sweep.py, pipeline.py); a job is
+recorded as an MLflow run in the local store, and runs here with inputs mapped to local folders and outputs written
+under the job's folder.
+"""
+
+import shutil
+import sys
+import time
+from pathlib import Path
+
+from aml_local import AmlLocalError, job_records, processes, store
+from aml_local.jobs import common, kinds, runner
+
+# What `az ml job download` and `job show` accept as ended (azure-ai-ml's JobStatus terminal states).
+ENDED = store.TERMINAL_STATES
+
+
+def create(file, name=None, set_pairs=(), stream=False, echo=None) -> dict:
+    """`job create --file`: load the YAML, hand it to its kind, and show the job."""
+    echo = echo or sys.stdout
+    job = common.load(file, set_pairs)
+    kind = kinds.get(getattr(job, "type", None), file)
+    spec = kind.create(job, file, name=name, set_pairs=set_pairs, stream=stream, echo=echo)
+    return show(spec["name"])
+
+
+def show(name) -> dict:
+    run = store.find_job_run(name)
+    job_dir = job_records.job_dir(name)
+    spec = job_records.read_spec(name)
+    status, message = job_records.status(run, job_dir)
+    kind = kinds.get(spec["type"])
+    result = {
+        "$schema": kind.schema,
+        "compute": spec["compute"],
+        "creation_context": {
+            "created_at": spec["created_at"],
+            "created_by": spec["created_by"],
+            "created_by_type": "User",
+        },
+        "description": spec["description"],
+        "display_name": spec["display_name"],
+        "experiment_name": spec["experiment_name"],
+        "id": f"azureml:/local/jobs/{name}",
+        "inputs": spec["inputs"],
+        "name": name,
+        "outputs": spec["outputs"],
+        "properties": {"mlflow.runId": spec["mlflow_run_id"], "aml_local.job_dir": str(job_dir)},
+        "services": {
+            "Studio": {"endpoint": common.studio_url(spec), "type": "Studio"},
+            "Tracking": {"endpoint": store.tracking_uri(), "type": "Tracking"},
+        },
+        "status": status,
+        "tags": spec["tags"],
+        "type": spec["type"],
+    }
+    if kind.add_to_show:
+        kind.add_to_show(result, spec, run)
+    if spec.get("parent_job_name"):
+        result["parent_job_name"] = spec["parent_job_name"]
+    if message:
+        result["properties"]["aml_local.status_message"] = message
+    return {k: v for k, v in dict(sorted(result.items())).items() if v is not None}
+
+
+def list_jobs(parent_job_name=None, max_results=50) -> list[dict]:
+    parent = store.find_job_run(parent_job_name).info.run_id if parent_job_name else None
+    jobs = []
+    for run in store.job_runs(parent, max_results):
+        name = run.data.tags[store.TAG_NAME]
+        try:
+            jobs.append(show(name))
+        except AmlLocalError:
+            continue  # a run whose job folder was removed by hand
+    return jobs
+
+
+def stream(name, echo=None, poll=0.5) -> dict:
+    """Follow a job's logs until it ends, like `az ml job stream`."""
+    echo = echo or sys.stdout
+    job = show(name)
+    job_dir = Path(job["properties"]["aml_local.job_dir"])
+    paths = runner.log_paths(job_dir, runner.process_count(job.get("distribution")))
+    offsets = [0] * len(paths)
+    echo.write(f"RunId: {name}\nWeb View: {job['services']['Studio']['endpoint']}\n\n")
+    while True:
+        status = show(name)["status"]
+        for i, path in enumerate(paths):
+            if path.exists():
+                with open(path, "rb") as handle:
+                    handle.seek(offsets[i])
+                    chunk = handle.read()
+                offsets[i] += len(chunk)
+                prefix = f"[worker {i}] " if len(paths) > 1 else ""
+                for line in chunk.decode(errors="replace").splitlines(keepends=True):
+                    echo.write(prefix + line)
+        echo.flush()
+        if status in store.TERMINAL_STATES:
+            break
+        time.sleep(poll)
+    echo.write(f"\nExecution Summary\n=================\nRunId: {name}\nStatus: {status}\n\n")
+    echo.flush()
+    return show(name)
+
+
+def cancel(name) -> dict:
+    job = show(name)
+    if job["status"] in store.TERMINAL_STATES:
+        raise AmlLocalError(f"job {name} has already ended ({job['status']})")
+    if not processes.terminate_from_file(job_records.runner_file(Path(job["properties"]["aml_local.job_dir"]))):
+        raise AmlLocalError(f"job {name}: its runner is not running here (started with --stream elsewhere?)")
+    for _ in range(100):
+        if show(name)["status"] in store.TERMINAL_STATES:
+            break
+        time.sleep(0.2)
+    return show(name)
+
+
+def download(name, output_name=None, download_path=None, all_outputs=False):
+    """`az ml job download --output-name X`: the output's files under <download-path>/named-outputs/X, as the SDK
+    lays them out (a sweep's outputs are its best trial's)."""
+    shown = show(name)
+    if shown["status"] not in ENDED:
+        raise AmlLocalError(f"job {name} is {shown['status']}: download is allowed only once it has ended")
+    outputs = shown.get("outputs") or {}
+    if output_name not in outputs:
+        raise AmlLocalError(
+            f"--output-name {output_name}: job {name} has no such output "
+            f"(outputs: {', '.join(sorted(outputs)) or 'none'})"
+        )
+    source = Path(outputs[output_name].get("path") or "")
+    if not source.exists():
+        raise AmlLocalError(f"--output-name {output_name}: job {name} wrote nothing there ({source})")
+    target = Path(download_path or ".") / "named-outputs" / output_name
+    if source.is_dir():
+        shutil.copytree(source, target, dirs_exist_ok=True)
+    else:
+        target.mkdir(parents=True, exist_ok=True)
+        shutil.copy2(source, target / source.name)

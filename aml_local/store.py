@@ -55,13 +55,16 @@ def locked(name="store"):
             fcntl.flock(handle, fcntl.LOCK_UN)
 
 
-_clients = {}
+# The one MLflow client, for the store of the current AML_LOCAL_HOME: (tracking URI, client). A process that switches
+# homes (the tests do, per test) replaces it rather than keeping a client, and its sqlite engine, per home.
+_cached_client = None
 
 
 def client():
     """The MLflow client on the local store (created, and its schema migrated, on first use)."""
+    global _cached_client
     uri = tracking_uri()
-    if uri not in _clients:
+    if _cached_client is None or _cached_client[0] != uri:
         import logging
 
         from mlflow.tracking import MlflowClient
@@ -71,9 +74,10 @@ def client():
             logging.getLogger(logger).setLevel(logging.WARNING)
 
         with locked():
-            _clients[uri] = MlflowClient(tracking_uri=uri)
-            _clients[uri].search_experiments(max_results=1)
-    return _clients[uri]
+            fresh = MlflowClient(tracking_uri=uri)
+            fresh.search_experiments(max_results=1)
+        _cached_client = (uri, fresh)
+    return _cached_client[1]
 
 
 def experiment_id(name: str) -> str:

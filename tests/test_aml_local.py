@@ -181,6 +181,48 @@ def test_a_runner_that_died_is_reported_failed(home, project):
     shown = job.show(name)
     assert shown["status"] == "Failed"
     assert "runner process ended" in shown["properties"]["aml_local.status_message"]
+    # The runner's watchdog, not `job show`, records the failure in the store: the one writer of it.
+    run_id = shown["properties"]["mlflow.runId"]
+    deadline = time.monotonic() + 30
+    while store.client().get_run(run_id).data.tags.get(store.TAG_STATUS) != "Failed" and time.monotonic() < deadline:
+        time.sleep(0.2)
+    assert store.client().get_run(run_id).data.tags[store.TAG_STATUS] == "Failed"
+    assert store.client().get_run(run_id).info.status == "FAILED"
+    assert not (home / "jobs" / name / "runner.json").exists()
+
+
+def test_show_of_a_job_whose_driver_died_writes_nothing(home, project, monkeypatch):
+    # A job recorded Running whose driver is gone (and had no watchdog to record it): `job show` reports Failed
+    # every time it is asked, and leaves the store as it found it.
+    spec = write_job(project, SIMPLE)
+    monkeypatch.setattr(common, "spawn", lambda job_dir, module: None)  # recorded, never started
+    name = job.create(spec)["name"]
+    run_id = job.show(name)["properties"]["mlflow.runId"]
+    store.set_status(run_id, "Running")
+    (home / "jobs" / name / "runner.json").write_text(json.dumps({"pid": 2**22 + 1, "started": 1.0}))
+    for _ in range(3):
+        assert job.show(name)["status"] == "Failed"
+    assert store.client().get_run(run_id).data.tags[store.TAG_STATUS] == "Running"
+
+
+def test_the_store_keeps_one_mlflow_client(tmp_path, monkeypatch):
+    # One client for the current home, not one per AML_LOCAL_HOME ever used by the process.
+    clients = []
+    for index in range(3):
+        monkeypatch.setenv("AML_LOCAL_HOME", str(tmp_path / f"home{index}"))
+        clients.append(store.client())
+        assert store.client() is clients[-1]
+    assert len({id(c) for c in clients}) == 3
+    assert store._cached_client == (store.tracking_uri(), clients[-1])
+
+
+def test_main_leaves_the_warning_filters_and_log_levels_as_it_found_them(home, capsys):
+    import logging
+    import warnings
+
+    filters, level = list(warnings.filters), logging.getLogger("azure").level
+    run_cli(capsys, "compute", "show", "-n", "nothing-here")
+    assert warnings.filters == filters and logging.getLogger("azure").level == level
 
 
 def test_tensorflow_distribution_starts_one_process_per_worker(home, project, capsys):

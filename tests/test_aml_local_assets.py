@@ -68,6 +68,19 @@ def test_environment_versions_count_up_and_a_fixed_version_cannot_change(home, c
     assert code == 2 and "environment pinned:3 already exists with other content" in err
 
 
+def test_data_versions_of_any_kind_sort_and_latest_is_the_newest(home, capsys, tmp_path):
+    # `data create --version v2` after version 1: show (latest) and show --version work; a mix of whole-number
+    # and other versions used to crash the sort with a TypeError.
+    ok(capsys, "data", "create", "--file", REPO_ROOT / "data/mnist.yml")
+    ok(capsys, "data", "create", "--file", REPO_ROOT / "data/mnist.yml", "--version", "v2")
+    assert ok(capsys, "data", "show", "-n", "mnist")["version"] == "v2"
+    assert ok(capsys, "data", "show", "-n", "mnist", "--version", "1")["version"] == "1"
+    unversioned = tmp_path / "mnist.yml"  # no version: the next whole number, "v2" not counted
+    unversioned.write_text((REPO_ROOT / "data/mnist.yml").read_text().replace('version: "1"\n', ""))
+    assert ok(capsys, "data", "create", "--file", unversioned)["version"] == "2"
+    assert ok(capsys, "data", "show", "-n", "mnist", "--label", "latest")["version"] == "2"
+
+
 def test_data_create_and_show(home, capsys, tmp_path):
     created = ok(capsys, "data", "create", "--file", REPO_ROOT / "data/mnist.yml")
     assert (created["name"], created["version"], created["type"]) == ("mnist", "1", "uri_folder")
@@ -162,3 +175,19 @@ def test_a_mirrored_deployment_gets_a_copy_of_the_request_with_the_key(endpoint_
     path, headers, body = received[0]
     assert path == "/score" and body == b'{"data": []}'
     assert headers["Authorization"] == "Bearer the-key" and headers["azureml-model-deployment"] == "green"
+
+
+def test_a_delete_that_cannot_remove_the_folder_says_so(home, capsys, monkeypatch):
+    # The folder removal is made to fail (as a busy mount point or a read-only file system would): delete must not
+    # report success, and the error names the folder.
+    online_endpoint.create(REPO_ROOT / "endpoints/endpoint.yml", name="stuck-endpoint")
+    folder = records.endpoint_dir("stuck-endpoint")
+
+    def refuse(path, *args, **kwargs):
+        raise PermissionError(13, "Permission denied", str(path))
+
+    monkeypatch.setattr(records.shutil, "rmtree", refuse)
+    code, _, err = run_cli(capsys, "online-endpoint", "delete", "-n", "stuck-endpoint", "--yes")
+    assert code != 0
+    assert f"its folder {folder} could not be removed (Permission denied)" in err
+    assert folder.is_dir()

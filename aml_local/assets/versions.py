@@ -12,6 +12,7 @@ models live in the MLflow registry and use `sort_key`/`next_version`/`pick` alon
 
 import datetime
 import json
+import time
 from collections.abc import Iterable
 from pathlib import Path
 
@@ -55,14 +56,15 @@ class RecordStore:
         return store.home() / self.kind / name
 
     def versions(self, name: str) -> list[str]:
-        """Oldest first, by creation time (then by version, for records created in the same second)."""
+        """Oldest first, by creation time."""
         records = []
         for path in self.folder(name).glob("*.json"):
             try:
                 records.append(json.loads(path.read_text()))
             except (OSError, ValueError):
                 continue  # a record being written right now
-        records.sort(key=lambda r: (r.get("created_at", ""), sort_key(r["version"])))
+        # created_ns orders versions made within one second (created_at, shown to users, has whole seconds).
+        records.sort(key=lambda r: (r.get("created_at", ""), r.get("created_ns", 0), sort_key(r["version"])))
         return [r["version"] for r in records]
 
     def create(self, name: str, version: str | None, content: dict, file) -> str:
@@ -80,7 +82,7 @@ class RecordStore:
                     )
                 return chosen
             record = {"name": name, "version": chosen, "content": content, "file": str(Path(file).resolve())}
-            store.write_json(path, record | {"created_at": now()})
+            store.write_json(path, record | {"created_at": now(), "created_ns": time.time_ns()})
         return chosen
 
     def load(self, name: str, version: str | None = None, label: str | None = None) -> dict:

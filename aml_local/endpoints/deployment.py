@@ -437,7 +437,8 @@ def stop(record: dict):
     if not server_alive(record):
         processes.reap(pid)
         return
-    processes.stop_group(pid, grace=STOP_GRACE_S + 2)
+    if not processes.stop_group(pid, grace=STOP_GRACE_S + 2):
+        raise AmlLocalError(f"online deployment {record['name']}: its server (process group {pid}) did not stop")
 
 
 def _provisioning_state(record: dict) -> tuple[str, str | None]:
@@ -516,4 +517,4 @@ def delete(endpoint_name: str, name: str):
         )
     stop(record)
     records.set_traffic(endpoint_name, name, None)
-    shutil.rmtree(record["deployment_dir"], ignore_errors=True)
+    records.remove_folder(Path(record["deployment_dir"]), f"online deployment {name}")

@@ -203,7 +203,7 @@ def delete(name: str):
     for record in records.deployments(name):
         deployments_verbs.stop(record)
     with store.locked("endpoints"):
-        shutil.rmtree(records.endpoint_dir(name), ignore_errors=True)
+        records.remove_folder(records.endpoint_dir(name), f"online endpoint {name}")
 
 
 def _read_request(request_file) -> bytes:

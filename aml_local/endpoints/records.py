@@ -3,6 +3,7 @@ $AML_LOCAL_HOME/endpoints/<endpoint>/endpoint.json and keys.json (readable by th
 deployments/<deployment>/deployment.json beside them. Every write is whole-file-then-rename (store.write_json)."""
 
 import json
+import shutil
 from pathlib import Path
 
 from aml_local import AmlLocalError, store
@@ -98,3 +99,16 @@ def load_deployment(endpoint_name: str, name: str) -> dict:
 
 def save_deployment(record: dict):
     store.write_json(Path(record["deployment_dir"]) / "deployment.json", record)
+
+
+def remove_folder(folder: Path, what: str):
+    """Remove a deleted endpoint's or deployment's folder; one that cannot be removed is an error, not a success."""
+    try:
+        shutil.rmtree(folder)
+    except FileNotFoundError:
+        return
+    except OSError as err:
+        raise AmlLocalError(
+            f"{what}: its server is stopped, but its folder {folder} could not be removed "
+            f"({err.strerror or err}); remove it by hand"
+        ) from None

@@ -1,5 +1,5 @@
 # Two commands matter: `make demo` (quick sweep -> register -> deploy -> invoke, locally) and `make test`.
-# Each sets up its own virtual environment first (idempotent: re-run only when pyproject.toml changes).
+# Each sets up its own virtual environment first (idempotent: re-run only when pyproject.toml or the lock changes).
 SHELL := /bin/bash
 # The venv's interpreter: python3.11 where there is one (make setup checks the version either way).
 PYTHON ?= $(shell command -v python3.11 || echo python3)

@@ -10,6 +10,7 @@ import tomllib
 from importlib.metadata import PackageNotFoundError, distribution, packages_distributions, version
 
 import yaml
+from packaging.requirements import Requirement
 
 REPO_ROOT = pathlib.Path(__file__).resolve().parents[1]
 PYPROJECT = tomllib.loads((REPO_ROOT / "pyproject.toml").read_text())
@@ -103,6 +104,15 @@ def test_the_lock_pins_every_package_with_hashes():
     assert len(lock) > 100, "requirements.lock holds the whole tree (make lock)"
     for name, (_, hashes) in lock.items():
         assert hashes, f"{name} has no hash in requirements.lock"
+
+
+def test_the_lock_holds_what_builds_this_project():
+    # make setup installs this project with --no-build-isolation: the locked setuptools must meet [build-system].
+    lock = _lock()
+    for requirement in map(Requirement, PYPROJECT["build-system"]["requires"]):
+        name = _name(requirement.name)
+        assert name in lock, f"{name} ([build-system]) is not in requirements.lock: pin it in [dev]"
+        assert requirement.specifier.contains(lock[name][0]), f"requirements.lock has {name}=={lock[name][0]}"
 
 
 def test_the_lock_has_the_pyproject_pins_of_the_local_groups():

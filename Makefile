@@ -1,10 +1,16 @@
 # Two commands matter: `make demo` (quick sweep -> register -> deploy -> invoke, locally) and `make test`.
-# Each sets up its own virtual environment first (idempotent: re-run only when pyproject.toml changes).
+# Each sets up its own virtual environment first (idempotent: re-run only when pyproject.toml or the lock changes).
 SHELL := /bin/bash
-PYTHON ?= python3
+# The venv's interpreter: python3.11 where there is one (make setup checks the version either way).
+PYTHON ?= $(shell command -v python3.11 || echo python3)
 VENV ?= .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
+# requirements.lock pins every package of the local groups (runtime, train, serve, dev; not azure) with its hashes;
+# uv installs it exactly. UV_VERSION must equal the lock's uv (tests/test_dependencies.py checks).
+LOCK := requirements.lock
+UV_VERSION := 0.13.9
+UV := $(BIN)/uv
 
 # The real MNIST next to the checkout (as in CI) is used when present; otherwise the data module's
 # cache, a download from the public mirrors, or its announced offline fallback.
@@ -17,11 +23,12 @@ export MNIST_DATA
 endif
 export AML_BACKEND ?= local
 
-.PHONY: setup demo test lint data bench bench-train bench-sweep bench-serve soak clean help
+.PHONY: setup lock demo test lint data bench bench-train bench-sweep bench-serve soak clean help
 .PHONY: explore ui test-browser docs-images
 help:
 	@echo "make demo   quick sweep, register, deploy and invoke a local online endpoint (aml-local)"
 	@echo "make test   run the test suite (offline)"
+	@echo "make lock   re-resolve requirements.lock from pyproject.toml (UPGRADE=1: newest allowed versions)"
 	@echo "make lint   ruff, shellcheck, yamllint, actionlint, a secrets scan (detect-secrets)"
 	@echo "make bench  benchmarks (bench-train: train.py vs the reference loop; bench-sweep: Bandit vs no policy;"
 	@echo "            bench-serve: the endpoint vs a straightforward score.py and mlflow models serve, with wrk)"
@@ -33,12 +40,24 @@ help:
 	@echo "make soak   the endpoint, trainer and sweeps under load, faults and bad input (about 6 minutes)"
 
 setup: $(STAMP)
-$(STAMP): pyproject.toml
+$(STAMP): pyproject.toml $(LOCK) | $(UV)
+	$(UV) pip sync --quiet --python $(BIN)/python --require-hashes $(LOCK)
+	@# No dependencies (all came from the lock) and no build isolation (the lock's setuptools builds it, offline).
+	$(UV) pip install --quiet --python $(BIN)/python --no-deps --no-build-isolation -e .
+	@touch $@
+
+# The venv and the pinned uv in it: all that `make lock` needs, so a lock can be made before it can be installed.
+$(UV):
 	@$(PYTHON) -c 'import sys; assert sys.version_info[:2] == (3, 11), "Python 3.11 is required, found " + sys.version.split()[0]'
 	$(PYTHON) -m venv $(VENV)
-	$(BIN)/python -m pip install --quiet --upgrade pip
-	$(BIN)/python -m pip install --quiet -e ".[train,serve,local,dev]"
-	@touch $@
+	$(BIN)/python -m pip install --quiet --disable-pip-version-check uv==$(UV_VERSION)
+
+# Re-resolve requirements.lock from pyproject.toml (Python 3.11, Linux), keeping every locked version that still fits;
+# UPGRADE=1 takes the newest versions the pins allow instead.
+lock: | $(UV)
+	$(UV) pip compile pyproject.toml --extra train --extra serve --extra dev --python-version 3.11 \
+	  --python-platform linux --generate-hashes --custom-compile-command "make lock" $(if $(UPGRADE),--upgrade) \
+	  --quiet -o $(LOCK)
 
 # A quick sweep -> register the best model -> deploy it to a local online endpoint -> score the sample request.
 demo: setup

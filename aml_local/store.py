@@ -1,5 +1,6 @@
-"""Where local state lives: one folder (AML_LOCAL_HOME, default <repo>/.aml-local) holding the MLflow
-sqlite store that plays the workspace's job history and model registry, and one folder per job."""
+"""Where local state lives: one folder (AML_LOCAL_HOME; by default <repo>/.aml-local in a source checkout, else
+.aml-local in the current folder) holding the MLflow sqlite store that plays the workspace's job history and model
+registry, and one folder per job."""
 
 import contextlib
 import fcntl
@@ -24,12 +25,21 @@ _MLFLOW_END_STATE = {"Completed": "FINISHED", "Failed": "FAILED", "Canceled": "K
 
 
 def home() -> Path:
-    path = Path(os.environ.get("AML_LOCAL_HOME") or REPO_ROOT / ".aml-local").resolve()
+    path = Path(os.environ.get("AML_LOCAL_HOME") or _default_home()).resolve()
     try:
         path.mkdir(parents=True, exist_ok=True)
     except OSError as err:
         raise AmlLocalError(f"AML_LOCAL_HOME {path}: cannot create it ({err.strerror})") from None
     return path
+
+
+def _default_home() -> Path:
+    """A source checkout (pyproject.toml beside the package) keeps one store at its root, wherever in it a script
+    runs; an installed package (in site-packages) has no such root, so it uses the current folder's, as git does
+    with .git: our choice, Azure ML has no local store."""
+    if (REPO_ROOT / "pyproject.toml").is_file():
+        return REPO_ROOT / ".aml-local"
+    return Path.cwd() / ".aml-local"
 
 
 def tracking_uri() -> str:

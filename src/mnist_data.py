@@ -184,7 +184,9 @@ def default_cache_dir() -> pathlib.Path:
         return pathlib.Path(os.environ["MNIST_CACHE"]).expanduser()
     if os.environ.get("AML_LOCAL_HOME"):
         return pathlib.Path(os.environ["AML_LOCAL_HOME"]).expanduser() / "cache" / "mnist"
-    return pathlib.Path(__file__).resolve().parents[1] / ".aml-local" / "cache" / "mnist"
+    # aml-local's default home (aml_local/store.py): the checkout's root, else (installed) the current folder.
+    root = pathlib.Path(__file__).resolve().parents[1]
+    return (root if (root / "pyproject.toml").is_file() else pathlib.Path.cwd()) / ".aml-local" / "cache" / "mnist"
 
 
 def _gz_md5(path: pathlib.Path) -> str | None:

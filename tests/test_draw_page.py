@@ -1,4 +1,4 @@
-"""The draw-a-digit page (web/draw/) in headless Chromium, against a local deployment of a model trained on real
+"""The draw-a-digit page (aml_local/draw/) in headless Chromium, against a local deployment of a model trained on real
 MNIST: mouse strokes drawn on the pad, the 28x28 image the page sends (ink box, centre of mass, the preview showing
 exactly it), the prediction and its ten bars, and where the key is kept.
 

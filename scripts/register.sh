@@ -19,10 +19,30 @@ job=$1
 job_type=$(aml job show --name "$job" --query type -o tsv) || die "no job named $job ($AML_BACKEND)"
 source_job=$job
 if [ "$job_type" = pipeline ]; then
-  # A pipeline's model comes from its sweep node, a child job of the pipeline.
-  source_job=$(aml job list --parent-job-name "$job" --query "[?type=='sweep'].name" -o tsv | head -n 1)
-  [ -n "$source_job" ] || die "pipeline job $job has no sweep node (job list --parent-job-name $job)"
-  log "pipeline $job: its sweep node is job $source_job"
+  # A pipeline's model comes from its sweep node. The pipeline's own record names its nodes with their types
+  # (`jobs: {sweep_train: {type: sweep, ...}}`). Its child jobs carry no type: `job list --parent-job-name` and
+  # `job show` of a child answer generic jobs from run history (azure-ai-ml 1.35: operations/_job_operations.py
+  # list() and get() -> _run_operations.get_run_children / get_run -> entities/_job/base_job.py _BaseJob, whose
+  # schema has no `type`), each with its node's name as display_name (as azure-ai-ml's own test finds a child:
+  # sdk/ml/azure-ai-ml/tests/pipeline_job/e2etests/test_pipeline_job.py, test_pipeline_job_get_child_run; and the
+  # Azure ML docs' "look for the job with display_name as train_job"). Our pipelines set no display_name on a node.
+  nodes=$(aml job show --name "$job" --query jobs -o json) || die "no job named $job ($AML_BACKEND)"
+  sweep_nodes=$(printf '%s' "$nodes" | python3 -c '
+import json, sys
+nodes = json.load(sys.stdin) or {}
+print("\n".join(name for name, node in nodes.items() if isinstance(node, dict) and node.get("type") == "sweep"))')
+  [ -n "$sweep_nodes" ] \
+    || die "pipeline job $job has no sweep node (its nodes: $AML_CLI_NAME job show --name $job --query jobs)"
+  [ "$(wc -l <<<"$sweep_nodes")" -eq 1 ] \
+    || die "pipeline job $job has more than one sweep node ($(paste -sd ' ' <<<"$sweep_nodes")): register the one" \
+      "you mean by its job name (scripts/register.sh CHILD_JOB; $AML_CLI_NAME job list --parent-job-name $job)"
+  node=$sweep_nodes
+  [[ $node =~ ^[A-Za-z_][A-Za-z0-9_]*$ ]] || die "pipeline job $job: unexpected node name '$node'"
+  source_job=$(aml job list --parent-job-name "$job" --query "[?display_name=='$node'].name" -o tsv | head -n 1) \
+    || die "listing the child jobs of pipeline job $job failed ($AML_BACKEND)"
+  [ -n "$source_job" ] || die "pipeline job $job has no child job for its sweep node $node" \
+    "($AML_CLI_NAME job list --parent-job-name $job): did the node start?"
+  log "pipeline $job: its sweep node $node is job $source_job"
   job_type=sweep
 fi
 if [ "$job_type" = sweep ]; then

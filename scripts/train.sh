@@ -1,10 +1,10 @@
 #!/usr/bin/env bash
 # Submit a job YAML (a command, sweep or pipeline job), wait for it by polling its status, fail unless it
 # completes (printing its studio URL), then report its model: the test accuracy train.py measured and the
-# model's URI, the path a model registration takes.
+# model's URI, the path a model registration takes. It is scripts/submit.sh followed by scripts/wait.sh.
 # Usage: scripts/train.sh [JOB_YAML] [--name NAME] [--set KEY=VALUE ...]
-#        (default jobs/train.yml; AML_BACKEND=local|azure; AML_POLL_S, AML_WAIT_TIMEOUT_S; AML_STREAM_LOGS=1
-#        also shows the job's log while it runs, on stderr: the status polling still decides the outcome)
+#        (default jobs/train.yml; AML_BACKEND=local|azure; AML_POLL_S, AML_WAIT_TIMEOUT_S, AML_RELOGIN_S;
+#        AML_STREAM_LOGS=1 also shows the job's log while it runs, on stderr: the status polling decides the outcome)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 # shellcheck source=scripts/lib.sh
@@ -12,31 +12,5 @@ source scripts/lib.sh
 
 file=${1:-jobs/train.yml}
 shift || true
-[ -f "$file" ] || die "no such job file: $file"
-
-name=$(aml job create --file "$file" "$@" --query name -o tsv) || die "submitting $file failed ($AML_BACKEND)"
-[ -n "$name" ] || die "submitting $file returned no job name ($AML_BACKEND)"
-log "submitted $file as job $name ($AML_BACKEND); polling its status every ${AML_POLL_S}s"
-if [ "${AML_STREAM_LOGS:-0}" = 1 ]; then
-  aml job stream --name "$name" >&2 || true
-fi
-wait_for_job "$name"
-
-# The job whose `model` output holds the model: the job itself, a sweep's best trial, or a pipeline's sweep
-# node's best trial (scripts/register.sh finds it the same way).
-model_job=$name
-if [ "$(aml job show --name "$name" --query type -o tsv)" != command ]; then
-  model_job=$(scripts/register.sh --find-model-job "$name")
-fi
-download=$(mktemp -d)
-trap 'rm -rf "$download"' EXIT
-aml job download --name "$model_job" --output-name model --download-path "$download" >/dev/null \
-  || die "downloading the model output of job $model_job failed ($AML_BACKEND)"
-metrics=$(find "$download" -name test_metrics.json -print -quit)
-[ -n "$metrics" ] || die "job $model_job's model output has no test_metrics.json (was it written by src/train.py?)"
-test_acc=$(python3 -c 'import json, sys; print(json.load(open(sys.argv[1]))["test_acc"])' "$metrics")
-
-echo "job:           $name"
-echo "status:        Completed"
-echo "test accuracy: $test_acc"
-echo "model:         azureml://jobs/$model_job/outputs/model"
+name=$(scripts/submit.sh "$file" "$@")
+exec scripts/wait.sh "$name"

@@ -14,6 +14,7 @@ import textwrap
 import numpy as np
 import psutil
 import pytest
+import yaml
 
 REPO_ROOT = pathlib.Path(__file__).resolve().parents[1]
 SCRIPTS = REPO_ROOT / "scripts"
@@ -198,6 +199,94 @@ def test_register_takes_a_sweeps_model_from_its_best_trial(env, tmp_path, traine
     assert shown["job_name"] == best.strip() and shown["job_name"].startswith("sweep_job")
 
 
+@pytest.mark.slow
+def test_wait_and_register_take_a_pipelines_model_from_its_sweep_node_locally(env, tmp_path, trained_model_dir):
+    """The pipeline path with aml-local: the sweep node is found by the node types in the pipeline's record and by
+    its child job's display name (the node's name), as on Azure (see the fake-az pipeline test)."""
+    project = tmp_path / "project"
+    (project / "code").mkdir(parents=True)
+    (project / "code" / "trial.py").write_text(
+        "import shutil, sys, mlflow\n"
+        "score, source, out = float(sys.argv[1]), sys.argv[2], sys.argv[3]\n"
+        "with mlflow.start_run():\n"
+        "    mlflow.log_metric('score', score)\n"
+        "shutil.copytree(source, out, dirs_exist_ok=True)\n"
+    )
+    (project / "trial.yml").write_text(
+        textwrap.dedent(
+            """
+            $schema: https://azuremlschemas.azureedge.net/latest/commandComponent.schema.json
+            name: trial
+            version: "1"
+            type: command
+            inputs:
+              score:
+                type: integer
+                default: 1
+              trained:
+                type: uri_folder
+            outputs:
+              model:
+                type: mlflow_model
+            code: ./code
+            command: python trial.py ${{inputs.score}} ${{inputs.trained}} ${{outputs.model}}
+            environment: azureml:mnist-train@latest
+            """
+        )
+    )
+    (project / "pipeline.yml").write_text(
+        textwrap.dedent(
+            f"""
+            $schema: https://azuremlschemas.azureedge.net/latest/pipelineJob.schema.json
+            type: pipeline
+            experiment_name: stage-scripts
+            settings:
+              default_compute: azureml:cpu-cluster
+            inputs:
+              trained:
+                type: uri_folder
+                path: {trained_model_dir}
+            jobs:
+              pick:
+                type: sweep
+                trial: ./trial.yml
+                inputs:
+                  trained: ${{{{parent.inputs.trained}}}}
+                outputs:
+                  model:
+                    type: mlflow_model
+                search_space:
+                  score:
+                    type: choice
+                    values: [1, 3]
+                sampling_algorithm: grid
+                objective:
+                  goal: maximize
+                  primary_metric: score
+                limits:
+                  max_total_trials: 2
+                  max_concurrent_trials: 1
+            """
+        )
+    )
+    aml_local(env, "job", "create", "--file", project / "pipeline.yml", "--name", "pipe_job", "--stream")
+    waited = run(env | {"AML_POLL_S": "1"}, SCRIPTS / "wait.sh", "pipe_job")
+    assert waited.returncode == 0, waited.stderr
+    registered = run(env, SCRIPTS / "register.sh", "pipe_job")
+    assert registered.returncode == 0, registered.stderr
+    node_job = next(
+        child["name"]
+        for child in json.loads(aml_local(env, "job", "list", "--parent-job-name", "pipe_job"))
+        if child["display_name"] == "pick"
+    )
+    assert f"pipeline pipe_job: its sweep node pick is job {node_job}" in registered.stderr
+    best = aml_local(env, "job", "show", "-n", node_job, "--query", "properties.best_child_run_id", "-o", "tsv").strip()
+    assert best.startswith(node_job)
+    assert waited.stdout.splitlines()[-1] == f"model:         azureml://jobs/{best}/outputs/model"
+    shown = json.loads(aml_local(env, "model", "show", "-n", "mnist-mlp", "--label", "latest"))
+    assert shown["job_name"] == best
+
+
 def test_register_names_a_missing_job_and_needs_one(env):
     missing = run(env, SCRIPTS / "register.sh", "no_such_job", timeout=120)
     assert missing.returncode != 0
@@ -317,12 +406,16 @@ def azure(tmp_path):
             paths["scenario.json"].write_text(json.dumps(scenario))
         return run(variables | (extra or {}), SCRIPTS / script, *argv, timeout=timeout)
 
+    run_script.env = variables  # for calling the fake az itself
+
     def calls():
-        """Each recorded call as its command words and flags, without the workspace flags every call carries."""
+        """Each recorded call as its command words and flags, without the workspace flags every `az ml` call carries
+        (scripts/azure-login.sh's `az login` and `az account get-access-token` take none)."""
         recorded = [json.loads(line) for line in paths["calls.jsonl"].read_text().splitlines()]
         for argv in recorded:
-            assert argv[-7:] == [*WORKSPACE, "--subscription", "0000-sub", "--only-show-errors"], argv
-        return [argv[:-7] for argv in recorded]
+            if argv[0] == "ml":
+                assert argv[-7:] == [*WORKSPACE, "--subscription", "0000-sub", "--only-show-errors"], argv
+        return [argv[:-7] if argv[0] == "ml" else argv for argv in recorded]
 
     def state():
         """The fake workspace as the calls left it (endpoints, their deployments and traffic)."""
@@ -419,7 +512,9 @@ def test_waiting_polls_until_the_job_completes_through_transient_errors(azure):
     assert seen == ["NotStarted", "Queued", "Preparing", "Running", "Finalizing", "Completed"]
 
 
-@pytest.mark.parametrize("ending", ["Failed", "Canceled", "NotResponding"])
+# Every status azure-ai-ml 1.35 counts as terminal other than Completed (operations/_run_history_constants.py,
+# RunHistoryConstants.TERMINAL_STATUSES) ends the wait.
+@pytest.mark.parametrize("ending", ["Failed", "Canceled", "NotResponding", "Paused"])
 def test_a_job_that_does_not_complete_stops_the_script_with_its_studio_url(azure, ending):
     run_script, calls, _ = azure
     scenario = {"jobs": {"jobs/train.yml": {"statuses": ["Queued", "Running", ending]}}}
@@ -438,6 +533,7 @@ def test_waiting_gives_up_after_the_timeout_and_says_the_job_still_runs(azure):
     )
     assert result.returncode == 1
     assert "ERROR: job train_3 is still Running after 2s (AML_WAIT_TIMEOUT_S); it was not canceled" in result.stderr
+    assert "wait again with scripts/wait.sh train_3" in result.stderr
 
 
 def test_a_sweep_without_a_best_trial_is_not_registered(azure):
@@ -452,12 +548,245 @@ def test_a_sweep_without_a_best_trial_is_not_registered(azure):
 
 
 def test_a_pipelines_model_comes_from_its_sweep_nodes_best_trial(azure):
-    run_script, calls, _ = azure
-    assert run_script("train.sh", "jobs/pipeline.yml", "--name", "pipe_1").returncode == 0
+    """The pipeline path against children answered as Azure answers them: generic jobs without a type, named by
+    the service, each with its node's name as display_name. register.sh reads the node types from the pipeline's
+    own record and finds the sweep node's child by that name."""
+    run_script, calls, state = azure
+    nodes = yaml.safe_load((REPO_ROOT / "jobs" / "pipeline.yml").read_text())["jobs"]
+    assert not any("display_name" in node for node in nodes.values()), "register.sh finds a node's job by its name"
+    trained = run_script("train.sh", "jobs/pipeline.yml", "--name", "pipe_1")
+    assert trained.returncode == 0, trained.stderr
     registered = run_script("register.sh", "pipe_1")
     assert registered.returncode == 0, registered.stderr
+    children = {c["display_name"]: c["name"] for c in state()["children"].values() if c["parent"] == "pipe_1"}
+    assert set(children) == {"sweep_train", "evaluate"} and not children["sweep_train"].startswith("pipe_1")
+    sweep = children["sweep_train"]
+    assert f"pipeline pipe_1: its sweep node sweep_train is job {sweep}" in registered.stderr
+    made = [" ".join(argv) for argv in calls()]
+    assert "ml job show --name pipe_1 --query jobs -o json" in made
+    assert "ml job list --parent-job-name pipe_1 --query [?display_name=='sweep_train'].name -o tsv" in made
+    assert not any("type==" in call for call in made), "a pipeline's children carry no type on Azure"
     created = [argv for argv in calls() if argv[:3] == ["ml", "model", "create"]]
-    assert created[-1][created[-1].index("--path") + 1] == "azureml://jobs/pipe_1_sweep_train_3/outputs/model"
+    assert created[-1][created[-1].index("--path") + 1] == f"azureml://jobs/{sweep}_3/outputs/model"
+    assert trained.stdout.splitlines()[-1] == f"model:         azureml://jobs/{sweep}_3/outputs/model"
+
+
+def test_a_pipeline_without_a_sweep_node_is_not_registered(azure, tmp_path):
+    run_script, calls, _ = azure
+    spec = tmp_path / "pipeline.yml"
+    spec.write_text(
+        "$schema: https://azuremlschemas.azureedge.net/latest/pipelineJob.schema.json\ntype: pipeline\n"
+        "jobs:\n  evaluate:\n    type: command\n    component: ../components/evaluate.yml\n"
+    )
+    assert run_script("submit.sh", spec, "--name", "pipe_2").returncode == 0
+    refused = run_script("register.sh", "pipe_2")
+    assert refused.returncode == 1
+    assert refused.stderr.splitlines()[-1] == (
+        "ERROR: pipeline job pipe_2 has no sweep node (its nodes: az ml job show --name pipe_2 --query jobs)"
+    )
+    two = tmp_path / "two-sweeps.yml"
+    two.write_text(
+        "$schema: https://azuremlschemas.azureedge.net/latest/pipelineJob.schema.json\ntype: pipeline\n"
+        "jobs:\n  first:\n    type: sweep\n  second:\n    type: sweep\n"
+    )
+    assert run_script("submit.sh", two, "--name", "pipe_4").returncode == 0
+    ambiguous = run_script("register.sh", "pipe_4")
+    assert ambiguous.returncode == 1
+    assert "ERROR: pipeline job pipe_4 has more than one sweep node (first second): register the one" in (
+        ambiguous.stderr
+    )
+    assert not any(argv[:3] == ["ml", "model", "create"] for argv in calls())
+
+
+def test_the_fake_answers_a_pipelines_children_in_the_shape_azure_ai_ml_gives_them(azure):
+    """The fake's child jobs have only fields azure-ai-ml's _BaseJob dump has (built here with the SDK itself from a
+    run-history Run, as _run_operations.get_run_children does), and, like it, no `type`."""
+    from azure.ai.ml._restclient.runhistory.models import Run
+    from azure.ai.ml.entities._job.job import Job
+
+    run_script, _, _ = azure
+    assert run_script("submit.sh", "jobs/pipeline.yml", "--name", "pipe_3").returncode == 0
+    listed = subprocess.run(
+        [str(FAKE_AZ), "ml", "job", "list", "--parent-job-name", "pipe_3", *WORKSPACE],
+        env=run_script.env,
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    children = json.loads(listed.stdout)
+    run = Run(
+        {
+            "runId": "child",
+            "parentRunId": "pipe_3",
+            "displayName": "sweep_train",
+            "experimentId": "guid",
+            "status": "Completed",
+            "properties": {"best_child_run_id": "child_3"},
+            "tags": {"k": "v"},
+            "createdUtc": "2024-01-01T00:00:00Z",
+            "description": "d",
+            "compute": {"target": "cpu-cluster"},
+            "services": {"Studio": {"endpoint": "https://ml.azure.com/runs/child", "type": "Studio"}},
+        }
+    )
+    sdk_child = Job._from_rest_object(run)._to_dict()
+    assert "type" not in sdk_child
+    assert {c["display_name"] for c in children} == {"sweep_train", "evaluate"}
+    for child in children:
+        assert "type" not in child and set(child) <= set(sdk_child) | {"id"}, child
+    sweep = next(c for c in children if c["display_name"] == "sweep_train")
+    assert sweep["properties"]["best_child_run_id"] == f"{sweep['name']}_3"
+
+
+def test_a_jobs_type_comes_from_its_yaml_not_its_file_name(azure, tmp_path):
+    run_script, _, _ = azure
+    quick = run_script("train.sh", "jobs/sweep-quick.yml", "--name", "quick_1")
+    assert quick.returncode == 0, quick.stderr
+    assert "sweep quick_1: the model of its best trial, quick_1_3" in quick.stderr
+    assert quick.stdout.splitlines()[-1] == "model:         azureml://jobs/quick_1_3/outputs/model"
+    # A sweep file without `type` is a command job to azure-ai-ml (Job._resolve_cls_and_type), which its sweep
+    # fields then fail: the fake refuses it as the SDK's validation would.
+    untyped = tmp_path / "sweep.yml"
+    untyped.write_text((REPO_ROOT / "jobs" / "sweep.yml").read_text().replace("type: sweep\n", "", 1))
+    refused = run_script("submit.sh", untyped)
+    assert refused.returncode == 1 and "a command job (type: command) with $schema" in refused.stderr
+    assert "sweepJob.schema.json" in refused.stderr
+
+
+def test_the_fake_az_takes_each_verbs_own_short_aliases(tmp_path):
+    """-r is --request-file for invoke, --traffic for update, --max-results for job list; -p is --parent-job-name
+    for job list and --download-path for job download (az_spec.json records where each is declared)."""
+    env = dict(os.environ) | {
+        "FAKE_AZ_LOG": str(tmp_path / "log"),
+        "FAKE_AZ_STATE": str(tmp_path / "state"),
+        "FAKE_AZ_SCENARIO": str(tmp_path / "scenario.json"),
+    }
+    (tmp_path / "scenario.json").write_text(json.dumps(LIVE_BLUE))
+
+    def az(*argv):
+        return subprocess.run([str(FAKE_AZ), *argv], cwd=REPO_ROOT, env=env, capture_output=True, text=True)
+
+    endpoint = endpoint_for()
+    invoked = az("ml", "online-endpoint", "invoke", "-n", endpoint, "-r", "endpoints/sample-request.json", *WORKSPACE)
+    assert invoked.returncode == 0, invoked.stderr
+    updated = az("ml", "online-endpoint", "update", "-n", endpoint, "-r", "blue=100", *WORKSPACE, "-o", "json")
+    assert updated.returncode == 0 and json.loads(updated.stdout)["traffic"] == {"blue": 100}, updated.stderr
+    assert az("ml", "job", "create", "-f", "jobs/train.yml", "-n", "j1", *WORKSPACE).returncode == 0
+    listed = az("ml", "job", "list", "-p", "j1", "-r", "5", *WORKSPACE)
+    assert listed.returncode == 0 and json.loads(listed.stdout) == [], listed.stderr
+    download = az("ml", "job", "download", "-n", "j1", "--output-name", "model", "-p", str(tmp_path / "d"), *WORKSPACE)
+    assert download.returncode == 0 and (tmp_path / "d" / "named-outputs" / "model" / "test_metrics.json").is_file()
+    wrong = az("ml", "job", "show", "-n", "j1", "-r", "5", *WORKSPACE)
+    assert wrong.returncode == 2 and "unrecognized arguments: -r" in wrong.stderr
+    no_set = az("ml", "online-endpoint", "invoke", "-n", endpoint, "--set", "a=1", *WORKSPACE)
+    assert no_set.returncode == 2 and "unrecognized arguments: --set" in no_set.stderr
+    local = az("ml", "online-endpoint", "show", "-n", endpoint, "--local", *WORKSPACE, "-o", "none")
+    assert local.returncode == 0, local.stderr
+    bad_local = az("ml", "online-endpoint", "show", "-n", endpoint, "--local", "maybe", *WORKSPACE)
+    assert bad_local.returncode == 2 and "invalid choice: 'maybe'" in bad_local.stderr
+    many = az("ml", "job", "create", "-f", "jobs/train.yml", "--set", "inputs.epochs=2", "display_name=x", *WORKSPACE)
+    assert many.returncode == 0, many.stderr
+    spec = json.loads((FAKE_AZ.parent / "az_spec.json").read_text())
+    for command in spec["commands"].values():
+        for flag, info in command["flags"].items():
+            assert info["source"] in spec["sources"], flag
+
+
+@pytest.fixture
+def oidc_server():
+    """GitHub's OIDC token endpoint as a job sees it (ACTIONS_ID_TOKEN_REQUEST_URL, bearer
+    ACTIONS_ID_TOKEN_REQUEST_TOKEN), on 127.0.0.1: it answers {"value": <token>} and records each request."""
+    import http.server
+    import threading
+    import urllib.parse
+
+    requests = []
+
+    class Handler(http.server.BaseHTTPRequestHandler):
+        def do_GET(self):
+            query = urllib.parse.parse_qs(urllib.parse.urlparse(self.path).query)
+            requests.append({"audience": query.get("audience"), "authorization": self.headers["Authorization"]})
+            body = json.dumps({"value": "fake-oidc-jwt"}).encode()
+            ok = self.headers["Authorization"] == "bearer request-token"
+            self.send_response(200 if ok else 401)
+            self.send_header("Content-Type", "application/json")
+            self.end_headers()
+            self.wfile.write(body if ok else b"{}")
+
+        def log_message(self, *args):
+            pass
+
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    yield (
+        {
+            "ACTIONS_ID_TOKEN_REQUEST_URL": f"http://127.0.0.1:{server.server_address[1]}/token?api-version=2.0",
+            "ACTIONS_ID_TOKEN_REQUEST_TOKEN": "request-token",
+            "AZURE_CLIENT_ID": "client-id",
+            "AZURE_TENANT_ID": "tenant-id",
+        },
+        requests,
+    )
+    server.shutdown()
+    server.server_close()
+
+
+def test_a_long_wait_signs_in_again_before_the_cached_tokens_run_out(azure, oidc_server):
+    """The cached tokens last 4 `az ml` calls here (token_lifetime_calls); signing in every 2 s while polling every
+    1 s keeps them fresh with a new GitHub OIDC token each time. Without it the same wait fails."""
+    run_script, calls, state = azure
+    github, requests = oidc_server
+    statuses = ["Queued", "Preparing", "Running", "Running", "Running", "Finalizing", "Completed"]
+    scenario = {
+        "jobs": {"jobs/train.yml": {"statuses": statuses}},
+        "token_lifetime_calls": 4,
+        "oidc_token": "fake-oidc-jwt",
+    }
+    waited = run_script(
+        "train.sh", "jobs/train.yml", "--name", "long_1", scenario=scenario, extra=github | {"AML_RELOGIN_S": "2"}
+    )
+    assert waited.returncode == 0, waited.stderr
+    assert waited.stdout.splitlines()[-1] == "model:         azureml://jobs/long_1/outputs/model"
+    logins = [argv for argv in calls() if argv[0] == "login"]
+    assert logins and state()["logins"] == len(logins) == len(requests)
+    for argv in logins:
+        assert argv == [
+            "login",
+            "--service-principal",
+            "--username",
+            "client-id",
+            "--tenant",
+            "tenant-id",
+            "--federated-token",
+            "fake-oidc-jwt",
+            "--output",
+            "none",
+        ]
+    assert all(
+        r == {"audience": ["api://AzureADTokenExchange"], "authorization": "bearer request-token"} for r in requests
+    )
+    scopes = [argv[3] for argv in calls() if argv[:2] == ["account", "get-access-token"]]
+    assert scopes == [
+        "https://management.azure.com/.default",
+        "https://ml.azure.com/.default",
+        "https://storage.azure.com/.default",
+    ] * len(logins)
+    assert "fake-oidc-jwt" not in waited.stdout + waited.stderr and "request-token" not in waited.stderr
+
+    pathlib.Path(run_script.env["FAKE_AZ_STATE"]).unlink()  # a fresh workspace, signed in just now
+    expired = run_script("train.sh", "jobs/train.yml", "--name", "long_2", scenario=scenario, extra=github)
+    assert expired.returncode == 1
+    assert "ERROR: job long_2: 'job show' failed 3 times in a row (azure)" in expired.stderr
+    assert "AADSTS700024" in expired.stderr
+
+
+def test_signing_in_again_needs_githubs_oidc_request_variables(azure):
+    run_script, _, _ = azure
+    result = run_script("azure-login.sh", extra={"AZURE_CLIENT_ID": "c", "AZURE_TENANT_ID": "t"})
+    assert result.returncode == 1
+    assert result.stderr.splitlines()[-1].startswith("ERROR: ACTIONS_ID_TOKEN_REQUEST_URL/_TOKEN are not set")
+    assert not pathlib.Path(run_script.env["FAKE_AZ_LOG"]).exists(), "az ran"
 
 
 LIVE_BLUE = {"endpoints": {endpoint_for(): {"traffic": {"blue": 100}, "deployments": ["blue"]}}}

@@ -1,6 +1,7 @@
 """The GitHub Actions workflows: actionlint passes, and aml.yml signs in to Azure the way the README's one-time
-set-up expects (OIDC only, no stored secret, least permissions), caches tokens before the long waits, and runs
-the same stage scripts as the local path."""
+set-up expects (OIDC only, no stored secret, least permissions), caches tokens after each sign-in, runs the same
+stage scripts as the local path in three jobs (submit, wait, deploy), and waits as long as the sweep may run,
+signing in again with a fresh OIDC token as it waits."""
 
 import pathlib
 import re
@@ -39,43 +40,74 @@ def test_aml_workflow_signs_in_with_oidc_and_least_permissions():
     assert workflow["permissions"] == {"id-token": "write", "contents": "read"}
     assert set(workflow["on"]) == {"workflow_dispatch", "push"} and workflow["on"]["push"]["branches"] == ["main"]
     assert "secrets." not in text, "aml.yml must not use a stored secret"
-    (job,) = workflow["jobs"].values()
-    logins = [step for step in job["steps"] if step.get("uses", "").startswith("azure/login")]
-    assert logins and all(step["uses"] == "azure/login@v2" for step in logins)
-    for step in logins:
-        assert step["with"] == {
+    assert set(workflow["jobs"]) == {"submit", "wait", "deploy"}
+    for job in workflow["jobs"].values():
+        logins = [step for step in job["steps"] if step.get("uses", "").startswith("azure/login")]
+        assert len(logins) == 1 and logins[0]["uses"] == "azure/login@v2"
+        assert logins[0]["with"] == {
             "client-id": "${{ vars.AZURE_CLIENT_ID }}",
             "tenant-id": "${{ vars.AZURE_TENANT_ID }}",
             "subscription-id": "${{ vars.AZURE_SUBSCRIPTION_ID }}",
         }
-    assert job["env"]["AML_BACKEND"] == "azure"
-    assert job["defaults"]["run"]["shell"] == "bash", "bash -eo pipefail, so a failing script fails its step"
+    assert workflow["env"]["AML_BACKEND"] == "azure"
+    # scripts/azure-login.sh signs in again with these during the long wait.
+    assert workflow["env"]["AZURE_CLIENT_ID"] == "${{ vars.AZURE_CLIENT_ID }}"
+    assert workflow["env"]["AZURE_TENANT_ID"] == "${{ vars.AZURE_TENANT_ID }}"
+    assert workflow["defaults"]["run"]["shell"] == "bash", "bash -eo pipefail, so a failing script fails its step"
 
 
 def test_aml_workflow_caches_tokens_right_after_each_login_and_runs_the_stage_scripts():
-    steps = next(iter(load("aml.yml")["jobs"].values()))["steps"]
-    runs = [step.get("run", "") for step in steps]
-    extension = next(i for i, run in enumerate(runs) if "az extension add -n ml" in run)
-    logins = [i for i, step in enumerate(steps) if step.get("uses", "").startswith("azure/login")]
-    assert extension < logins[0], "the extension install (slow, no sign-in needed) comes before the first login"
-    for login in logins:
-        # The OIDC assertion lasts 5 minutes: the very next step fetches the tokens the long waits need.
-        cache = runs[login + 1]
+    jobs = load("aml.yml")["jobs"]
+    scripts = {}
+    for name, job in jobs.items():
+        steps = job["steps"]
+        runs = [step.get("run", "") for step in steps]
+        extension = next(i for i, run in enumerate(runs) if "az extension add -n ml" in run)
+        (login,) = [i for i, step in enumerate(steps) if step.get("uses", "").startswith("azure/login")]
+        assert extension < login, "the extension install (slow, no sign-in needed) comes before the login"
+        # The OIDC assertion lasts 5 minutes: the very next step fetches the tokens the long steps need.
         for scope in ("https://management.azure.com/.default", "https://ml.azure.com/.default"):
-            assert f"az account get-access-token --scope {scope} --output none" in cache
-    scripts = [m for run in runs for m in re.findall(r"scripts/[a-z-]+\.sh", run)]
-    assert scripts == [
-        "scripts/setup.sh",
-        "scripts/train.sh",
-        "scripts/register.sh",
-        "scripts/deploy.sh",
-        "scripts/invoke.sh",
-        "scripts/teardown.sh",
-    ]
-    for script in scripts:
+            assert f"az account get-access-token --scope {scope} --output none" in runs[login + 1]
+        scripts[name] = [m for run in runs for m in re.findall(r"scripts/[a-z-]+\.sh", run)]
+    assert scripts == {
+        "submit": ["scripts/setup.sh", "scripts/submit.sh"],
+        "wait": ["scripts/wait.sh"],
+        "deploy": ["scripts/register.sh", "scripts/deploy.sh", "scripts/invoke.sh", "scripts/teardown.sh"],
+    }
+    for script in (s for names in scripts.values() for s in names):
         assert (REPO_ROOT / script).is_file()
-    train, deploy = (next(i for i, run in enumerate(runs) if s in run) for s in ("train.sh", "deploy.sh"))
-    assert any(train < login < deploy for login in logins), "sign in again after the long training wait"
+
+
+def test_aml_workflow_waits_in_a_job_of_its_own_that_a_rerun_resumes():
+    jobs = load("aml.yml")["jobs"]
+    assert jobs["wait"]["needs"] == "submit" and set(jobs["deploy"]["needs"]) == {"submit", "wait"}
+    # The job's name comes from submit's output: re-running the failed wait (or deploy) finds the same Azure job.
+    assert jobs["submit"]["outputs"]["job-name"] == "${{ steps.submit.outputs.job-name }}"
+    submit = next(step for step in jobs["submit"]["steps"] if step.get("id") == "submit")
+    assert 'job-name=$(scripts/submit.sh "$JOB_FILE" --name "$JOB_NAME")' in submit["run"]
+    assert '>>"$GITHUB_OUTPUT"' in submit["run"]
+    for name in ("wait", "deploy"):
+        assert jobs[name]["env"]["JOB_NAME"] == "${{ needs.submit.outputs.job-name }}"
+
+
+def test_aml_workflow_waits_as_long_as_the_sweeps_own_limits_allow_and_signs_in_again_meanwhile():
+    """jobs/sweep.yml (and the pipeline's sweep node) may run limits.timeout seconds; the wait covers that, gives up
+    before GitHub stops the job (timeout-minutes, at most 360 on GitHub-hosted runners:
+    https://docs.github.com/actions/reference/limits), and signs in again well within the 60 minutes an access
+    token lasts at least (https://learn.microsoft.com/entra/identity-platform/access-tokens, "Token lifetime")."""
+    jobs = load("aml.yml")["jobs"]
+    wait = jobs["wait"]
+    sweep_limits = [yaml.safe_load((REPO_ROOT / "jobs" / "sweep.yml").read_text())["limits"]]
+    pipeline = yaml.safe_load((REPO_ROOT / "jobs" / "pipeline.yml").read_text())
+    sweep_limits += [node["limits"] for node in pipeline["jobs"].values() if node["type"] == "sweep"]
+    longest = max(limits["timeout"] for limits in sweep_limits)
+    assert longest == 14400
+    wait_s = int(wait["env"]["AML_WAIT_TIMEOUT_S"])
+    assert longest + 30 * 60 <= wait_s < wait["timeout-minutes"] * 60 <= 360 * 60
+    assert 0 < int(wait["env"]["AML_RELOGIN_S"]) <= 45 * 60
+    for name in ("submit", "deploy"):
+        assert jobs[name]["timeout-minutes"] <= 120, f"{name} holds no long wait"
+    assert "timeout-minutes" not in load("aml.yml"), "each job has its own limit"
 
 
 def test_ci_workflow_runs_lint_and_tests_on_every_push_and_pull_request():

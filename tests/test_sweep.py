@@ -374,6 +374,15 @@ def test_pipeline_runs_a_sweep_node_then_a_step_on_its_best_output(home, project
     assert shown["type"] == "pipeline" and shown["status"] == "Completed"
     assert {n: j["status"] for n, j in shown["jobs"].items()} == {"sweep_step": "Completed", "report_step": "Completed"}
     assert set(trials_of("pl")) == {"pl_sweep_step", "pl_report_step"}
+    # A pipeline's children as azure-ai-ml returns them from run history: base jobs, no type, inputs or outputs,
+    # the node's name as display_name, the experiment's id as experiment_name (aml_local/jobs/verbs.py cites it).
+    children = trials_of("pl")
+    experiment_id = store.client().get_experiment_by_name(shown["experiment_name"]).experiment_id
+    for node, child in (("sweep_step", children["pl_sweep_step"]), ("report_step", children["pl_report_step"])):
+        assert not {"type", "inputs", "outputs", "parent_job_name", "$schema"} & set(child)
+        assert child["display_name"] == node and child["experiment_name"] == experiment_id
+        assert job.show(child["name"]) == child | {"status": child["status"]}
+    assert children["pl_sweep_step"]["properties"]["best_child_run_id"].startswith("pl_sweep_step_")
     # The sweep's values filled the component's inputs of the same names; its other inputs kept their defaults
     # or the node's values (epochs 3, not the component's 9).
     trial_names = sorted(trials_of("pl_sweep_step"))

@@ -17,6 +17,25 @@ from aml_local.jobs import common, kinds, runner
 # What `az ml job download` and `job show` accept as ended (azure-ai-ml's JobStatus terminal states).
 ENDED = store.TERMINAL_STATES
 
+# A child job as azure-ai-ml returns it from run history: `job list --parent-job-name` maps each child run to a
+# _BaseJob (operations/_job_operations.py list -> _run_operations.get_run_children; entities/_job/job.py
+# _from_rest_object; entities/_job/base_job.py), and `job show` of a pipeline's child falls back to the same
+# (_job_operations.get -> _is_pipeline_child_job). Only these fields, none of type, inputs, outputs, code, command,
+# environment or parent_job_name; experiment_name holds the experiment's id (_schema/job/base_job.py).
+CHILD_FIELDS = (
+    "compute",
+    "creation_context",
+    "description",
+    "display_name",
+    "experiment_name",
+    "id",
+    "name",
+    "properties",
+    "services",
+    "status",
+    "tags",
+)
+
 
 def create(file, name=None, set_pairs=(), stream=False, echo=None) -> dict:
     """`job create --file`: load the YAML, hand it to its kind, and show the job."""
@@ -63,7 +82,22 @@ def show(name) -> dict:
         result["parent_job_name"] = spec["parent_job_name"]
     if message:
         result["properties"]["aml_local.status_message"] = message
+    if _is_pipeline_child(spec):
+        return _as_child(result, spec)
     return {k: v for k, v in dict(sorted(result.items())).items() if v is not None}
+
+
+def _is_pipeline_child(spec) -> bool:
+    parent = spec.get("parent_job_name")
+    return bool(parent) and job_records.read_spec(parent)["type"] == "pipeline"
+
+
+def _as_child(shown: dict, spec: dict) -> dict:
+    """A job as azure-ai-ml's run-history view of a child job shows it (CHILD_FIELDS)."""
+    child = {k: shown[k] for k in CHILD_FIELDS if shown.get(k) is not None}
+    child["experiment_name"] = spec["experiment_id"]
+    child["tags"] = child.get("tags") or {}
+    return child
 
 
 def list_jobs(parent_job_name=None, max_results=50) -> list[dict]:
@@ -72,7 +106,8 @@ def list_jobs(parent_job_name=None, max_results=50) -> list[dict]:
     for run in store.job_runs(parent, max_results):
         name = run.data.tags[store.TAG_NAME]
         try:
-            jobs.append(show(name))
+            shown = show(name)
+            jobs.append(_as_child(shown, job_records.read_spec(name)) if parent else shown)
         except AmlLocalError:
             continue  # a run whose job folder was removed by hand
     return jobs
@@ -122,10 +157,10 @@ def cancel(name) -> dict:
 def download(name, output_name=None, download_path=None, all_outputs=False):
     """`az ml job download --output-name X`: the output's files under <download-path>/named-outputs/X, as the SDK
     lays them out (a sweep's outputs are its best trial's)."""
-    shown = show(name)
-    if shown["status"] not in ENDED:
-        raise AmlLocalError(f"job {name} is {shown['status']}: download is allowed only once it has ended")
-    outputs = shown.get("outputs") or {}
+    status, _ = job_records.current_status(name)
+    if status not in ENDED:
+        raise AmlLocalError(f"job {name} is {status}: download is allowed only once it has ended")
+    outputs = job_records.read_spec(name).get("outputs") or {}
     if output_name not in outputs:
         raise AmlLocalError(
             f"--output-name {output_name}: job {name} has no such output "

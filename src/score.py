@@ -34,7 +34,7 @@ import itertools
 import logging
 import math
 import os
-import threading
+import queue
 import types
 from pathlib import Path
 
@@ -62,7 +62,10 @@ NUMBERS = {int, float}  # JSON numbers; bool is excluded on purpose (True would 
 # A body of nothing but {"data": [[numbers], ...]} with these bytes deleted is `{"data":[[][]...[]]}`, one [] per
 # image: strings, true/false/null, NaN/Infinity, other keys and lists inside an image all leave something else.
 NUMBERS_AND_SEPARATORS = b"0123456789+-.eE, \t\r\n"
-_parsers = threading.local()  # one simdjson parser per server thread: it keeps its buffers between requests
+# simdjson parsers kept between requests (a parser keeps buffers about twice the largest body it has read, and
+# allocating them again costs as much as parsing): at most PARSERS_KEPT, whatever the number of server threads.
+_idle_parsers = queue.SimpleQueue()
+PARSERS_KEPT = 2
 logger = logging.getLogger("azmlinfsrv.score")  # the server's logger: a child inherits its handlers and format
 forward = None  # images (n, 784) float32 -> probabilities (n, 10), set by init()
 backend = None  # how forward computes: "numpy" or "tf.function"
@@ -299,8 +302,10 @@ def fast_images(body: bytes):
         return None  # anything but 1 to MAX_IMAGES lists of numbers under "data" alone
     try:
         values = _numbers(body)
-    except (ValueError, TypeError, RuntimeError):
-        return None  # not JSON (numbers or commas out of place), or a number simdjson cannot hold (400 digits)
+    except (ValueError, TypeError, RuntimeError, KeyError):
+        # Not JSON (numbers or commas out of place), a number simdjson cannot hold (400 digits), or a key that only
+        # looked like "data" without its digits and separators ("da1ta", "datae").
+        return None
     if values is None:
         return None
     with np.errstate(over="ignore"):  # a float beyond float32 becomes inf, refused below by the exact path
@@ -313,14 +318,27 @@ def fast_images(body: bytes):
 
 def _numbers(body: bytes):
     """All values of a body whose skeleton fast_images() checked, as float64, when each of its rows has PIXELS of them;
-    else None. The simdjson proxies live only inside this function: the parser refuses a new document while any does."""
-    parser = getattr(_parsers, "parser", None)
-    if parser is None:
-        parser = _parsers.parser = simdjson.Parser()
+    else None."""
+    try:
+        parser = _idle_parsers.get_nowait()
+    except queue.Empty:
+        parser = simdjson.Parser()
+    try:
+        return _parsed_numbers(parser, body)
+    finally:
+        if _idle_parsers.qsize() < PARSERS_KEPT:
+            _idle_parsers.put(parser)
+
+
+def _parsed_numbers(parser, body: bytes):
+    # simdjson's proxies must be gone before the parser takes another document: none outlives this function.
     data = parser.parse(body)["data"]
-    if any(len(row) != PIXELS for row in data):
-        return None
-    return np.frombuffer(data.as_buffer(of_type="d"), dtype=np.float64)  # a copy, not the parser's memory
+    try:
+        if any(len(row) != PIXELS for row in data):
+            return None
+        return np.frombuffer(data.as_buffer(of_type="d"), dtype=np.float64)  # a copy, not the parser's memory
+    finally:
+        data = None
 
 
 # The parameter the server would extract for run(): "data", required.

@@ -147,6 +147,7 @@ def test_a_raw_request_gets_exactly_the_400_run_gives(score, data, fragment):
         ({"body": b""}, (400, "POST body is empty. Expecting a JSON dictionary.")),
         ({"body": b"[[0.5]]"}, (400, "POST body should be a JSON dictionary.")),
         ({"body": b'{"images": [[0.5]]}'}, (400, "A value is not provided for the 'data' parameter.")),
+        ({"body": b'{"da1ta": [[0.5]]}'}, (400, "A value is not provided for the 'data' parameter.")),
         (
             {"body": b'{"data": [[0.5]]}', "content_type": "text/plain"},
             (415, "Expects Content-Type to be application/json"),
@@ -157,7 +158,10 @@ def test_a_raw_request_gets_exactly_the_400_run_gives(score, data, fragment):
         ({"method": "GET", "query_string": {"data": "[[2]]"}}, (400, "data[0] has 1 values, expected 784")),
         ({"method": "PUT"}, (405, "Method not allowed")),
     ],
-    ids=["bad-json", "empty", "not-an-object", "no-data", "text-plain", "not-utf8", "deep", "get", "get-data", "put"],
+    ids=[
+        *("bad-json", "empty", "not-an-object", "no-data", "data-like-key", "text-plain"),
+        *("not-utf8", "deep", "get", "get-data", "put"),
+    ],
 )
 def test_a_raw_request_the_server_would_refuse_gets_the_servers_answer(score, request_args, expected):
     status, message = error_of(score.raw_run(raw_request(**request_args)))
@@ -187,6 +191,7 @@ def test_the_fast_path_reads_exactly_what_the_exact_path_reads(score):
     # integer, too many images; the parser is reused after each refusal.
     row = [0.5] * 784
     others = [{"data": [row], "id": 1}, {"data": [row, [*row[:-1], [0.5]]]}, {"data": [[*row[:-1], 10**400]]}]
+    others += [{"da1ta": [row]}, {"datae": [row]}]  # keys that are "data" once digits and separators are deleted
     for other in [*others, {"data": [row] * 2001}, {"data": [row, row[:-1]]}]:
         assert score.fast_images(json.dumps(other).encode()) is None
         assert score.fast_images(json.dumps({"data": [row]}).encode()).shape == (1, 784)

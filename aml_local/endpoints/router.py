@@ -96,7 +96,18 @@ table in force or of a server's health:
 
 (`pid`/`started` of a server: the process the router started for it, when it restarted one; else those of routing.json.)
 SIGTERM or SIGINT: stop taking connections, let requests in progress finish (at most the longest request_timeout_ms),
-exit 0. A routing table that is missing or invalid at start, or a port that is taken: one line on stderr, exit 2.
+exit 0; servers the router restarted keep running (they are the deployment's, stopped with it by the verbs, who find
+them in router.json). A routing table that is missing or invalid at start, or a port that is taken: one line on
+stderr, exit 2.
+
+Life cycle, as the verbs drive it: `online-endpoint create` writes routing.json (no deployments, no traffic, port 0 or
+a free port it chose) and starts this module in a session of its own with stderr to DIR/router.log; it is up when
+router.json shows the child's pid and `GET /` answers 200, and the verbs then write the port it took into routing.json,
+so that a router started again later takes the same one and scoring_uri never changes. A later command finds it by
+router.json (pid and start time, as psutil reports them) and starts it again if it is gone. To replace a deployment's
+servers without a failed request: start the new ones, wait for their readiness, write routing.json with them instead
+of the old, wait until router.json shows that generation, wait the old deployment's request_timeout_ms (no request
+lasts longer here), then stop the old servers.
 """
 
 import argparse
@@ -785,9 +796,9 @@ class Router:
                 self._set_up(server, False)
                 refused.add(server)
                 continue
-            except (aiohttp.ServerDisconnectedError, aiohttp.ClientOSError, aiohttp.ClientPayloadError) as err:
-                # The connection dropped after the request went out: a pooled connection the server had just closed,
-                # or a server that died. Once more (a fresh connection), then 502.
+            except aiohttp.ClientError as err:
+                # The connection dropped after the request went out (a pooled connection the server had just closed,
+                # or a server that died), or the answer was not HTTP: once more, on a fresh connection, then 502.
                 dropped += 1
                 if dropped < 2:
                     continue

@@ -5,13 +5,16 @@
 A deployment-like server (gunicorn + azureml-inference-server-http's app + src/score.py, one worker of the threaded
 worker class, as a local deployment runs it) is called
 1. directly,
-2. through the endpoint router (aml_local/endpoints/router.py: aiohttp on uvloop, key check, traffic draw, admission),
-3. through a minimal hand-written forwarder (uvloop + httptools, key check and keep-alive pool only): the other stack
-   we considered for the router, to see what aiohttp costs,
+2. through the endpoint router (aml_local/endpoints/router.py: asyncio on uvloop, httptools, with all of Azure's front
+   end rules: key check, request ids, traffic draw, admission, timeouts, health),
+3. through a minimal forwarder on the same stack (key check and a kept-alive connection only): the floor, what any
+   proxy on this stack costs,
 at 8 connections (wrk -t1 -c8), with single-image requests (endpoints/sample-request.json) and 30-image requests (186
 KB of JSON, like the sample request of Azure's TF MNIST example), round after round so that background load falls on
-all rows alike. Then one 1,000-image request (6 MB) at a time, direct and through the router, against the time
-orjson.loads (and json.loads) take to parse the same body in this process, measured in the same loop (medians).
+all rows alike; for the two proxies also the CPU time they spend per request (user + system, from psutil), which
+other load on the machine changes far less than requests/s. Then one 1,000-image request (6 MB) at a time, direct
+and through the router, against the time orjson.loads (and json.loads) take to parse the same body in this process,
+measured in the same loop (medians).
 Without --model-dir, score.py serves an untrained model of train.py's default shape (784-256-128-10): the numpy
 forward pass costs the same whatever the weights. Needs wrk (Debian: wrk).
 """
@@ -33,6 +36,7 @@ import time
 from pathlib import Path
 
 import orjson
+import psutil
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO_ROOT / "src"))
@@ -132,10 +136,12 @@ def wrk(port, body_file, seconds, script):
 
 def combined(runs):
     seconds = sum(run["duration_us"] for run in runs) / 1e6
+    requests = sum(run["requests"] for run in runs)
     return {
-        "rps": sum(run["requests"] for run in runs) / seconds,
+        "rps": requests / seconds,
         "p50_ms": statistics.median(run["p50_us"] for run in runs) / 1e3,
         "p99_ms": max(run["p99_us"] for run in runs) / 1e3,
+        "proxy_cpu_us_per_request": sum(run["proxy_cpu_s"] for run in runs) / requests * 1e6,
     }
 
 
@@ -179,7 +185,7 @@ class _Complete:
         self.done.set()
 
 
-# A minimal forwarder on uvloop + httptools: the hand-written stack the router could have used instead of aiohttp.
+# A minimal forwarder on uvloop + httptools: the floor under the router's own cost on the same stack.
 # Key check, one pooled keep-alive connection per client connection, bodies with Content-Length only.
 class _Forward(asyncio.Protocol):
     def __init__(self, backend_port):
@@ -330,24 +336,27 @@ def main():
         (state / "routing.json").write_text(json.dumps(routing))
         router = [sys.executable, "-m", "aml_local.endpoints.router", "--state-dir", str(state)]
         raw = [sys.executable, __file__, "--raw-forwarder", str(raw_port), str(backend_port)]
-        print("starting the deployment-like server, the router and the raw forwarder ...", flush=True)
+        print("starting the deployment-like server, the router and the minimal forwarder ...", flush=True)
         with (
             started(
                 "deployment (gunicorn + azmlinfsrv app + score.py)", backend, backend_port, scratch, deployment_env
             ),
-            started("router", router, router_port, scratch, cwd=REPO_ROOT),
-            started("raw forwarder", raw, raw_port, scratch),
+            started("router", router, router_port, scratch, cwd=REPO_ROOT) as router_process,
+            started("minimal forwarder", raw, raw_port, scratch) as raw_process,
         ):
-            targets = {"direct": backend_port, "router (aiohttp + uvloop)": router_port}
-            targets["raw forwarder (httptools + uvloop)"] = raw_port
+            targets = {"direct": (backend_port, None), "router": (router_port, psutil.Process(router_process.pid))}
+            targets["minimal forwarder"] = (raw_port, psutil.Process(raw_process.pid))
             runs = {(name, body): [] for name in targets for body in ("single", "30 images")}
             for body in ("single", "30 images"):
-                for port in targets.values():
+                for port, _ in targets.values():
                     wrk(port, body_files[body], 2, script)  # warm-up
                 for round_number in range(1, args.rounds + 1):
                     print(f"{body}: round {round_number} of {args.rounds} ...", flush=True)
-                    for name, port in targets.items():
-                        runs[name, body].append(wrk(port, body_files[body], args.seconds, script))
+                    for name, (port, proxy) in targets.items():
+                        before = sum(proxy.cpu_times()[:2]) if proxy else 0.0
+                        numbers = wrk(port, body_files[body], args.seconds, script)
+                        numbers["proxy_cpu_s"] = sum(proxy.cpu_times()[:2]) - before if proxy else 0.0
+                        runs[name, body].append(numbers)
             print("1,000-image requests ...", flush=True)
             batch = batch_times(
                 {"direct": backend_port, "router": router_port}, bodies["1,000 images"], args.batch_rounds
@@ -359,9 +368,9 @@ def main():
         "batch_1000_ms": batch,
     }
     lines = [
-        "| at 8 connections (wrk -t1 -c8) | single image: requests/s | p50 / p99 ms | 30 images: requests/s "
-        "| p50 / p99 ms |",
-        "| --- | ---: | ---: | ---: | ---: |",
+        "| at 8 connections (wrk -t1 -c8) | single image: requests/s | p50 / p99 ms | proxy CPU per request "
+        "| 30 images: requests/s | p50 / p99 ms | proxy CPU per request |",
+        "| --- | ---: | ---: | ---: | ---: | ---: | ---: |",
     ]
     direct = {body: figures["wrk_8_connections"][f"direct / {body}"]["rps"] for body in ("single", "30 images")}
     for name in targets:
@@ -369,7 +378,8 @@ def main():
         for body in ("single", "30 images"):
             numbers = figures["wrk_8_connections"][f"{name} / {body}"]
             share = "" if name == "direct" else f" ({numbers['rps'] / direct[body]:.2f}x direct)"
-            cells += [f"{numbers['rps']:,.0f}{share}", f"{numbers['p50_ms']:.2f} / {numbers['p99_ms']:.2f}"]
+            cpu = "" if name == "direct" else f"{numbers['proxy_cpu_us_per_request']:.0f} us"
+            cells += [f"{numbers['rps']:,.0f}{share}", f"{numbers['p50_ms']:.2f} / {numbers['p99_ms']:.2f}", cpu]
         lines.append("| " + " | ".join(cells) + " |")
     parse = batch["orjson.loads"]
     lines += [

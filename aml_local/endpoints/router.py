@@ -112,10 +112,12 @@ lasts longer here), then stop the old servers.
 
 import argparse
 import asyncio
+import collections
 import contextlib
 import datetime
 import errno
 import hmac
+import http
 import json
 import math
 import os
@@ -127,13 +129,12 @@ import subprocess
 import sys
 import time
 import uuid
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
+from urllib.parse import unquote
 
-import aiohttp
+import httptools
 import psutil
-from aiohttp import web
-from multidict import CIMultiDict
 
 from aml_local import AmlLocalError
 
@@ -146,28 +147,28 @@ STOP_GRACE_S = 10  # a server being replaced gets this long after SIGTERM before
 # Below gunicorn's default keep-alive (2 s): a pooled connection is dropped before the server closes it.
 BACKEND_KEEPALIVE_S = 1.0
 MODEL_DEPLOYMENT = "azureml-model-deployment"
-# https://www.rfc-editor.org/rfc/rfc9110#section-7.6.1 plus what the proxy sets itself (length, host) and the key.
+# https://www.rfc-editor.org/rfc/rfc9110#section-7.6.1 plus what the router sets itself (length, host, ids) and the key.
 REQUEST_HEADERS_NOT_FORWARDED = frozenset(
     {
-        "connection",
-        "keep-alive",
-        "proxy-authenticate",
-        "proxy-authorization",
-        "proxy-connection",
-        "te",
-        "trailer",
-        "transfer-encoding",
-        "upgrade",
-        "expect",
-        "host",
-        "content-length",
-        "authorization",  # the router checked it; the scoring script has no use for the key
-        "x-request-id",
-        "x-ms-client-request-id",
+        b"connection",
+        b"keep-alive",
+        b"proxy-authenticate",
+        b"proxy-authorization",
+        b"proxy-connection",
+        b"te",
+        b"trailer",
+        b"transfer-encoding",
+        b"upgrade",
+        b"expect",
+        b"host",
+        b"content-length",
+        b"authorization",  # the router checked it; the scoring script has no use for the key
+        b"x-request-id",
+        b"x-ms-client-request-id",
     }
 )
 RESPONSE_HEADERS_NOT_FORWARDED = frozenset(
-    {"connection", "keep-alive", "transfer-encoding", "content-length", "date", "server", "x-request-id"}
+    {b"connection", b"keep-alive", b"transfer-encoding", b"content-length", b"date", b"server", b"x-request-id"}
 )
 CLIENT_REQUEST_ID_CHARS = re.compile(r"[^A-Za-z0-9_-]")
 CLIENT_REQUEST_ID_MAX = 40
@@ -413,7 +414,7 @@ class Server:
     def __init__(self, spec: ServerSpec, deployment: str):
         self.spec = spec
         self.deployment = deployment
-        self.base_url = f"http://{'[::1]' if spec.host == '::1' else spec.host}:{spec.port}"
+        self.idle: list[BackendConnection] = []  # kept-alive connections, the most recently used last
         self.up = True  # the verbs hand over servers that answered their readiness probe; the first probe confirms
         self.failures = 0
         self.in_progress = 0
@@ -464,14 +465,147 @@ async def _stop_process_group(pid: int):
 
 
 # ---------------------------------------------------------------------------------------------------------------------
-# The front end
+# Talking to the servers: kept-alive connections, one request at a time on each
 # ---------------------------------------------------------------------------------------------------------------------
 
 
-def _json_response(status: int, message: str, headers=None) -> web.Response:
-    return web.Response(
-        status=status, body=json.dumps({"message": message}).encode(), content_type="application/json", headers=headers
+class ConnectionDropped(Exception):
+    """The server closed the connection, or sent something that is not HTTP, before its whole answer came."""
+
+
+class BackendConnection(asyncio.Protocol):
+    """A connection to one inference server; answers are read with httptools (llhttp, Node.js' parser)."""
+
+    def __init__(self):
+        self.transport = None
+        self.parser = httptools.HttpResponseParser(self)
+        self.waiter: asyncio.Future | None = None
+        self.usable = True
+        self.last_used = 0.0
+        self.headers: list = []
+        self.body: list = []
+        self.head_only = False
+
+    def connection_made(self, transport):
+        self.transport = transport
+
+    def connection_lost(self, exc):
+        self.usable = False
+        self._fail(ConnectionDropped("the server closed the connection"))
+
+    def data_received(self, data):
+        try:
+            self.parser.feed_data(data)
+        except httptools.HttpParserError as err:
+            self.usable = False
+            self.transport.close()
+            self._fail(ConnectionDropped(f"not an HTTP answer ({err})"))
+
+    def on_header(self, name: bytes, value: bytes):
+        self.headers.append((name, value))
+
+    def on_headers_complete(self):
+        if self.head_only:  # an answer to HEAD has no body, whatever its Content-Length says: done, and not reusable
+            self.usable = False
+            self._done(False)
+            self.transport.close()
+
+    def on_body(self, body: bytes):
+        self.body.append(body)
+
+    def on_message_complete(self):
+        self._done(self.parser.should_keep_alive())
+
+    def _done(self, keep_alive: bool):
+        if self.waiter is not None and not self.waiter.done():
+            status = self.parser.get_status_code()
+            self.waiter.set_result((status, self.headers, b"".join(self.body), keep_alive))
+
+    def _fail(self, error: Exception):
+        if self.waiter is not None and not self.waiter.done():
+            self.waiter.set_exception(error)
+
+    def send(self, request: bytes, head_only: bool) -> asyncio.Future:
+        self.headers, self.body, self.head_only = [], [], head_only
+        self.waiter = asyncio.get_running_loop().create_future()
+        self.transport.write(request)
+        return self.waiter
+
+    def expire(self):
+        """The deadline passed: give up on this answer and on the connection."""
+        self.usable = False
+        self.transport.close()
+        if self.waiter is not None and not self.waiter.done():
+            self.waiter.set_exception(TimeoutError())
+
+
+async def _connect(server: Server, timeout: float) -> BackendConnection:
+    loop = asyncio.get_running_loop()
+    _, connection = await asyncio.wait_for(
+        loop.create_connection(BackendConnection, server.spec.host, server.spec.port), timeout
     )
+    connection.transport.get_extra_info("socket").setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+    return connection
+
+
+def _idle_connection(server: Server) -> BackendConnection | None:
+    """A kept-alive connection to server that the server has not closed, nor would be about to close (idle too long)."""
+    now = time.monotonic()
+    while server.idle:
+        connection = server.idle.pop()
+        if connection.usable and now - connection.last_used < BACKEND_KEEPALIVE_S:
+            return connection
+        connection.transport.close()
+    return None
+
+
+@dataclass
+class Answer:
+    """An HTTP answer to a client: status, headers (name, value pairs of bytes) and body."""
+
+    status: int
+    headers: list
+    body: bytes = b""
+    close: bool = False  # close the client's connection after it (a body left unread)
+
+
+def json_answer(status: int, message: str, headers=(), close=False) -> Answer:
+    return Answer(
+        status, [(b"Content-Type", b"application/json"), *headers], json.dumps({"message": message}).encode(), close
+    )
+
+
+def _header(name: str, value: str) -> tuple[bytes, bytes]:
+    return name.encode("latin-1"), value.encode("latin-1")
+
+
+@dataclass
+class Route:
+    """Where a request goes, decided from its head: the deployment, and the headers of the router's answer."""
+
+    deployment: DeploymentSpec
+    named: bool  # sent with the azureml-model-deployment header: never mirrored
+    answer_headers: list
+    request_id: str
+    client_request_id: str | None
+
+
+@dataclass
+class IncomingRequest:
+    method: str = ""
+    target: bytes = b""
+    raw_headers: list = field(default_factory=list)
+    headers: dict = field(default_factory=dict)  # lower-case name -> value, as str
+    decision: object = None  # an Answer (refused or served by the router) or a Route
+    body: list = field(default_factory=list)
+    size: int = 0
+    too_large: bool = False
+    keep_alive: bool = True
+
+
+# ---------------------------------------------------------------------------------------------------------------------
+# The front end
+# ---------------------------------------------------------------------------------------------------------------------
 
 
 class Router:
@@ -487,8 +621,7 @@ class Router:
         self.applied_at = ""
         self.routing_error: str | None = None
         self.background: set[asyncio.Task] = set()  # mirror copies, drains: kept referenced until done
-        self.session: aiohttp.ClientSession | None = None
-        self.probe_session: aiohttp.ClientSession | None = None
+        self.connections: set = set()  # clients' connections, for a graceful stop
         self.routing_stat = None
         self.reload_now = asyncio.Event()
 
@@ -593,14 +726,23 @@ class Router:
     # -- health ----------------------------------------------------------------------------------------------------
 
     async def _probe(self, server: Server, timeout: float) -> bool:
+        """GET / on its own connection: 200 within timeout, or a failure."""
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + timeout
         try:
-            async with self.probe_session.get(
-                server.base_url + "/", timeout=aiohttp.ClientTimeout(total=timeout)
-            ) as response:
-                await response.read()
-                return response.status == 200
-        except (TimeoutError, aiohttp.ClientError, OSError):
+            connection = await _connect(server, timeout)
+        except (OSError, TimeoutError):
             return False
+        timer = loop.call_at(deadline, connection.expire)
+        try:
+            head = f"GET / HTTP/1.1\r\nHost: {server.spec.host}:{server.spec.port}\r\nConnection: close\r\n\r\n"
+            status, *_ = await connection.send(head.encode(), head_only=False)
+            return status == 200
+        except (ConnectionDropped, TimeoutError):
+            return False
+        finally:
+            timer.cancel()
+            connection.transport.close()
 
     def _set_up(self, server: Server, up: bool):
         if server.up != up:
@@ -667,28 +809,28 @@ class Router:
 
     # -- requests --------------------------------------------------------------------------------------------------
 
-    async def handle(self, request: web.BaseRequest) -> web.StreamResponse:
-        method, path = request.method, request.path
+    def decide(self, method: str, path: str, headers: dict) -> Answer | Route:
+        """What to do with a request, from its head alone: answer it here (open routes, 401, 404, 413) or route it."""
         if path == "/" and method in ("GET", "HEAD"):
-            return web.Response(text="Healthy")  # the router's own liveness, as the inference server's GET /
+            # The router's own liveness, as the inference server's GET /.
+            return Answer(200, [(b"Content-Type", b"text/plain; charset=utf-8")], b"Healthy")
         if method == "GET" and (path == "/draw" or path.startswith("/draw/")):
             return draw_page(path)
         table = self.table
         request_id = str(uuid.uuid4())
-        answer_headers = {"x-request-id": request_id}
-        client_request_id = request.headers.get("x-ms-client-request-id")
+        answer_headers = [_header("x-request-id", request_id)]
+        client_request_id = headers.get("x-ms-client-request-id")
         if client_request_id is not None:
             client_request_id = CLIENT_REQUEST_ID_CHARS.sub("", client_request_id)[:CLIENT_REQUEST_ID_MAX]
-            answer_headers["x-ms-client-request-id"] = client_request_id
-        if not authorized(request.headers.get("Authorization", ""), table.keys):
-            return _json_response(401, UNAUTHORIZED, {**answer_headers, "WWW-Authenticate": "Bearer"})
-
-        named = request.headers.get(MODEL_DEPLOYMENT, "").strip()
+            answer_headers.append(_header("x-ms-client-request-id", client_request_id))
+        if not authorized(headers.get("authorization", ""), table.keys):
+            return json_answer(401, UNAUTHORIZED, [*answer_headers, (b"WWW-Authenticate", b"Bearer")])
+        named = headers.get(MODEL_DEPLOYMENT, "").strip()
         if named:
             deployment = table.deployments.get(named)
             if deployment is None:
                 known = ", ".join(sorted(table.deployments)) or "none"
-                return _json_response(
+                return json_answer(
                     404,
                     f"{MODEL_DEPLOYMENT}: {named!r} is not a deployment of this endpoint (deployments: {known})",
                     answer_headers,
@@ -697,55 +839,57 @@ class Router:
             names, weights = zip(*table.weighted, strict=True)
             deployment = table.deployments[random.choices(names, weights)[0]]
         else:
-            return _json_response(
+            return json_answer(
                 404,
                 f"endpoint {table.endpoint} has no deployment with traffic; give one traffic "
                 f"(online-endpoint update --traffic) or name one in the {MODEL_DEPLOYMENT} header",
                 answer_headers,
             )
-        answer_headers[MODEL_DEPLOYMENT] = deployment.name
+        answer_headers.append(_header(MODEL_DEPLOYMENT, deployment.name))
+        length = headers.get("content-length")
+        if length is not None and int(length) > deployment.max_request_bytes:
+            return self.too_large(deployment, answer_headers)
+        return Route(deployment, bool(named), answer_headers, request_id, client_request_id)
 
+    @staticmethod
+    def too_large(deployment: DeploymentSpec, headers: list) -> Answer:
         limit = deployment.max_request_bytes
-        if request.content_length is not None and request.content_length > limit:
-            return self._too_large(limit, answer_headers)
-        body = await request.content.read() if request.content_length else b""
-        if request.content_length is None and request.body_exists:  # chunked: at most one byte past the limit
-            parts, size = [], 0
-            while size <= limit and (chunk := await request.content.readany()):
-                parts.append(chunk)
-                size += len(chunk)
-            if size > limit:
-                return self._too_large(limit, answer_headers)
-            body = b"".join(parts)
+        # The body is never read: the connection cannot carry another request.
+        return json_answer(413, f"request body is larger than {limit} bytes", headers, close=True)
 
+    async def answer(self, request: IncomingRequest) -> Answer:
+        """The answer to a whole request whose head was routed."""
+        route: Route = request.decision
+        deployment = route.deployment
+        if request.too_large:
+            return self.too_large(deployment, route.answer_headers)
         name = deployment.name
         if self.in_progress.get(name, 0) >= deployment.capacity:
-            return _json_response(
+            return json_answer(
                 429,
                 f"too many pending requests: deployment {name} has {deployment.capacity} requests in progress "
                 "(2 x max_concurrent_requests_per_instance x instance_count)",
-                answer_headers,
+                route.answer_headers,
             )
-        forward_headers = CIMultiDict(
-            (key, value) for key, value in request.headers.items() if key.lower() not in REQUEST_HEADERS_NOT_FORWARDED
-        )
-        forward_headers["x-request-id"] = request_id
-        if client_request_id:
-            forward_headers["x-ms-client-request-id"] = client_request_id
-        target = request.raw_path  # path and query as sent
-        if not named and table.mirror is not None and random.random() * 100 < table.mirror[1]:
-            self._mirror(table, method, target, forward_headers, body)
+        body = b"".join(request.body)
+        lines = [f"{request.method} ".encode(), request.target, b" HTTP/1.1\r\n"]
+        for key, value in request.raw_headers:
+            if key.lower() not in REQUEST_HEADERS_NOT_FORWARDED:
+                lines += [key, b": ", value, b"\r\n"]
+        lines.append(f"x-request-id: {route.request_id}\r\n".encode())
+        if route.client_request_id:
+            lines.append(f"x-ms-client-request-id: {route.client_request_id}\r\n".encode("latin-1"))
+        lines.append(f"Content-Length: {len(body)}\r\n".encode())
+        head = b"".join(lines)  # Host is added per server
+        head_only = request.method == "HEAD"
+        table = self.table
+        if not route.named and table.mirror is not None and random.random() * 100 < table.mirror[1]:
+            self._mirror(table, head, body, head_only)
         self.in_progress[name] = self.in_progress.get(name, 0) + 1
         try:
-            return await self._forward(deployment, method, target, forward_headers, body, answer_headers)
+            return await self._forward(deployment, head, body, head_only, route.answer_headers)
         finally:
             self.in_progress[name] -= 1
-
-    @staticmethod
-    def _too_large(limit: int, headers: dict) -> web.Response:
-        response = _json_response(413, f"request body is larger than {limit} bytes", headers)
-        response.force_close()  # the body is never read: the connection cannot carry another request
-        return response
 
     def _pick(self, deployment: DeploymentSpec, excluded: set) -> Server | None:
         candidates = [
@@ -760,7 +904,7 @@ class Router:
         ordered = candidates[start:] + candidates[:start]
         return min(ordered, key=lambda server: server.in_progress)
 
-    async def _forward(self, deployment, method, target, headers, body, answer_headers) -> web.Response:
+    async def _forward(self, deployment, head: bytes, body: bytes, head_only: bool, answer_headers: list) -> Answer:
         loop = asyncio.get_running_loop()
         deadline = loop.time() + deployment.request_timeout_ms / 1000
         refused: set[Server] = set()
@@ -768,67 +912,75 @@ class Router:
         while True:
             server = self._pick(deployment, refused)
             if server is None:
-                return _json_response(
+                return json_answer(
                     424,
                     f"deployment {deployment.name} has no inference server up (its liveness probe is failing); "
                     f"see online-deployment get-logs --name {deployment.name}",
-                    {**answer_headers, "ms-azureml-model-error-reason": "liveness_probe_failed"},
+                    [*answer_headers, (b"ms-azureml-model-error-reason", b"liveness_probe_failed")],
                 )
             remaining = deadline - loop.time()
             if remaining <= 0:
                 return self._timed_out(deployment, answer_headers)
             server.in_progress += 1
             try:
-                async with self.session.request(
-                    method,
-                    server.base_url + target,
-                    data=body,
-                    headers=headers,
-                    timeout=aiohttp.ClientTimeout(total=remaining),
-                    allow_redirects=False,
-                ) as response:
-                    payload = await response.read()
-                    status, backend_headers = response.status, response.headers
-            except TimeoutError:
-                return self._timed_out(deployment, answer_headers)
-            except aiohttp.ClientConnectorError:
-                # Nothing was sent: take the server out of rotation until a probe finds it again, try another.
-                self._set_up(server, False)
-                refused.add(server)
-                continue
-            except aiohttp.ClientError as err:
-                # The connection dropped after the request went out (a pooled connection the server had just closed,
-                # or a server that died), or the answer was not HTTP: once more, on a fresh connection, then 502.
-                dropped += 1
-                if dropped < 2:
-                    continue
-                return _json_response(
-                    502,
-                    f"deployment {deployment.name}'s inference server dropped the connection ({type(err).__name__}); "
-                    f"see online-deployment get-logs --name {deployment.name}",
-                    answer_headers,
-                )
+                connection = _idle_connection(server)
+                if connection is None:
+                    try:
+                        connection = await _connect(server, remaining)
+                    except TimeoutError:
+                        return self._timed_out(deployment, answer_headers)
+                    except OSError:
+                        # Nothing was sent: out of rotation until a probe finds it again; another server is tried.
+                        self._set_up(server, False)
+                        refused.add(server)
+                        continue
+                host = f"Host: {server.spec.host}:{server.spec.port}\r\n\r\n".encode()
+                timer = loop.call_at(deadline, connection.expire)
+                try:
+                    status, headers, payload, keep_alive = await connection.send(head + host + body, head_only)
+                except TimeoutError:
+                    return self._timed_out(deployment, answer_headers)
+                except ConnectionDropped as err:
+                    # A kept-alive connection the server had just closed, or a server that died with the request:
+                    # once more (a fresh connection, or another server), then 502.
+                    dropped += 1
+                    for stale in server.idle:  # kept alive alongside it: likely closed too
+                        stale.transport.close()
+                    server.idle.clear()
+                    if dropped < 2:
+                        continue
+                    return json_answer(
+                        502,
+                        f"deployment {deployment.name}'s inference server dropped the connection ({err}); "
+                        f"see online-deployment get-logs --name {deployment.name}",
+                        answer_headers,
+                    )
+                finally:
+                    timer.cancel()
+                if keep_alive and connection.usable:
+                    connection.last_used = time.monotonic()
+                    server.idle.append(connection)
+                else:
+                    connection.transport.close()
             finally:
                 server.in_progress -= 1
-            out = CIMultiDict(
-                (key, value)
-                for key, value in backend_headers.items()
-                if key.lower() not in RESPONSE_HEADERS_NOT_FORWARDED
-            )
-            out.update(answer_headers)
+            out = [(key, value) for key, value in headers if key.lower() not in RESPONSE_HEADERS_NOT_FORWARDED]
+            out += answer_headers
             if status != 200:
-                out["ms-azureml-model-error-statuscode"] = str(status)
-                out["ms-azureml-model-error-reason"] = "model_error"
+                out += [
+                    (b"ms-azureml-model-error-statuscode", str(status).encode()),
+                    (b"ms-azureml-model-error-reason", b"model_error"),
+                ]
                 status = 424
-            return web.Response(status=status, body=payload, headers=out)
+            return Answer(status, out, payload)
 
     @staticmethod
-    def _timed_out(deployment: DeploymentSpec, headers: dict) -> web.Response:
-        return _json_response(
+    def _timed_out(deployment: DeploymentSpec, headers: list) -> Answer:
+        return json_answer(
             408, f"request timed out after request_timeout_ms ({deployment.request_timeout_ms} ms)", headers
         )
 
-    def _mirror(self, table: RoutingTable, method, target, headers, body):
+    def _mirror(self, table: RoutingTable, head: bytes, body: bytes, head_only: bool):
         """Send a copy to the mirror deployment on its own task: its answer is dropped, its failures stay there."""
         name = table.mirror[0]
         deployment = table.deployments[name]
@@ -838,13 +990,133 @@ class Router:
 
         async def send_copy():
             try:
-                await self._forward(deployment, method, target, headers, body, {})
+                await self._forward(deployment, head, body, head_only, [])
             except Exception as err:  # nothing of the copy may reach the client or stop the router
                 log(f"mirror copy to {name} failed: {type(err).__name__}")
             finally:
                 self.in_progress[name] -= 1
 
         self._spawn(send_copy())
+
+
+class ClientConnection(asyncio.Protocol):
+    """One client connection: requests parsed by httptools, answered in order, kept alive as the client asks."""
+
+    def __init__(self, router: Router):
+        self.router = router
+        self.parser = httptools.HttpRequestParser(self)
+        self.transport = None
+        self.request = IncomingRequest()
+        self.waiting: collections.deque[IncomingRequest] = collections.deque()
+        self.busy = False  # a request is being answered
+        self.closed = False
+
+    # asyncio.Protocol
+    def connection_made(self, transport):
+        self.transport = transport
+        transport.get_extra_info("socket").setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        self.router.connections.add(self)
+
+    def connection_lost(self, exc):
+        self.closed = True
+        self.router.connections.discard(self)
+
+    def data_received(self, data):
+        if self.closed:
+            return
+        try:
+            self.parser.feed_data(data)
+        except httptools.HttpParserUpgrade:
+            self._refuse(json_answer(400, "protocol upgrades are not served here", close=True))
+        except httptools.HttpParserError as err:
+            self._refuse(json_answer(400, f"malformed HTTP request ({err})", close=True))
+
+    # httptools callbacks
+    def on_message_begin(self):
+        self.request = IncomingRequest()
+
+    def on_url(self, url: bytes):
+        self.request.target += url
+
+    def on_header(self, name: bytes, value: bytes):
+        self.request.raw_headers.append((name, value))
+
+    def on_headers_complete(self):
+        request = self.request
+        request.method = self.parser.get_method().decode("ascii")
+        request.headers = {
+            name.decode("latin-1").lower(): value.decode("latin-1") for name, value in request.raw_headers
+        }
+        path = unquote(httptools.parse_url(request.target).path.decode("latin-1"))
+        request.decision = self.router.decide(request.method, path, request.headers)
+        idle = not self.busy and not self.waiting
+        if isinstance(request.decision, Answer) and request.decision.close and idle:
+            self._refuse(request.decision)  # 413 without reading the body
+        elif "100-continue" in request.headers.get("expect", "").lower() and idle:
+            if isinstance(request.decision, Route):
+                self.transport.write(b"HTTP/1.1 100 Continue\r\n\r\n")
+            else:  # refused: say so now, rather than have the client send a body for nothing
+                request.decision.close = True
+                self._refuse(request.decision)
+
+    def on_body(self, body: bytes):
+        request = self.request
+        if not isinstance(request.decision, Route) or request.too_large:
+            return  # answered without its body
+        request.size += len(body)
+        if request.size > request.decision.deployment.max_request_bytes:
+            request.too_large, request.body = True, []  # chunked: stop keeping it one byte past the limit
+        else:
+            request.body.append(body)
+
+    def on_message_complete(self):
+        if self.closed:
+            return
+        self.request.keep_alive = self.parser.should_keep_alive()
+        self.waiting.append(self.request)
+        if len(self.waiting) > 1:
+            self.transport.pause_reading()  # pipelined requests: no more is read until these are answered
+        if not self.busy:
+            self.busy = True
+            self.router._spawn(self._answer_in_order())
+
+    async def _answer_in_order(self):
+        try:
+            while self.waiting and not self.closed:
+                request = self.waiting.popleft()
+                decision = request.decision
+                answer = decision if isinstance(decision, Answer) else await self.router.answer(request)
+                self._write(answer, request.method == "HEAD", request.keep_alive and not answer.close)
+                if answer.close or not request.keep_alive:
+                    self.closed = True
+                    self.transport.close()
+                    return
+                self.transport.resume_reading()
+        finally:
+            self.busy = False
+
+    def _refuse(self, answer: Answer):
+        self._write(answer, False, False)
+        self.closed = True
+        self.transport.close()
+
+    def _write(self, answer: Answer, head_only: bool, keep_alive: bool):
+        if self.transport.is_closing():
+            return
+        phrase = http.HTTPStatus(answer.status).phrase if answer.status in _KNOWN_STATUSES else "Unknown"
+        lines = [f"HTTP/1.1 {answer.status} {phrase}\r\n".encode()]
+        for key, value in answer.headers:
+            lines += [key, b": ", value, b"\r\n"]
+        lines.append(f"Content-Length: {len(answer.body)}\r\n".encode())
+        if not keep_alive:
+            lines.append(b"Connection: close\r\n")
+        lines.append(b"\r\n")
+        if not head_only:
+            lines.append(answer.body)
+        self.transport.write(b"".join(lines))
+
+
+_KNOWN_STATUSES = frozenset(status.value for status in http.HTTPStatus)
 
 
 def authorized(header: str, keys: tuple[bytes, ...]) -> bool:
@@ -857,15 +1129,15 @@ def authorized(header: str, keys: tuple[bytes, ...]) -> bool:
     return any(matches)
 
 
-def draw_page(path: str) -> web.Response:
+def draw_page(path: str) -> Answer:
     """GET /draw/<file>: the page's own files, looked up by name (no path can reach outside its folder)."""
     if path == "/draw":  # the page's relative links need the trailing slash
-        return web.Response(status=301, headers={"Location": "/draw/"})
+        return Answer(301, [(b"Location", b"/draw/")])
     name = path.removeprefix("/draw/") or "index.html"
     files = {f.name: f for f in DRAW_PAGE_DIR.iterdir() if f.suffix in DRAW_TYPES}
     if name not in files:
-        return _json_response(404, f"the draw page has no file {name!r}")
-    return web.Response(body=files[name].read_bytes(), headers={"Content-Type": DRAW_TYPES[files[name].suffix]})
+        return json_answer(404, f"the draw page has no file {name!r}")
+    return Answer(200, [(b"Content-Type", DRAW_TYPES[files[name].suffix].encode())], files[name].read_bytes())
 
 
 def listening_socket(port: int) -> socket.socket:
@@ -890,25 +1162,9 @@ async def serve(state_dir: Path):
     router.port = listener.getsockname()[1]
     stat = os.stat(router.routing_path)
     router.routing_stat = (stat.st_ino, stat.st_mtime_ns, stat.st_size)
-    connector = aiohttp.TCPConnector(limit=0, keepalive_timeout=BACKEND_KEEPALIVE_S)
-    # Bodies and headers are passed on as they are: no decompression, no default headers added.
-    router.session = aiohttp.ClientSession(
-        connector=connector,
-        auto_decompress=False,
-        skip_auto_headers=("User-Agent", "Accept", "Accept-Encoding", "Content-Type"),
-    )
-    router.probe_session = aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=0, force_close=True))
-    server = web.Server(router.handle, auto_decompress=False, access_log=None)
-    runner = web.ServerRunner(server, handle_signals=False)
-    await runner.setup()
-    site = web.SockSite(
-        runner,
-        listener,
-        shutdown_timeout=1 + max((d.request_timeout_ms for d in table.deployments.values()), default=0) / 1000,
-    )
-    await site.start()
-    stop = asyncio.Event()
     loop = asyncio.get_running_loop()
+    server = await loop.create_server(lambda: ClientConnection(router), sock=listener)
+    stop = asyncio.Event()
     loop.add_signal_handler(signal.SIGTERM, stop.set)
     loop.add_signal_handler(signal.SIGINT, stop.set)
     loop.add_signal_handler(signal.SIGHUP, router.reload_now.set)
@@ -919,13 +1175,17 @@ async def serve(state_dir: Path):
         await stop.wait()
     finally:
         log("stopping: requests in progress finish first")
+        server.close()  # no new connections
         watcher.cancel()
         for server_state in router.servers.values():
             if server_state.watcher is not None:
                 server_state.watcher.cancel()
-        await runner.cleanup()
-        await router.session.close()
-        await router.probe_session.close()
+        longest = max((d.request_timeout_ms for d in router.table.deployments.values()), default=0) / 1000
+        deadline = time.monotonic() + longest + 1
+        while any(connection.busy for connection in router.connections) and time.monotonic() < deadline:
+            await asyncio.sleep(0.05)
+        for connection in list(router.connections):
+            connection.transport.close()
 
 
 def main(argv=None):

@@ -116,8 +116,10 @@ import collections
 import contextlib
 import datetime
 import errno
+import functools
 import hmac
 import http
+import itertools
 import json
 import math
 import os
@@ -236,6 +238,12 @@ class RoutingTable:
     weighted: tuple[tuple[str, int], ...]  # deployments with a positive traffic share, and the share
     mirror: tuple[str, int] | None  # (deployment, percent) when a positive share is mirrored
     deployments: dict
+
+    @functools.cached_property
+    def draw(self) -> tuple[tuple[str, ...], tuple[int, ...]]:
+        """(deployment names, cumulative weights) for random.choices, worked out once per table."""
+        names = tuple(name for name, _ in self.weighted)
+        return names, tuple(itertools.accumulate(percent for _, percent in self.weighted))
 
 
 def _fail(where: str, message: str):
@@ -836,8 +844,8 @@ class Router:
                     answer_headers,
                 )
         elif table.weighted:
-            names, weights = zip(*table.weighted, strict=True)
-            deployment = table.deployments[random.choices(names, weights)[0]]
+            names, cumulative = table.draw
+            deployment = table.deployments[random.choices(names, cum_weights=cumulative)[0]]
         else:
             return json_answer(
                 404,

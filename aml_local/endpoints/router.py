@@ -533,10 +533,10 @@ class BackendConnection(asyncio.Protocol):
         if self.waiter is not None and not self.waiter.done():
             self.waiter.set_exception(error)
 
-    def send(self, request: bytes, head_only: bool) -> asyncio.Future:
+    def send(self, parts: list, head_only: bool) -> asyncio.Future:
         self.headers, self.body, self.head_only = [], [], head_only
         self.waiter = asyncio.get_running_loop().create_future()
-        self.transport.write(request)
+        self.transport.writelines(parts)  # head and body as they are: a 6 MB body is not copied once more
         return self.waiter
 
     def expire(self):
@@ -744,7 +744,7 @@ class Router:
         timer = loop.call_at(deadline, connection.expire)
         try:
             head = f"GET / HTTP/1.1\r\nHost: {server.spec.host}:{server.spec.port}\r\nConnection: close\r\n\r\n"
-            status, *_ = await connection.send(head.encode(), head_only=False)
+            status, *_ = await connection.send([head.encode()], head_only=False)
             return status == 200
         except (ConnectionDropped, TimeoutError):
             return False
@@ -945,7 +945,7 @@ class Router:
                 host = f"Host: {server.spec.host}:{server.spec.port}\r\n\r\n".encode()
                 timer = loop.call_at(deadline, connection.expire)
                 try:
-                    status, headers, payload, keep_alive = await connection.send(head + host + body, head_only)
+                    status, headers, payload, keep_alive = await connection.send([head, host, body], head_only)
                 except TimeoutError:
                     return self._timed_out(deployment, answer_headers)
                 except ConnectionDropped as err:

@@ -10,7 +10,9 @@ import textwrap
 import tomllib
 import zipfile
 
-from aml_local import job, serving, store
+from aml_local import store
+from aml_local.endpoints import serving
+from aml_local.jobs import verbs as job
 
 REPO_ROOT = store.REPO_ROOT
 

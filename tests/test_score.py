@@ -124,6 +124,91 @@ def test_bad_data_is_a_400_naming_the_problem(score, data, fragment):
     assert fragment in message
 
 
+def raw_request(body=b"", content_type="application/json", method="POST", query_string=None):
+    """A request as the inference server hands it to a @rawhttp run(): a flask Request."""
+    from flask import Request
+    from werkzeug.test import EnvironBuilder
+
+    builder = EnvironBuilder(method=method, data=body, content_type=content_type, query_string=query_string)
+    return Request(builder.get_environ())
+
+
+@pytest.mark.parametrize("data, fragment", BAD_DATA, ids=[f"bad{i}" for i in range(len(BAD_DATA))])
+def test_a_raw_request_gets_exactly_the_400_run_gives(score, data, fragment):
+    body = json.dumps({"data": data}).encode()  # NaN, Infinity and 401-digit integers as json.dumps writes them
+    assert score.fast_images(body) is None
+    assert error_of(score.raw_run(raw_request(body))) == error_of(score.run(data))
+
+
+@pytest.mark.parametrize(
+    "request_args, expected",
+    [
+        ({"body": b'{"data": [[0.0, 0.1'}, (400, "POST body could not be decoded as JSON: Expecting ',' delimiter")),
+        ({"body": b""}, (400, "POST body is empty. Expecting a JSON dictionary.")),
+        ({"body": b"[[0.5]]"}, (400, "POST body should be a JSON dictionary.")),
+        ({"body": b'{"images": [[0.5]]}'}, (400, "A value is not provided for the 'data' parameter.")),
+        ({"body": b'{"da1ta": [[0.5]]}'}, (400, "A value is not provided for the 'data' parameter.")),
+        (
+            {"body": b'{"data": [[0.5]]}', "content_type": "text/plain"},
+            (415, "Expects Content-Type to be application/json"),
+        ),
+        ({"body": b'{"data": "\xff"}'}, (400, "the body is not UTF-8 (or UTF-16/32) text: byte")),
+        ({"body": b"[" * 100_000 + b"]" * 100_000}, (400, "the body's JSON is nested too deeply to parse")),
+        ({"method": "GET"}, (400, "A value is not provided for the 'data' parameter.")),
+        ({"method": "GET", "query_string": {"data": "[[2]]"}}, (400, "data[0] has 1 values, expected 784")),
+        ({"method": "PUT"}, (405, "Method not allowed")),
+    ],
+    ids=[
+        *("bad-json", "empty", "not-an-object", "no-data", "data-like-key", "text-plain"),
+        *("not-utf8", "deep", "get", "get-data", "put"),
+    ],
+)
+def test_a_raw_request_the_server_would_refuse_gets_the_servers_answer(score, request_args, expected):
+    status, message = error_of(score.raw_run(raw_request(**request_args)))
+    assert status == expected[0] and message.startswith(expected[1]), message
+
+
+def test_options_gets_an_empty_200_as_from_the_server(score):
+    response = score.raw_run(raw_request(method="OPTIONS"))
+    assert (response.status_code, response.get_data()) == (200, b"")
+
+
+def test_the_fast_path_reads_exactly_what_the_exact_path_reads(score):
+    rng = np.random.default_rng(3)
+    images = rng.random((30, 784))
+    images[0, :4] = [0.0, 1.0, 1.00000001, -0.0]  # 1.00000001 is 1.0 in float32: accepted either way
+    bodies = [
+        json.dumps({"data": images.tolist()}).encode(),
+        json.dumps({"data": [[0, 1] * 392]}, indent=2).encode(),  # integers, newlines and indentation
+        b'{ "data" :[[' + b",".join([b"5e-1", b"1E-2", b"0.0e+0"] * 261 + [b"1"]) + b"]] }",
+    ]
+    for body in bodies:
+        fast = score.fast_images(body)
+        exact = score.images_from(json.loads(body)["data"])
+        assert fast is not None and fast.dtype == np.float32
+        np.testing.assert_array_equal(fast, exact)
+    # Anything else takes the exact path: other keys, a list inside a row (simdjson would flatten it), a 400-digit
+    # integer, too many images; the parser is reused after each refusal.
+    row = [0.5] * 784
+    others = [{"data": [row], "id": 1}, {"data": [row, [*row[:-1], [0.5]]]}, {"data": [[*row[:-1], 10**400]]}]
+    others += [{"da1ta": [row]}, {"datae": [row]}]  # keys that are "data" once digits and separators are deleted
+    for other in [*others, {"data": [row] * 2001}, {"data": [row, row[:-1]]}]:
+        assert score.fast_images(json.dumps(other).encode()) is None
+        assert score.fast_images(json.dumps({"data": [row]}).encode()).shape == (1, 784)
+
+
+def test_the_schema_is_registered_for_the_raw_entry_only_when_init_publishes_it(score):
+    from inference_schema.schema_util import get_input_schema, get_output_schema, is_schema_decorated
+
+    fresh = import_score()
+    # The server refuses a run() with both @rawhttp and a schema: none may be there when it loads the script.
+    assert fresh.driver_module.run is fresh.raw_run and not is_schema_decorated(fresh.raw_run)
+    fresh.publish_schema()
+    assert is_schema_decorated(fresh.raw_run)
+    assert get_input_schema(fresh.raw_run) == get_input_schema(fresh.run)
+    assert get_output_schema(fresh.raw_run) == get_output_schema(fresh.run)
+
+
 def test_a_batch_over_the_limit_is_refused_before_any_work(score):
     status, message = error_of(score.run([image()] * (score.MAX_IMAGES + 1)))
     expected = f'"data" has {score.MAX_IMAGES + 1} images; at most {score.MAX_IMAGES} are accepted per request'

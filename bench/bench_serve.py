@@ -39,30 +39,14 @@ from urllib.parse import urlsplit
 import yaml
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "src"))
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # the faults/ library's wrk runner
 
 import mnist_data
+from faults import client
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 SAMPLE = REPO_ROOT / "endpoints/sample-request.json"
 BATCH = 1000
-# wrk posts BODY_FILE on every request (with BEARER_KEY when set); done() prints the numbers as one JSON line.
-WRK_SCRIPT = """
-local file = assert(io.open(os.getenv("BODY_FILE"), "rb"))
-wrk.method = "POST"
-wrk.body = file:read("*a")
-file:close()
-wrk.headers["Content-Type"] = "application/json"
-local key = os.getenv("BEARER_KEY")
-if key and key ~= "" then wrk.headers["Authorization"] = "Bearer " .. key end
-
-function done(summary, latency, requests)
-  local e = summary.errors
-  io.write(string.format(
-    'RESULT {"requests": %d, "duration_us": %d, "non_2xx": %d, "socket_errors": %d, "p50_us": %d, "p99_us": %d}\\n',
-    summary.requests, summary.duration, e.status, e.connect + e.read + e.write + e.timeout,
-    latency:percentile(50), latency:percentile(99)))
-end
-"""
 STRAIGHTFORWARD_SCORE = """
 import json
 import os
@@ -203,15 +187,12 @@ def local_deployment(model_dir, env, scratch):
             print(f"WARNING: aml-local online-endpoint delete failed: {deleted.stderr.strip()[-500:]}", file=sys.stderr)
 
 
-def wrk(url, body_file, connections, seconds, script, key=""):
+def wrk(url, body_file, connections, seconds, key=""):
     """wrk's numbers for one run (requests, duration_us, p50_us, p99_us); every response must be a 2xx."""
-    env = {**os.environ, "BODY_FILE": str(body_file), "BEARER_KEY": key}
-    command = ["wrk", "-t1", f"-c{connections}", f"-d{seconds}s", "--timeout", "10s", "-s", str(script), url]
-    result = subprocess.run(command, env=env, capture_output=True, text=True, timeout=seconds + 60)
-    lines = [line for line in result.stdout.splitlines() if line.startswith("RESULT ")]
-    if result.returncode or not lines:
-        fail(f"wrk failed ({result.returncode}): {result.stdout[-1000:]} {result.stderr[-1000:]}")
-    numbers = json.loads(lines[-1].removeprefix("RESULT "))
+    try:
+        numbers = client.wrk(url, body_file, connections, seconds, key=key, threads=1, timeout_s=10)
+    except RuntimeError as err:
+        fail(err)
     if numbers["non_2xx"] or not numbers["requests"]:
         fail(f"{url}: {numbers['non_2xx']} of {numbers['requests']} responses were not 2xx")
     return numbers
@@ -327,8 +308,6 @@ def main():
     with tempfile.TemporaryDirectory(prefix="bench-serve-") as scratch_name:
         scratch = Path(scratch_name)
         model_dir = Path(args.model_dir).resolve() if args.model_dir else train_model(scratch, data_folder)
-        script = scratch / "post.lua"
-        script.write_text(WRK_SCRIPT)
         images = mnist.test_images[:BATCH].reshape(BATCH, 784) / 255.0
         labels = mnist.test_labels[:BATCH].tolist()
         batch = scratch / "batch.json"
@@ -385,11 +364,11 @@ def main():
             runs = {(name, connections): [] for name, *_ in servers for connections in (1, 8)}
             for connections in (1, 8):
                 for _name, url, single, _, key in servers:
-                    wrk(url, single, connections, args.warmup, script, key)
+                    wrk(url, single, connections, args.warmup, key)
                 for round_number in range(1, args.rounds + 1):
                     print(f"{connections} connection(s), round {round_number} of {args.rounds} ...", flush=True)
                     for name, url, single, _, key in servers:
-                        runs[name, connections].append(wrk(url, single, connections, args.seconds, script, key))
+                        runs[name, connections].append(wrk(url, single, connections, args.seconds, key))
             batches = {name: [] for name, *_ in servers}
             for _ in range(6):  # the first round warms up
                 for name, url, _, batch_body, key in servers:

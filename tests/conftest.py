@@ -127,6 +127,21 @@ def trained_model_dir(small_mnist_dir, tmp_path_factory) -> pathlib.Path:
     return workdir / "model"
 
 
+@pytest.fixture(scope="session")
+def mnist_deployment(trained_model_dir, tmp_path_factory):
+    """(Aml, faults.endpoint.Deployment): trained_model_dir deployed with the project's endpoints/*.yml in a home
+    of its own, one worker, a body limit above every hand-written bad request; deleted at the end of the session.
+    Shared by the bad-input and security scenarios (tests/test_bad_requests.py, tests/test_security.py)."""
+    from faults import endpoint
+    from faults.aml import Aml
+    from faults.bad_requests import LIMIT_ABOVE_EVERY_CASE
+
+    aml = Aml.at(tmp_path_factory.mktemp("mnist-deployment") / "home")
+    settings = {"WORKER_COUNT": "1", "AML_LOCAL_MAX_REQUEST_BYTES": str(LIMIT_ABOVE_EVERY_CASE)}
+    with endpoint.mnist_deployment(aml, trained_model_dir, settings) as deployed:
+        yield aml, deployed
+
+
 # With MNIST_DATA set (as in CI and `make test`), every test has what it needs: a skip there is a missing install
 # step, not an environment without data, so it fails the run (as DRAW_PAGE_TEST=required does for the browser).
 # AML_TEST_ALLOW_SKIPS=1 turns this off for a machine knowingly without something (say, no browser).

@@ -1,6 +1,7 @@
 """Security properties not covered by test_online_endpoint.py: the secrets scan `make lint` runs (and that it would
-catch a planted key), the workflows' OIDC sign-in and least privilege, and the gateway comparing keys in constant
-time, every key on every request."""
+catch a planted key), the workflows' OIDC sign-in and least privilege, the gateway comparing keys in constant
+time, every key on every request; and the security scenario `make soak` runs (faults/endpoint.py) against a real
+deployment: the key required, 127.0.0.1 only, no key or request body in any log."""
 
 import io
 import json
@@ -13,6 +14,8 @@ import pytest
 import yaml
 
 from aml_local.endpoints import serving
+from faults import endpoint
+from faults.settings import SHORT
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 HOOK = Path(sys.executable).parent / "detect-secrets-hook"
@@ -29,7 +32,7 @@ def scan(*files) -> subprocess.CompletedProcess:
 
 
 def test_the_secrets_scan_passes_the_repo_and_catches_a_key_planted_in_a_copy(tmp_path):
-    clean = scan("src/mnist_data.py", "aml_local/serving.py", "tests/test_security.py")
+    clean = scan("src/mnist_data.py", "aml_local/endpoints/serving.py", "tests/test_security.py")
     assert clean.returncode == 0, clean.stdout + clean.stderr
 
     copy = tmp_path / "mnist_data.py"  # a copy of the file with hex checksums, plus a planted key and password
@@ -104,3 +107,10 @@ def test_the_gateway_compares_every_key_in_constant_time(monkeypatch):
         environ = {"REQUEST_METHOD": "POST", "PATH_INFO": "/score", "HTTP_AUTHORIZATION": header}
         gateway(environ | {"wsgi.input": io.BytesIO(b"")}, lambda status, headers: None)
         assert calls == keys, header
+
+
+@pytest.mark.slow
+def test_a_deployment_needs_the_key_listens_on_loopback_only_and_logs_no_key_or_body(mnist_deployment):
+    aml, deployed = mnist_deployment
+    checks = endpoint.security(aml, deployed.target, SHORT)
+    assert [c.verdict for c in checks] == ["PASS", "PASS", "PASS"], "\n".join(map(str, checks))

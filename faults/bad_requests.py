@@ -1,17 +1,21 @@
 """Bad requests for a scoring endpoint: hand-written malformed ones, and Hypothesis strategies that derive invalid
-requests from the service's own OpenAPI document (GET /swagger.json). Used by bench/soak.py and
-tests/test_bad_requests.py.
+requests from the service's own OpenAPI document (GET /swagger.json); the scenarios that send them.
 
 The rule every answer is held to: a bad request gets a 4xx whose body is a JSON object with a "message"; never a 5xx,
 never a hang; and the server still answers a good request correctly afterwards.
 """
 
 import gzip
-import http.client
 import json
-import socket
+import time
+
+from faults.checks import Check, judge
+from faults.client import Target, good_request, openapi, oversized_status, score
+from faults.settings import Settings
 
 PIXELS = 784
+# A body limit above the largest hand-written case (10 MB), so that one reaches the scoring script.
+LIMIT_ABOVE_EVERY_CASE = 12 * 1024 * 1024
 GOOD_ROW = [0.5] * PIXELS
 
 
@@ -71,37 +75,6 @@ def malformed_requests(max_request_bytes: int) -> list[tuple[str, dict, bytes]]:
     ]
     assert all(len(body) <= max_request_bytes for _, _, body in cases), "a case is over the size limit"
     return cases
-
-
-def request(port: int, key: str, body: bytes, headers: dict, path="/score", method="POST", timeout=30.0):
-    """(status, content type, body bytes, seconds) of one request on a fresh connection to 127.0.0.1."""
-    import time
-
-    connection = http.client.HTTPConnection("127.0.0.1", port, timeout=timeout)
-    all_headers = {"Authorization": f"Bearer {key}", **headers} if key else dict(headers)
-    try:
-        started = time.perf_counter()
-        connection.request(method, path, body=body, headers=all_headers)
-        response = connection.getresponse()
-        raw = response.read()
-        return response.status, response.getheader("Content-Type", ""), raw, time.perf_counter() - started
-    finally:
-        connection.close()
-
-
-def oversized_status(port: int, key: str, declared: int) -> tuple[int, bytes]:
-    """Declare a body of `declared` bytes and send none of it: the gateway must answer 413 without waiting for it."""
-    with socket.create_connection(("127.0.0.1", port), timeout=10) as connection:
-        head = (
-            f"POST /score HTTP/1.1\r\nHost: 127.0.0.1\r\nAuthorization: Bearer {key}\r\n"
-            f"Content-Type: application/json\r\nContent-Length: {declared}\r\nConnection: close\r\n\r\n"
-        )
-        connection.sendall(head.encode())
-        answer = b""
-        while chunk := connection.recv(65536):
-            answer += chunk
-    status_line, _, rest = answer.partition(b"\r\n")
-    return int(status_line.split()[1]), rest.partition(b"\r\n\r\n")[2]
 
 
 def problem_with_refusal(status: int, content_type: str, raw: bytes) -> str | None:
@@ -201,7 +174,7 @@ def invalid_request_strategy(swagger: dict):
     return st.one_of(json_requests, raw_requests, truncated, flipped)
 
 
-def run_generated(port: int, key: str, swagger: dict, examples: int, seed: int = 0) -> dict:
+def run_generated(target: Target, swagger: dict, examples: int, seed: int = 0) -> dict:
     """Send `examples` generated requests; {"sent", "refused_4xx", "scored_2xx", "worst_s", "problems"}: an
     invalid request must get a 4xx JSON message, one that happens to be valid a 200."""
     from hypothesis import HealthCheck, Phase, given, settings
@@ -220,8 +193,7 @@ def run_generated(port: int, key: str, swagger: dict, examples: int, seed: int =
     @given(invalid_request_strategy(swagger))
     def send(case):
         content_type, body = case
-        headers = {"Content-Type": content_type} if content_type else {}
-        status, answer_type, raw, seconds = request(port, key, body, headers)
+        status, answer_type, raw, seconds = score(target, body, {"Content-Type": content_type} if content_type else {})
         counts["sent"] += 1
         counts["worst_s"] = max(counts["worst_s"], seconds)
         if is_valid_scoring_body(body, content_type):
@@ -238,3 +210,66 @@ def run_generated(port: int, key: str, swagger: dict, examples: int, seed: int =
 
     send()
     return counts
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# The scenarios.
+
+MAX_ANSWER_S = 5.0  # a bad request is refused within this (the project's deployment's request_timeout_ms)
+
+
+def case_problem(target: Target, case: tuple[str, dict, bytes]) -> tuple[str | None, float]:
+    """(what is wrong with the answer to one hand-written case, or None; its seconds)."""
+    label, headers, body = case
+    status, content_type, raw, seconds = score(target, body, headers)
+    problem = problem_with_refusal(status, content_type, raw)
+    if problem is None and seconds >= MAX_ANSWER_S:
+        problem = f"answered after {seconds:.1f} s"
+    return (f"{label}: {problem}" if problem else None), seconds
+
+
+def oversized_problem(target: Target) -> str | None:
+    """None when a body declared one byte over the limit gets 413, naming the limit, before any of it is sent."""
+    status, raw = oversized_status(target, target.max_request_bytes + 1)
+    if status != 413:
+        return f"a declared body over the limit: {status}"
+    message = json.loads(raw).get("message", "")
+    if f"larger than {target.max_request_bytes} bytes" not in message:
+        return f"a declared body over the limit: 413 with {message!r}, which does not name the limit"
+    return None
+
+
+def hand_written(target: Target) -> Check:
+    """Every hand-written malformed request, and a body declared over the limit: each refused with a JSON 4xx."""
+    cases = malformed_requests(target.max_request_bytes)
+    problems, slowest = [], 0.0
+    for case in cases:
+        problem, seconds = case_problem(target, case)
+        slowest = max(slowest, seconds)
+        problems += [problem] if problem else []
+    problems += [problem] if (problem := oversized_problem(target)) else []
+    figure = f"{len(cases) + 1} hand-written: {len(cases) + 1 - len(problems)} refused with a JSON 4xx"
+    figure += f", slowest {slowest:.2f} s"
+    return judge("bad input: hand-written", figure, problems=problems)
+
+
+def generated(target: Target, settings: Settings) -> list[Check]:
+    """settings.generated_examples requests generated from the service's /swagger.json: each invalid one refused with
+    a JSON 4xx (nearly all are invalid), each valid one scored; then the sample request is still answered right."""
+    swagger = openapi(target)
+    if swagger.status != 200:
+        return [
+            judge("bad input: generated", f"GET /swagger.json answered {swagger.status}", {"it answers 200": False})
+        ]
+    started = time.monotonic()
+    counts = run_generated(target, json.loads(swagger.body), settings.generated_examples, seed=settings.seed)
+    figure = (
+        f"{counts['sent']} from /swagger.json in {time.monotonic() - started:.0f} s: {counts['refused_4xx']} "
+        f"refused 4xx, {counts['scored_2xx']} valid scored, problems {len(counts['problems'])}, slowest "
+        f"{counts['worst_s']:.2f} s"
+    )
+    criteria = {
+        f"all {settings.generated_examples} sent": counts["sent"] == settings.generated_examples,
+        "at least 90% of them refused with a JSON 4xx": counts["refused_4xx"] >= settings.generated_examples * 0.9,
+    }
+    return [judge("bad input: generated", figure, criteria, counts["problems"]), good_request(target, "bad input")]

@@ -1,0 +1,79 @@
+"""aml-local as the scenarios drive it: one subprocess per command (the process boundary is part of what they
+test: a killed `job create --stream` is a killed process), in a home of the caller's choosing; and waiting."""
+
+import dataclasses
+import json
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+REPO_ROOT = Path(__file__).resolve().parents[1]
+AML_LOCAL = (sys.executable, "-m", "aml_local")
+
+
+class CommandFailed(RuntimeError):
+    """An aml-local command a scenario needed (not the one it checks) exited non-zero."""
+
+
+def clean_env(**extra: str) -> dict[str, str]:
+    """This process's environment without the settings of an enclosing MLflow run or Azure ML job (a scenario must
+    not log into the caller's run), with this venv's commands first on PATH and TensorFlow's start-up chatter off."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("MLFLOW_", "AZUREML_", "TF_CONFIG"))}
+    env["PATH"] = f"{Path(sys.executable).parent}{os.pathsep}{os.environ.get('PATH', '')}"
+    env["TF_CPP_MIN_LOG_LEVEL"] = "2"
+    env.pop("AML_LOCAL_PORT", None)  # every deployment a scenario makes takes a free port
+    return env | extra
+
+
+@dataclasses.dataclass(frozen=True)
+class Aml:
+    """aml-local with AML_LOCAL_HOME=home, run from the repository root (the specs' relative paths hold there)."""
+
+    home: Path
+    env: dict[str, str]
+
+    @classmethod
+    def at(cls, home: Path) -> "Aml":
+        return cls(Path(home), clean_env(AML_LOCAL_HOME=str(home)))
+
+    def run(self, *args, check: bool = True, timeout: float = 600) -> subprocess.CompletedProcess:
+        result = subprocess.run(
+            [*AML_LOCAL, *map(str, args)], env=self.env, cwd=REPO_ROOT, capture_output=True, text=True, timeout=timeout
+        )
+        if check and result.returncode:
+            raise CommandFailed(f"aml-local {' '.join(map(str, args[:2]))}: {result.stderr.strip()[-1500:]}")
+        return result
+
+    def json(self, *args, timeout: float = 600):
+        return json.loads(self.run(*args, "-o", "json", timeout=timeout).stdout)
+
+    def value(self, *args, query: str) -> str:
+        """One field as `--query FIELD -o tsv` prints it."""
+        return self.run(*args, "--query", query, "-o", "tsv").stdout.strip()
+
+    def start(self, *args, stderr=subprocess.DEVNULL) -> subprocess.Popen:
+        """A command left running (e.g. `job create --stream`): the caller waits for it, or kills it."""
+        return subprocess.Popen(
+            [*AML_LOCAL, *map(str, args)],
+            env=self.env,
+            cwd=REPO_ROOT,
+            stdout=subprocess.DEVNULL,
+            stderr=stderr,
+            text=True,
+        )
+
+
+def wait_until(predicate, timeout: float, what: str | None = None, interval: float = 0.2):
+    """Poll predicate until it returns something true; return that. After `timeout` seconds: raise TimeoutError
+    naming `what` when given, else return the last (false) value."""
+    deadline = time.monotonic() + timeout
+    while True:
+        value = predicate()
+        if value or time.monotonic() >= deadline:
+            break
+        time.sleep(interval)
+    if not value and what is not None:
+        raise TimeoutError(f"{what} did not happen within {timeout:.0f} s")
+    return value

@@ -48,18 +48,34 @@ def test_the_secrets_scan_passes_the_repo_and_catches_a_key_planted_in_a_copy(tm
     assert "AWS Access Key" in caught.stdout
 
 
-def test_the_baseline_lets_through_only_the_published_mnist_checksums():
-    """No audited findings; one excluded line pattern, matching exactly the data module's four md5 checksums."""
+def test_the_baseline_lets_through_only_the_mnist_checksums_and_the_cited_commit_ids():
+    """No audited findings; two excluded line patterns: exactly the data module's four md5 checksums, and exactly
+    the git commit ids the curated-environment table cites as its sources."""
     baseline = json.loads((REPO_ROOT / ".secrets.baseline").read_text())
     assert baseline["results"] == {}
     patterns = [f["pattern"] for f in baseline["filters_used"] if f["path"].endswith("should_exclude_line")]
-    assert len(patterns) == 1 and len(patterns[0]) == 1
-    excluded = re.compile(patterns[0][0])
+    assert len(patterns) == 1 and len(patterns[0]) == 2
+    checksums, commits = (re.compile(pattern) for pattern in patterns[0])
     sys.path.insert(0, str(REPO_ROOT / "src"))
     import mnist_data
 
-    matched = [line for line in (REPO_ROOT / "src/mnist_data.py").read_text().splitlines() if excluded.search(line)]
+    matched = [line for line in (REPO_ROOT / "src/mnist_data.py").read_text().splitlines() if checksums.search(line)]
     assert len(matched) == 4 and all(any(md5 in line for md5 in mnist_data.CHECKSUMS.values()) for line in matched)
+    table = REPO_ROOT / "aml_local/assets/curated_environments.json"
+    environments = json.loads(table.read_text())["environments"].values()
+    cited = [value for env in environments for key, value in env.items() if key.endswith("_commit")]
+    matched = [line for line in table.read_text().splitlines() if commits.search(line)]
+    assert len(matched) == len(cited) > 0 and all(any(c in line for c in cited) for line in matched)
+    # Nothing else in the repository is let through by the commit-id pattern.
+    tracked = subprocess.run(["git", "ls-files"], cwd=REPO_ROOT, capture_output=True, text=True, check=True)
+    others = [
+        path
+        for path in tracked.stdout.split()
+        if path != "aml_local/assets/curated_environments.json"
+        and (REPO_ROOT / path).is_file()
+        and any(commits.search(line) for line in (REPO_ROOT / path).read_text(errors="replace").splitlines())
+    ]
+    assert others == []
 
 
 @pytest.mark.parametrize("path", WORKFLOWS, ids=[p.name for p in WORKFLOWS])

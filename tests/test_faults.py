@@ -191,7 +191,7 @@ def test_a_deployment_whose_server_died_is_shown_failed_and_create_brings_it_bac
     assert sleep_request(new_port, key, 0)[0] == 200
     # A live one is not replaced behind its users' backs.
     result = aml(home, "online-deployment", "create", "-f", spec, check=False)
-    assert result.returncode == 2 and "already exists" in result.stderr
+    assert result.returncode == 1 and "already exists" in result.stderr
 
 
 # ---------------------------------------------------------------------------------------------------------------

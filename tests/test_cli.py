@@ -200,6 +200,33 @@ def test_endpoint_list_has_az_mls_shape_in_every_format(home, capsys):
     assert shown(capsys, "online-endpoint", "list", "--query", "[].name", "-o", "tsv") == "mnist-endpoint\n"
 
 
+def test_model_list_has_az_mls_shape_and_table(home, tmp_path, capsys):
+    # az ml: `model list` with transform=transform_model_list (every output) and table_transformer=transform_model,
+    # which hands the rows back unchanged: knack's table then keeps their key order (no sorting), leaving out id
+    # and the nested values (tags, properties, creation_context).
+    (tmp_path / "weights").mkdir()
+    (tmp_path / "weights" / "w.bin").write_bytes(b"\x00")
+    argv = ["--name", "tiny", "--path", tmp_path / "weights", "--type", "custom_model", "-o", "none"]
+    shown(capsys, "model", "create", *argv)
+    listed = json.loads(shown(capsys, "model", "list"))
+    assert list(listed[0]) == [
+        "creation_context",
+        "description",
+        "id",
+        "model type",
+        "name",
+        "path",
+        "properties",
+        "stage",
+        "tags",
+        "version",
+    ]  # sorted by knack's JSON output
+    assert (listed[0]["name"], listed[0]["version"], listed[0]["model type"]) == ("tiny", "1", "custom_model")
+    lines = shown(capsys, "model", "list", "-o", "table").splitlines()
+    assert re.split(r"\s{2,}", lines[0].strip()) == ["Name", "Stage", "Description", "Version", "Model type", "Path"]
+    assert lines[2].split()[:4] == ["tiny", "Development", "1", "custom_model"]  # an empty description
+
+
 # ---------------------------------------------------------------------------------------------------------------
 # --query
 

@@ -117,8 +117,6 @@ class CommandsLoader(CLICommandsLoader):
             c.argument("endpoint_name", help="Endpoint name (create: overrides the YAML's).")
             c.argument("all_traffic", options_list=["--all-traffic"], help="Send all of the endpoint's traffic to it.")
             c.argument("params_override", help="Override YAML fields, e.g. --set model=azureml:mnist-mlp:2.")
-            c.argument(
-                "lines", options_list=["--lines", "-l"], type=int, help="How many of the last lines (default 5000)."
-            )
+            c.argument("lines", options_list=["--lines", "-l"], type=int, help="How many of the last lines.")
             c.argument("container", options_list=["--container", "-c"], help="inference-server (the only one locally).")
         super().load_arguments(command)

@@ -8,7 +8,7 @@ import json
 import os
 from pathlib import Path
 
-from aml_local import AmlLocalError
+from aml_local import AmlLocalError, ResourceNotFound
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 
@@ -108,7 +108,7 @@ def find_job_run(name: str):
         all_experiment_ids(), filter_string=f"tags.`{TAG_NAME}` = '{_quote(name)}'", max_results=1
     )
     if not runs:
-        raise AmlLocalError(f"job {name!r} not found in the local store {home()}")
+        raise ResourceNotFound(f"job {name!r} not found in the local store {home()}")
     return runs[0]
 
 

@@ -346,7 +346,7 @@ def recovery(aml: Aml, deployment: Deployment) -> list[Check]:
         f"its share of the traffic kept ({traffic_before})": traffic == traffic_before
         and traffic.get(target.deployment, 0) > 0,
         "it answers right": problem is None,
-        "create while it runs is refused (exit 2, already exists)": replaced.returncode == 2
+        "create while it runs is refused (exit 1, already exists)": replaced.returncode == 1
         and "already exists" in replaced.stderr,
     }
     checks.append(judge("recovery: create again restarts it", figure, criteria))

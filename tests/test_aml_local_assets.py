@@ -40,16 +40,16 @@ def test_compute_create_records_the_cluster_and_says_jobs_run_here(home, capsys)
         == created["properties"]["createdAt"]
     )
     code, _, err = run_cli(capsys, "compute", "show", "-n", "nope")
-    assert code == 2 and err.startswith("ERROR: compute 'nope' not found") and "cpu-2, cpu-cluster" in err
+    assert code == 3 and err.startswith("ERROR: compute 'nope' not found") and "cpu-2, cpu-cluster" in err
 
 
 def test_compute_create_refuses_what_azure_refuses(home, capsys, tmp_path):
     code, _, err = run_cli(capsys, "compute", "create", "--file", REPO_ROOT / "data/mnist.yml")
-    assert code == 2 and err.count("\n") == 1 and "data/mnist.yml" in err
+    assert code == 1 and err.count("\n") == 1 and "data/mnist.yml" in err
     code, _, err = run_cli(capsys, "compute", "create", "--file", REPO_ROOT / "compute/cpu-cluster.yml", "-n", "9bad")
-    assert code == 2 and "name '9bad': 2 to 16 letters, digits and '-', starting with a letter" in err
+    assert code == 1 and "name '9bad': 2 to 16 letters, digits and '-', starting with a letter" in err
     code, _, err = run_cli(capsys, "compute", "create", "--file", tmp_path / "missing.yml")
-    assert code == 2 and "no such file (expected a compute YAML)" in err
+    assert code == 1 and "no such file (expected a compute YAML)" in err
 
 
 def test_environment_versions_count_up_and_a_fixed_version_cannot_change(home, capsys, tmp_path):
@@ -65,7 +65,7 @@ def test_environment_versions_count_up_and_a_fixed_version_cannot_change(home, c
     assert ok(capsys, "environment", "create", "--file", pinned)["version"] == "3"  # the same content again
     pinned.write_text("name: pinned\nversion: '3'\nimage: python:3.12-slim\n")
     code, _, err = run_cli(capsys, "environment", "create", "--file", pinned)
-    assert code == 2 and "environment pinned:3 already exists with other content" in err
+    assert code == 1 and "environment pinned:3 already exists with other content" in err
 
 
 def test_data_versions_of_any_kind_sort_and_latest_is_the_newest(home, capsys, tmp_path):
@@ -87,11 +87,11 @@ def test_data_create_and_show(home, capsys, tmp_path):
     assert created["path"] == "https://azureopendatastorage.blob.core.windows.net/mnist/"
     assert ok(capsys, "data", "show", "-n", "mnist", "--version", "1")["path"] == created["path"]
     code, _, err = run_cli(capsys, "data", "show", "-n", "mnist", "--version", "2")
-    assert code == 2 and "data asset mnist:2 not found (versions: 1)" in err
+    assert code == 3 and "data asset mnist:2 not found (versions: 1)" in err
     local = tmp_path / "local.yml"
     local.write_text("name: digits\ntype: uri_folder\npath: ./nowhere\n")
     code, _, err = run_cli(capsys, "data", "create", "--file", local)
-    assert code == 2 and err.startswith(f"ERROR: {local}: path ") and err.endswith("nowhere does not exist\n")
+    assert code == 1 and err.startswith(f"ERROR: {local}: path ") and err.endswith("nowhere does not exist\n")
 
 
 def test_job_download_copies_an_output_as_the_sdk_lays_it_out(home, capsys, tmp_path):
@@ -107,7 +107,7 @@ def test_job_download_copies_an_output_as_the_sdk_lays_it_out(home, capsys, tmp_
     ok(capsys, "job", "download", "--name", "dl_job", "--output-name", "model", "--download-path", target)
     assert (target / "named-outputs" / "model" / "score.txt").read_text().strip() == "0.5"
     code, _, err = run_cli(capsys, "job", "download", "--name", "dl_job", "--output-name", "weights")
-    assert code == 2 and "job dl_job has no such output (outputs: model)" in err
+    assert code == 1 and "job dl_job has no such output (outputs: model)" in err
 
 
 @pytest.fixture
@@ -128,19 +128,19 @@ def test_mirror_traffic_follows_azures_rules(endpoint_with_two_deployments, caps
     shown = ok(capsys, "online-endpoint", "update", "-n", name, "--mirror-traffic", "green=10")
     assert shown["mirror_traffic"] == {"green": 10} and shown["traffic"] == {"blue": 100, "green": 0}
     code, _, err = run_cli(capsys, "online-endpoint", "update", "-n", name, "--traffic", "blue=90 green=10")
-    assert code == 2 and "deployment green would take live traffic (10%) and mirrored traffic" in err
+    assert code == 1 and "deployment green would take live traffic (10%) and mirrored traffic" in err
     code, _, err = run_cli(capsys, "online-endpoint", "update", "-n", name, "--mirror-traffic", "green=60")
-    assert code == 2 and "at most 50% of traffic can be mirrored" in err
+    assert code == 1 and "at most 50% of traffic can be mirrored" in err
     code, _, err = run_cli(capsys, "online-endpoint", "update", "-n", name, "--mirror-traffic", "blue=5 green=5")
-    assert code == 2 and "mirrored traffic can go to one deployment only" in err
+    assert code == 1 and "mirrored traffic can go to one deployment only" in err
     code, _, err = run_cli(capsys, "online-endpoint", "update", "-n", name, "--mirror-traffic", "red=5")
-    assert code == 2 and "--mirror-traffic: endpoint mirror-test has no deployment 'red'" in err
+    assert code == 1 and "--mirror-traffic: endpoint mirror-test has no deployment 'red'" in err
     stopped = ok(capsys, "online-endpoint", "update", "-n", name, "--mirror-traffic", "green=0")
     assert stopped["mirror_traffic"] == {}
     shifted = ok(capsys, "online-endpoint", "update", "-n", name, "--traffic", "blue=90 green=10")
     assert shifted["traffic"] == {"blue": 90, "green": 10}
     code, _, err = run_cli(capsys, "online-endpoint", "update", "-n", name)
-    assert code == 2 and "give --traffic" in err
+    assert code == 1 and "give --traffic" in err
 
 
 def test_a_mirrored_deployment_gets_a_copy_of_the_request_with_the_key(endpoint_with_two_deployments, monkeypatch):

@@ -239,23 +239,25 @@ def test_bad_endpoint_specs_give_one_line(home, endpoint_yml, capsys, change, ar
     if change:
         endpoint_yml.write_text(endpoint_yml.read_text().replace(*change))
     code, out, err = run_cli(capsys, "online-endpoint", "create", "-f", endpoint_yml, *argv)
-    assert code == 2 and expected in err and err.count("\n") == 1 and out == ""
+    assert code == 1 and expected in err and err.count("\n") == 1 and out == ""
 
 
 def test_unknown_endpoints_and_deployments_are_named(home, endpoint_yml, tiny_deployment, capsys):
+    # az's exit codes (tests/test_cli.py cites them): 3 for an endpoint that is not there, and for a deployment
+    # created on one (the SDK GETs the endpoint first); az ml's deployment show turns the 404 into a ValueError: 1.
     code, _, err = run_cli(capsys, "online-endpoint", "show", "-n", "nowhere")
-    assert code == 2 and "online endpoint 'nowhere' not found" in err
+    assert code == 3 and "online endpoint 'nowhere' not found" in err
     code, _, err = run_cli(capsys, "online-deployment", "create", "-f", tiny_deployment)
-    assert code == 2 and "endpoint_name tiny-endpoint: no such local online endpoint; create it first" in err
+    assert code == 3 and "endpoint_name tiny-endpoint: no such local online endpoint; create it first" in err
     ok(capsys, "online-endpoint", "create", "-f", endpoint_yml)
     code, _, err = run_cli(capsys, "online-endpoint", "create", "-f", endpoint_yml)
-    assert code == 2 and "already exists" in err
+    assert code == 1 and "already exists" in err
     code, _, err = run_cli(capsys, "online-deployment", "show", "-n", "green", "-e", "tiny-endpoint")
-    assert code == 2 and "online deployment 'green' not found on endpoint tiny-endpoint (deployments: none)" in err
+    assert code == 1 and "online deployment 'green' not found on endpoint tiny-endpoint (deployments: none)" in err
     code, _, err = run_cli(capsys, "online-endpoint", "invoke", "-n", "tiny-endpoint", "-r", SAMPLE_REQUEST)
-    assert code == 2 and "no deployment takes traffic" in err
+    assert code == 1 and "no deployment takes traffic" in err
     code, _, err = run_cli(capsys, "online-endpoint", "update", "-n", "tiny-endpoint", "--traffic", "blue=100")
-    assert code == 2 and "has no deployment 'blue'" in err
+    assert code == 1 and "has no deployment 'blue'" in err
     for bad in ("blue", "blue=101", "blue=-1", ""):
         with pytest.raises(AmlLocalError, match="DEPLOYMENT=PERCENT"):
             online_endpoint.parse_traffic(bad)
@@ -278,7 +280,7 @@ def test_bad_deployment_specs_fail_before_anything_starts(
 ):
     ok(capsys, "online-endpoint", "create", "-f", endpoint_yml)
     code, out, err = run_cli(capsys, "online-deployment", "create", "-f", tiny_deployment, "--set", set_pair)
-    assert code == 2, err
+    assert code == 1, err
     assert expected in err and err.startswith("ERROR: ") and err.count("\n") == 1 and out == ""
     assert not (home / "endpoints/tiny-endpoint/deployments/blue").exists(), "nothing is left of a refused create"
 
@@ -317,11 +319,11 @@ def test_deployments_serve_route_by_traffic_and_stop_completely(
     served = {json.loads(ok(capsys, "online-endpoint", "invoke", "-n", "tiny-endpoint", "-r", request))["pid"]}
     assert served <= green_pids
     code, _, err = run_cli(capsys, "online-endpoint", "update", "-n", "tiny-endpoint", "--traffic", "blue=50 green=10")
-    assert code == 2 and "add up to 60, not 100" in err
+    assert code == 1 and "add up to 60, not 100" in err
 
     # A deployment that takes traffic is not deleted; one that takes none is, with its whole process group.
     code, _, err = run_cli(capsys, "online-deployment", "delete", "-n", "green", "-e", "tiny-endpoint", "--yes")
-    assert code == 2 and "takes 100% of endpoint tiny-endpoint's traffic" in err
+    assert code == 1 and "takes 100% of endpoint tiny-endpoint's traffic" in err
     blue_processes = server_processes("tiny-endpoint", "blue")
     assert ok(capsys, "online-deployment", "delete", "-n", "blue", "-e", "tiny-endpoint", "--yes") is None
     assert all_gone(blue_processes)
@@ -348,7 +350,7 @@ def test_a_scoring_script_that_fails_to_start_leaves_a_failed_deployment_with_it
         "code_configuration.scoring_script=broken.py",
     ]
     code, _, err = run_cli(capsys, *argv)
-    assert code == 2 and err.count("\n") == 1
+    assert code == 1 and err.count("\n") == 1
     assert "exited with code 3 before it was ready" in err and "RuntimeError: no weights here" in err
     shown = ok(capsys, "online-deployment", "show", "-n", "blue", "-e", "tiny-endpoint")
     assert shown["provisioning_state"] == "Failed"
@@ -372,13 +374,13 @@ def test_a_busy_port_is_named_and_a_dead_server_shows_failed(
         port = taken.getsockname()[1]
         monkeypatch.setenv("AML_LOCAL_PORT", str(port))
         code, _, err = run_cli(capsys, "online-deployment", "create", "-f", tiny_deployment)
-    assert code == 2 and f"AML_LOCAL_PORT={port}: port {port} on 127.0.0.1 is in use" in err
+    assert code == 1 and f"AML_LOCAL_PORT={port}: port {port} on 127.0.0.1 is in use" in err
 
     monkeypatch.setenv("AML_LOCAL_PORT", str(port))  # free now: the port asked for is the port used
     shown = ok(capsys, "online-deployment", "create", "-f", tiny_deployment)
     assert shown["properties"]["aml_local.port"] == str(port)
     code, _, err = run_cli(capsys, "online-deployment", "create", "-f", tiny_deployment, "-n", "green")
-    assert code == 2 and "(by deployment blue of endpoint tiny-endpoint)" in err
+    assert code == 1 and "(by deployment blue of endpoint tiny-endpoint)" in err
 
     processes = server_processes("tiny-endpoint", "blue")
     os.killpg(processes[0].pid, signal.SIGKILL)
@@ -389,7 +391,7 @@ def test_a_busy_port_is_named_and_a_dead_server_shows_failed(
     code, _, err = run_cli(
         capsys, "online-endpoint", "invoke", "-n", "tiny-endpoint", "-r", SAMPLE_REQUEST, "-d", "blue"
     )
-    assert code == 2 and "deployment blue is not answering" in err
+    assert code == 1 and "deployment blue is not answering" in err
     ok(capsys, "online-endpoint", "delete", "-n", "tiny-endpoint", "--yes")
 
 
@@ -458,7 +460,7 @@ def test_a_trained_model_deployed_with_the_project_specs(home, trained_model_dir
     assert status == 400 and "expected 784" in json.loads(reply)["message"]
     bad_request = write(home.parent / "bad.json", '{"data": [[0.5]]}')
     code, _, err = run_cli(capsys, "online-endpoint", "invoke", "-n", "mnist-endpoint", "-r", bad_request)
-    assert code == 2 and "answered HTTP 400: data[0] has 1 values, expected 784" in err and err.count("\n") == 1
+    assert code == 1 and "answered HTTP 400: data[0] has 1 values, expected 784" in err and err.count("\n") == 1
 
     # The key is nowhere but the keys file: not in logs, records, argv or environments of the server processes.
     logs = online_deployment.get_logs("mnist-endpoint", "blue")
@@ -490,4 +492,4 @@ def test_a_trained_model_deployed_with_the_project_specs(home, trained_model_dir
     with pytest.raises(OSError):
         post(port, body, key=keys["primaryKey"])
     code, _, err = run_cli(capsys, "online-endpoint", "show", "-n", "mnist-endpoint")
-    assert code == 2 and "not found" in err
+    assert code == 3 and "not found" in err

@@ -261,7 +261,7 @@ def _alive(pid):
 )
 def test_what_azure_rejects_is_rejected_before_anything_runs(home, project, capsys, change, expected):
     code, _, err = run_cli(capsys, "job", "create", "-f", write(project, SWEEP.replace(*change)), "-n", "sw")
-    assert code == 2, err
+    assert code == 1, err
     assert err.startswith("ERROR: ") and expected in err and "Traceback" not in err
     assert not (home / "jobs" / "sw").exists()
 
@@ -416,7 +416,7 @@ def test_a_failed_node_stops_its_dependants_and_names_itself(home, project, caps
 )
 def test_bad_pipeline_bindings_are_named(home, project, capsys, change, expected):
     code, _, err = run_cli(capsys, "job", "create", "-f", write_pipeline(project, PIPELINE.replace(*change)))
-    assert code == 2
+    assert code == 1
     assert expected in err and err.count("\n") == 1, err
 
 
@@ -606,7 +606,7 @@ def test_a_pipeline_shaped_like_azureml_examples_runs_with_a_local_data_path(hom
     spec = root / "pipeline.yml"
     # The remote file has no local copy: the error says so and how to give one.
     code, _, err = run_cli(capsys, "job", "create", "-f", spec, "--stream", "-n", "foreign")
-    assert code == 2 and "has no local copy" in err and "wasbs://" in err
+    assert code == 1 and "has no local copy" in err and "wasbs://" in err
     code, _, err = run_cli(
         capsys, "job", "create", "-f", spec, "--stream", "-n", "foreign",
         "--set", f"jobs.sweep_step.inputs.data.path={iris}",

@@ -79,10 +79,10 @@ def test_a_job_on_corrupt_data_fails_with_the_data_error_in_its_log(env, tmp_pat
 
 def test_bad_job_input_is_refused_before_anything_runs(env, tmp_path):
     result = aml_local("job", "create", "-f", "jobs/train.yml", "--set", f"inputs.mnist.path={tmp_path}/missing")
-    assert result.returncode == 2
+    assert result.returncode == 1
     assert result.stderr.startswith("ERROR: input mnist:") and result.stderr.count("\n") == 1
     result = aml_local("job", "create", "-f", "jobs/train.yml", "--set", "inputs.epoch=3")
-    assert result.returncode == 2 and "has no input 'epoch'" in result.stderr
+    assert result.returncode == 1 and "has no input 'epoch'" in result.stderr
 
 
 def test_distributed_yaml_trains_on_two_local_workers(env, small_mnist_dir):

@@ -12,7 +12,7 @@ import os
 import re
 from pathlib import Path
 
-from aml_local import AmlLocalError, specs, store
+from aml_local import AmlLocalError, ResourceNotFound, specs, store
 from aml_local.assets.versions import now
 
 # Azure ML's rule for compute names: 2 to 16 characters, a letter first, letters, digits and '-'.
@@ -60,7 +60,7 @@ def show(name: str) -> dict:
         record = json.loads(path.read_text())
     except FileNotFoundError:
         known = ", ".join(sorted(p.stem for p in compute_dir().glob("*.json"))) or "none"
-        raise AmlLocalError(f"compute {name!r} not found in {store.home()} (compute: {known})") from None
+        raise ResourceNotFound(f"compute {name!r} not found in {store.home()} (compute: {known})") from None
     except (OSError, ValueError):
         raise AmlLocalError(f"compute {name!r}: its record {path} is unreadable") from None
     return {

@@ -16,7 +16,7 @@ import time
 from collections.abc import Iterable
 from pathlib import Path
 
-from aml_local import AmlLocalError, store
+from aml_local import AmlLocalError, ResourceNotFound, store
 
 
 def now() -> str:
@@ -34,12 +34,17 @@ def next_version(existing: Iterable[str]) -> str:
 
 
 def pick(noun: str, name: str, versions: list[str], version: str | None, label: str | None, where: str = "") -> str:
-    """The version a show/reference means: `version` itself, or the latest (`versions` are oldest first)."""
+    """The version a show/reference means: `version` itself, or the latest (`versions` are oldest first).
+
+    A version asked for by number is a GET of that version, which Azure answers with 404 (ResourceNotFound, exit
+    3); the latest is found by listing, and azure-ai-ml's `_get_latest` (azure/ai/ml/_utils/_asset_utils.py)
+    raises a ValidationException when there is none (exit 1)."""
+    missing = ResourceNotFound if version is not None else AmlLocalError
     if not versions:
-        raise AmlLocalError(f"{noun} {name!r} not found in {where or store.home()}")
+        raise missing(f"{noun} {name!r} not found in {where or store.home()}")
     if version is not None:
         if str(version) not in versions:
-            raise AmlLocalError(f"{noun} {name}:{version} not found (versions: {', '.join(versions)})")
+            raise missing(f"{noun} {name}:{version} not found (versions: {', '.join(versions)})")
         return str(version)
     if label not in (None, "latest"):
         raise AmlLocalError(f"{noun} {name}@{label}: only the label 'latest' exists locally")

@@ -40,7 +40,7 @@ import sys
 import time
 from pathlib import Path
 
-from aml_local import AmlLocalError, processes, progress, specs, store
+from aml_local import AmlLocalError, ResourceNotFound, processes, progress, specs, store
 from aml_local.assets import model
 from aml_local.endpoints import records
 
@@ -218,8 +218,10 @@ def create(file, name=None, endpoint_name=None, all_traffic=False, set_pairs=())
         raise AmlLocalError(f"{file}: endpoint_name is required (in the YAML or --endpoint-name)")
     try:
         records.load_endpoint(endpoint_name)
-    except AmlLocalError:
-        raise AmlLocalError(
+    except ResourceNotFound:
+        # azure-ai-ml's OnlineDeploymentOperations.begin_create_or_update GETs the endpoint first "to ensure the
+        # endpoint exists and fail before even start the deployment": a 404, so az's exit code 3.
+        raise ResourceNotFound(
             f"endpoint_name {endpoint_name}: no such local online endpoint; create it first "
             "(online-endpoint create --file endpoints/endpoint.yml)"
         ) from None

@@ -6,7 +6,7 @@ import json
 import shutil
 from pathlib import Path
 
-from aml_local import AmlLocalError, store
+from aml_local import AmlLocalError, ResourceNotFound, store
 
 LOG_CONTAINER = "inference-server"
 
@@ -30,7 +30,7 @@ def load_endpoint(name: str) -> dict:
         return json.loads(path.read_text())
     except FileNotFoundError:
         known = ", ".join(sorted(p.parent.name for p in endpoints_dir().glob("*/endpoint.json"))) or "none"
-        raise AmlLocalError(f"online endpoint {name!r} not found in {store.home()} (endpoints: {known})") from None
+        raise ResourceNotFound(f"online endpoint {name!r} not found in {store.home()} (endpoints: {known})") from None
     except (OSError, ValueError):
         raise AmlLocalError(f"online endpoint {name!r}: its record {path} is unreadable") from None
 
@@ -90,7 +90,7 @@ def load_deployment(endpoint_name: str, name: str) -> dict:
         return json.loads(path.read_text())
     except FileNotFoundError:
         known = ", ".join(r["name"] for r in deployments(endpoint_name)) or "none"
-        raise AmlLocalError(
+        raise ResourceNotFound(
             f"online deployment {name!r} not found on endpoint {endpoint_name} (deployments: {known})"
         ) from None
     except (OSError, ValueError):

@@ -24,8 +24,14 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from knack.log import get_logger
+
 from aml_local import AmlLocalError, job_records, progress, quiet, store
 from aml_local.jobs import common, early_termination, kinds, runner, search_space
+
+# knack's logger (named cli.<module>): under aml-local it prints `WARNING: ...` on stderr, and --only-show-errors
+# hides it, as az's warnings.
+logger = get_logger(__name__)
 
 POLL_SECONDS = 1.0
 PROGRESS_SECONDS = 30.0  # how often the running trials' latest metrics are printed, when they changed
@@ -92,7 +98,7 @@ def prepare(
     gets, the outputs each trial writes, and whether sampled values also fill inputs of the same name (a
     pipeline's sweep node, whose trial is a component) or only `${{search_space.x}}` (a sweep job)."""
     for warning in search_space.validate(sdk_sweep):
-        print(f"WARNING: {warning}", file=sys.stderr)
+        logger.warning("%s", warning)
     if not sdk_sweep.objective or not sdk_sweep.objective.primary_metric:
         raise AmlLocalError(f"{file}: objective.primary_metric is required")
     if not Path(template["code"]).is_dir():

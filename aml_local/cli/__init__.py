@@ -1,0 +1,7 @@
+"""The `aml-local` command line (the console script `aml-local` is `main`): `az ml` nouns and verbs on knack, az's
+CLI framework, calling the job, endpoint and asset verbs below it. app.py runs a command, commands.py and helps.py
+declare them, custom.py is what each does, transforms.py holds az ml's list shapes, parser.py az's argument errors."""
+
+from aml_local.cli.app import main
+
+__all__ = ["main"]

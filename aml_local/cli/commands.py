@@ -1,0 +1,122 @@
+"""The command table: `az ml` nouns and verbs (knack CommandGroups over custom.py) and the flags each one takes
+(knack ArgumentsContexts: options, help, types, choices), as az's command modules register theirs."""
+
+from knack.arguments import ArgumentsContext
+from knack.commands import CLICommandsLoader, CommandGroup
+
+from aml_local.cli import custom, helps, transforms
+from aml_local.cli.parser import SetPairs
+
+# knack finds a command's function from "module#function" (and reads its signature for the arguments).
+OPERATIONS = f"{custom.__name__}#{{}}"
+
+
+class CommandsLoader(CLICommandsLoader):
+    def load_command_table(self, args):
+        helps.register()
+        with CommandGroup(self, "job", OPERATIONS) as g:
+            g.command("create", "job_create")
+            g.command("show", "job_show")
+            g.command("list", "job_list", table_transformer=transforms.job_table)
+            g.command("stream", "job_stream")
+            g.command("cancel", "job_cancel")
+            g.command("download", "job_download")
+        with CommandGroup(self, "model", OPERATIONS) as g:
+            g.command("create", "model_create")
+            g.command("show", "model_show")
+            g.command("list", "model_list", table_transformer=transforms.model_table)
+        for noun in ("compute", "environment", "data"):
+            with CommandGroup(self, noun, OPERATIONS) as g:
+                g.command("create", f"{noun}_create")
+                g.command("show", f"{noun}_show")
+        with CommandGroup(self, "online-endpoint", OPERATIONS) as g:
+            for verb in ("create", "show", "get-credentials", "list", "update", "delete", "invoke"):
+                g.command(verb, "online_endpoint_" + verb.replace("-", "_"))
+        with CommandGroup(self, "online-deployment", OPERATIONS) as g:
+            for verb in ("create", "show", "list", "get-logs", "delete"):
+                g.command(verb, "online_deployment_" + verb.replace("-", "_"))
+        return super().load_command_table(args)
+
+    def load_arguments(self, command):
+        with ArgumentsContext(self, "") as c:
+            c.argument("file", options_list=["--file", "-f"], help="The YAML file, e.g. jobs/train.yml.")
+            c.argument("name", options_list=["--name", "-n"], help="Name.")
+            c.argument("version", options_list=["--version", "-v"], help="Version.")
+            c.argument("label", options_list=["--label", "-l"], help="Label: latest, the most recently created.")
+            c.argument("endpoint_name", options_list=["--endpoint-name", "-e"], help="Endpoint name.")
+            c.argument(
+                "params_override",
+                options_list=["--set"],
+                action=SetPairs,
+                nargs="+",
+                metavar="KEY=VALUE",
+                help="Override YAML fields: one or more KEY=VALUE pairs (split at the first '='); repeatable.",
+            )
+            c.argument("yes", options_list=["--yes", "-y"], help="Do not prompt (aml-local never prompts).")
+        with ArgumentsContext(self, "job") as c:
+            c.argument("file", help="Job YAML, e.g. jobs/train.yml.")
+            c.argument("name", help="Job name (create: default generated, as Azure ML does).")
+            c.argument("params_override", help="Override YAML fields, e.g. --set inputs.epochs=2.")
+            c.argument("stream", options_list=["--stream", "-s"], help="Run in the foreground, streaming logs.")
+            c.argument("parent_job_name", options_list=["--parent-job-name", "-p"], help="List this job's children.")
+            c.argument("max_results", options_list=["--max-results", "-r"], type=int, help="Most jobs to list.")
+            c.argument("output_name", options_list=["--output-name"], help="The output, e.g. model.")
+            c.argument(
+                "download_path",
+                options_list=["--download-path", "-p"],
+                help="Where named-outputs/<output> goes (default: here).",
+            )
+        with ArgumentsContext(self, "model") as c:
+            c.argument("file", help="Model YAML, e.g. endpoints/model.yml.")
+            c.argument("name", help="Model name (create: overrides the YAML's).")
+            c.argument("version", help="Version (create: default one past the highest).")
+            c.argument(
+                "path",
+                options_list=["--path", "-p"],
+                help="A local file or folder, azureml://jobs/<job>/outputs/<output> or runs:/<run_id>/<path>.",
+            )
+            c.argument(
+                "model_type",
+                options_list=["--type"],
+                choices=["custom_model", "mlflow_model", "triton_model"],
+                help="Model type.",
+            )
+            c.argument("description", options_list=["--description", "-d"], help="Description.")
+        with ArgumentsContext(self, "model list") as c:
+            c.argument("name", help="List this model's versions.")
+        for noun in ("compute", "environment", "data"):
+            with ArgumentsContext(self, f"{noun} create") as c:
+                c.argument("name", help="Name (overrides the YAML's).")
+                c.argument("version", help="Version (default: the YAML's, else the next one).")
+        with ArgumentsContext(self, "online-endpoint") as c:
+            c.argument("file", help="Endpoint YAML, e.g. endpoints/endpoint.yml.")
+            c.argument("name", help="Endpoint name (create: overrides the YAML's).")
+            c.argument("auth_mode", options_list=["--auth-mode"], help="key (the only mode that runs locally).")
+            c.argument(
+                "traffic", options_list=["--traffic", "-r"], help="e.g. 'blue=90 green=10' (adds up to 100, or all 0)."
+            )
+            c.argument(
+                "mirror_traffic",
+                options_list=["--mirror-traffic"],
+                help="e.g. 'green=10': copy that share of live requests to one deployment (at most 50).",
+            )
+            c.argument("no_wait", options_list=["--no-wait"], help="Accepted for az compatibility; deletion is quick.")
+            c.argument(
+                "request_file",
+                options_list=["--request-file", "-r"],
+                help="A JSON file, e.g. endpoints/sample-request.json.",
+            )
+            c.argument(
+                "deployment_name",
+                options_list=["--deployment-name", "-d"],
+                help="This deployment, not one picked by the traffic split.",
+            )
+        with ArgumentsContext(self, "online-deployment") as c:
+            c.argument("file", help="Deployment YAML, e.g. endpoints/blue-deployment.yml.")
+            c.argument("name", help="Deployment name (create: overrides the YAML's).")
+            c.argument("endpoint_name", help="Endpoint name (create: overrides the YAML's).")
+            c.argument("all_traffic", options_list=["--all-traffic"], help="Send all of the endpoint's traffic to it.")
+            c.argument("params_override", help="Override YAML fields, e.g. --set model=azureml:mnist-mlp:2.")
+            c.argument("lines", options_list=["--lines", "-l"], type=int, help="How many of the last lines.")
+            c.argument("container", options_list=["--container", "-c"], help="inference-server (the only one locally).")
+        super().load_arguments(command)

@@ -1,0 +1,163 @@
+"""What each `aml-local` command does: one function per command (as az's command modules keep theirs in custom.py),
+calling the job, endpoint and asset verbs. knack reads each function's signature for its arguments (commands.py
+names their flags) and prints what it returns with -o/--query; `cmd` (when a function takes it) is knack's command
+object, whose `cli_ctx.data` carries a failure that must be printed after the result (see app.main)."""
+
+from aml_local import AmlLocalError, ResourceNotFound
+from aml_local.assets import compute, data, environment, model
+from aml_local.cli import transforms
+from aml_local.endpoints import deployment, endpoint
+from aml_local.jobs import verbs as job_verbs
+
+FAILURE = "aml_local.failure"  # the key in cli_ctx.data of the one line a failed job ends the command with
+
+
+def _pairs(params_override):
+    """az ml's --set gives one {key: value} dict per --set (action.py's OverridePropertiesBySet): back to the
+    `key=value` strings the job and deployment verbs take (and record, to reload a sweep's trials)."""
+    return [f"{key}={value}" for pairs in params_override or [] for key, value in pairs.items()]
+
+
+def _fail_if_not_completed(cmd, shown):
+    """After `job create --stream` and `job stream`: a job that did not complete fails the command (exit 1) with the
+    one line `az ml job stream` ends with. Our choice: the job is still printed first (az raises instead), so a
+    script can read the failed job's name from the output."""
+    if shown["status"] != "Completed":
+        message = shown["properties"].get("aml_local.status_message")
+        cmd.cli_ctx.data[FAILURE] = f"job {shown['name']} ended {shown['status']}" + (f": {message}" if message else "")
+
+
+def _exit_1_when_missing(call, *args, **kwargs):
+    """Where az ml turns Azure's 404 into a ValueError (exit 1, not 3), so do we (the callers cite where)."""
+    try:
+        return call(*args, **kwargs)
+    except ResourceNotFound as err:
+        raise AmlLocalError(str(err)) from None
+
+
+def job_create(cmd, file, name=None, params_override=None, stream=False):
+    shown = job_verbs.create(file, name=name, set_pairs=_pairs(params_override), stream=stream)
+    if stream:
+        _fail_if_not_completed(cmd, shown)
+    return shown
+
+
+def job_show(name):
+    return job_verbs.show(name)
+
+
+def job_list(parent_job_name=None, max_results=50):
+    return job_verbs.list_jobs(parent_job_name=parent_job_name, max_results=max_results)
+
+
+def job_stream(cmd, name):
+    _fail_if_not_completed(cmd, job_verbs.stream(name))
+
+
+def job_cancel(name):
+    return job_verbs.cancel(name)
+
+
+def job_download(name, output_name, download_path=None):
+    job_verbs.download(name, output_name=output_name, download_path=download_path)
+
+
+def model_create(file=None, name=None, version=None, path=None, model_type=None, description=None):
+    return model.create(file, name=name, version=version, path=path, model_type=model_type, description=description)
+
+
+def _version_or_label(version, label):
+    # azure-ai-ml's ModelOperations.get (and DataOperations.get): "Cannot specify both version and label."
+    if version is not None and label is not None:
+        raise AmlLocalError("give --version or --label, not both")
+
+
+def model_show(name, version=None, label=None):
+    _version_or_label(version, label)
+    return model.show(name, version=version, label=label)
+
+
+def model_list(name=None):
+    return transforms.model_list(model.list_models(name))
+
+
+def compute_create(file, name=None):
+    return compute.create(file, name=name)
+
+
+def compute_show(name):
+    return compute.show(name)
+
+
+def environment_create(file, name=None, version=None):
+    return environment.create(file, name=name, version=version)
+
+
+def environment_show(name, version=None, label=None):
+    _version_or_label(version, label)
+    return environment.show(name, version=version, label=label)
+
+
+def data_create(file, name=None, version=None):
+    return data.create(file, name=name, version=version)
+
+
+def data_show(name, version=None, label=None):
+    _version_or_label(version, label)
+    return data.show(name, version=version, label=label)
+
+
+def online_endpoint_create(file, name=None, auth_mode=None):
+    return endpoint.create(file, name=name, auth_mode=auth_mode)
+
+
+def online_endpoint_show(name):
+    return endpoint.show(name)
+
+
+def online_endpoint_get_credentials(name):
+    return endpoint.get_credentials(name)
+
+
+def online_endpoint_list():
+    return transforms.online_endpoint_list(endpoint.list_endpoints())
+
+
+def online_endpoint_update(name, traffic=None, mirror_traffic=None):
+    # az ml's update reads the endpoint with _ml_online_endpoint_show, which raises ValueError("Endpoint does not
+    # exist.") on a 404 (azext_mlv2/manual/custom/online_endpoint.py): exit 1.
+    return _exit_1_when_missing(endpoint.update, name, traffic=traffic, mirror_traffic=mirror_traffic)
+
+
+def online_endpoint_delete(name, yes=False, no_wait=False):  # --yes and --no-wait: accepted as az accepts them
+    # az ml's ml_online_endpoint_delete raises ValueError(f"Online endpoint {name} does not exist.") on a 404: exit 1.
+    _exit_1_when_missing(endpoint.delete, name)
+
+
+def online_endpoint_invoke(name, request_file, deployment_name=None):
+    return endpoint.invoke(name, request_file, deployment_name=deployment_name)
+
+
+def online_deployment_create(file, name=None, endpoint_name=None, all_traffic=False, params_override=None):
+    return deployment.create(
+        file, name=name, endpoint_name=endpoint_name, all_traffic=all_traffic, set_pairs=_pairs(params_override)
+    )
+
+
+def online_deployment_show(name, endpoint_name):
+    # az ml's ml_online_deployment_show raises ValueError("Deployment does not exist.") on a 404
+    # (azext_mlv2/manual/custom/online_deployment.py): exit 1.
+    return _exit_1_when_missing(deployment.show, endpoint_name, name)
+
+
+def online_deployment_list(endpoint_name):
+    return transforms.online_deployment_list(deployment.list_deployments(endpoint_name))
+
+
+def online_deployment_get_logs(name, endpoint_name, lines=deployment.DEFAULT_LOG_LINES, container=None):
+    # az ml prints the log text itself (ml_online_deployment_get_logs), not a JSON string, and returns nothing.
+    print(deployment.get_logs(endpoint_name, name, lines=lines, container=container))
+
+
+def online_deployment_delete(name, endpoint_name, yes=False):  # --yes is accepted as az accepts it
+    deployment.delete(endpoint_name, name)

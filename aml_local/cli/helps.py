@@ -1,0 +1,82 @@
+"""`aml-local ... -h`: each group's and command's summary and examples, in the YAML form az's command modules
+write into knack's `helps` table (knack/help_files.py); knack's help lays them out as az's help does."""
+
+import yaml
+from knack.help_files import helps
+
+_HELP = {
+    "job": ("group", "Command, sweep and pipeline jobs, like `az ml job`: they run on this machine."),
+    "job create": (
+        "command",
+        "Create a job from a YAML file and run it.",
+        [
+            (
+                "Run a job in the foreground, with 2 epochs",
+                "aml-local job create -f jobs/train.yml --stream --set inputs.epochs=2",
+            ),
+            ("Start a job and print only its name", "aml-local job create -f jobs/train.yml --query name -o tsv"),
+        ],
+    ),
+    "job show": ("command", "Show a job."),
+    "job list": ("command", "List jobs, newest first."),
+    "job stream": ("command", "Follow a job's logs until it ends."),
+    "job cancel": ("command", "Cancel a running job."),
+    "job download": ("command", "Copy a finished job's output to a folder."),
+    "model": ("group", "The local model registry, like `az ml model`."),
+    "model create": (
+        "command",
+        "Register a model version (its files are copied).",
+        [
+            (
+                "Register a job's model output",
+                "aml-local model create -f endpoints/model.yml --path azureml://jobs/<job>/outputs/model",
+            )
+        ],
+    ),
+    "model show": ("command", "Show a model version."),
+    "model list": ("command", "List models (the latest version of each), or one model's versions."),
+    "compute": ("group", "Compute targets, like `az ml compute` (jobs run on this machine)."),
+    "compute create": ("command", "Create or update a compute target from YAML."),
+    "compute show": ("command", "Show a compute target."),
+    "environment": ("group", "Environments, like `az ml environment` (jobs run in this Python)."),
+    "environment create": ("command", "Create an environment version from YAML."),
+    "environment show": ("command", "Show an environment version (the latest unless --version is given)."),
+    "data": ("group", "Data assets, like `az ml data`."),
+    "data create": ("command", "Create a data asset version from YAML."),
+    "data show": ("command", "Show a data asset version (the latest unless --version is given)."),
+    "online-endpoint": ("group", "Local online endpoints, like `az ml online-endpoint`."),
+    "online-endpoint create": ("command", "Create an endpoint (and its keys)."),
+    "online-endpoint show": ("command", "Show an endpoint: scoring_uri, traffic, provisioning_state."),
+    "online-endpoint get-credentials": ("command", "Show the endpoint's primary and secondary keys."),
+    "online-endpoint list": ("command", "List endpoints."),
+    "online-endpoint update": (
+        "command",
+        "Set the traffic split.",
+        [
+            (
+                "Move 10% of the traffic to green",
+                "aml-local online-endpoint update -n mnist-endpoint --traffic 'blue=90 green=10'",
+            )
+        ],
+    ),
+    "online-endpoint delete": ("command", "Delete an endpoint and stop its deployments."),
+    "online-endpoint invoke": ("command", "Score a request file with the endpoint's key."),
+    "online-deployment": ("group", "Local inference servers, like `az ml online-deployment`."),
+    "online-deployment create": ("command", "Start a deployment and wait until it is ready."),
+    "online-deployment show": ("command", "Show a deployment (provisioning_state from its server)."),
+    "online-deployment list": ("command", "List an endpoint's deployments."),
+    "online-deployment get-logs": ("command", "Show the inference server's log."),
+    "online-deployment delete": ("command", "Stop a deployment's server and remove it."),
+}
+
+
+def _yaml(kind: str, summary: str, examples=()) -> str:
+    entry = {"type": kind, "short-summary": summary}
+    if examples:
+        entry["examples"] = [{"name": name, "text": text} for name, text in examples]
+    return yaml.safe_dump(entry, sort_keys=False, width=1000)
+
+
+def register():
+    """Put the entries in knack's help table (what az's command modules do when their _help.py is imported)."""
+    helps.update({name: _yaml(*entry) for name, entry in _HELP.items()})

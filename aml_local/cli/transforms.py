@@ -1,0 +1,88 @@
+"""The shapes az ml gives its lists, column for column.
+
+az ml registers two kinds of reshaping (Azure/azure-cli-extensions,
+src/machinelearningservices/azext_mlv2/manual/commands.py, with the functions in manual/_format.py):
+- `transform=`, applied to the result whatever the output format (azure-cli's _run_job calls it before any
+  output): `online-endpoint list`, `online-deployment list` and `model list`;
+- `table_transformer=`, applied by knack's table output only, and not when --query is given: `job list`
+  (and `model list`, whose transformer returns its rows unchanged).
+The column lists below are read from those functions: (key shown, field of our result, value when missing).
+"""
+
+
+def _field(item: dict, path: str, default):
+    value = item
+    for part in path.split("."):
+        if not isinstance(value, dict) or part not in value:
+            return default
+        value = value[part]
+    return value
+
+
+def _rows(items, columns):
+    return [{key: _field(item, path, default) for key, path, default in columns} for item in items]
+
+
+# transform_job: `az ml job list -o table` (its "status" column is listed twice there; a dict keeps the first place).
+JOB_TABLE = (
+    ("name", "name", None),
+    ("status", "status", None),
+    ("experiment", "experiment_name", None),
+    ("compute target", "compute", ""),
+    ("job type", "type", None),
+    ("created on", "creation_context.created_at", None),
+)
+
+# transform_endpoint_list: every output of `az ml online-endpoint list`.
+ENDPOINT_LIST = tuple(
+    (key, key, None) for key in ("name", "location", "traffic", "mirror_traffic", "provisioning_state", "kind", "tags")
+)
+
+# transform_deployment_list: every output of `az ml online-deployment list`.
+DEPLOYMENT_LIST = tuple(
+    (key, key, None) for key in ("name", "endpoint_name", "provisioning_state", "instance_type", "model", "type")
+)
+
+# transform_model_list: every output of `az ml model list`; "latest version" only for a row that has one, and the
+# version columns only for a row with a version.
+MODEL_LIST = (
+    ("name", "name", None),
+    ("tags", "tags", None),
+    ("stage", "stage", None),
+    ("id", "id", None),
+    ("properties", "properties", None),
+    ("description", "description", ""),
+    ("creation_context", "creation_context", None),
+)
+MODEL_LATEST = ("latest version", "latest_version", None)
+MODEL_VERSION = (("version", "version", None), ("model type", "type", None), ("path", "path", None))
+
+
+def job_table(result):
+    return _rows(result, JOB_TABLE)
+
+
+def model_table(result):
+    """transform_model hands back the rows it is given (it appends each row, not the entry it builds): what it
+    changes is that knack's table keeps the rows' key order rather than sorting the keys."""
+    return result
+
+
+def online_endpoint_list(result):
+    return _rows(result, ENDPOINT_LIST)
+
+
+def online_deployment_list(result):
+    return _rows(result, DEPLOYMENT_LIST)
+
+
+def model_list(result):
+    rows = []
+    for item in result:
+        columns = list(MODEL_LIST)
+        if item.get("latest_version"):
+            columns.append(MODEL_LATEST)
+        if item.get("version"):
+            columns.extend(MODEL_VERSION)
+        rows.append(_rows([item], columns)[0])
+    return rows

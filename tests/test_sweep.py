@@ -619,7 +619,9 @@ def test_a_pipeline_shaped_like_azureml_examples_runs_with_a_local_data_path(hom
     c_values = {name: float(job.show(name)["inputs"]["c_value"]) for name in trials}
     best = job.show("foreign_sweep_step")["properties"]["best_child_run_id"]
     assert best == min(c_values, key=c_values.get)  # minimize: the smallest C logs the smallest loss
-    result = Path(job.show("foreign_predict_step")["outputs"]["predict_result"]["path"])
+    # A pipeline's child shows no outputs (as on Azure); its output is downloaded, as a user would.
+    job.download("foreign_predict_step", output_name="predict_result", download_path=tmp_path / "got")
+    result = tmp_path / "got/named-outputs/predict_result"
     fitted = json.loads((result / "model.json").read_text())
     assert fitted["C"] == c_values[best] and fitted["shrinking"] == "false" and fitted["gamma"] == "scale"
     assert fitted["kernel"] in ("rbf", "linear", "poly") and fitted["degree"] == 3

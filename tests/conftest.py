@@ -163,3 +163,35 @@ def pytest_terminal_summary(terminalreporter):
         terminalreporter.section("unexpected skips (MNIST_DATA is set, so nothing may skip)", red=True)
         for line in _skipped:
             terminalreporter.line(line)
+
+
+# The two tiers. `make test-fast` runs `-m "not slow"`: no model training, no inference server, no environment
+# build, no job run as processes beyond a moment; `make test` runs everything. A test is slow when it is marked so,
+# lives in one of these files, or takes one of these fixtures (each trains, serves, builds or runs jobs).
+SLOW_FILES = {
+    "test_bad_requests.py",
+    "test_draw_page.py",
+    "test_env_build.py",
+    "test_faults.py",
+    "test_online_endpoint.py",
+    "test_sweep.py",
+    "test_train.py",
+    "test_train_job.py",
+}
+SLOW_FIXTURES = {
+    "keras_model",
+    "mnist_deployment",
+    "project",
+    "real_mnist_dir",
+    "served",
+    "sleepy",
+    "small_mnist_dir",
+    "test_images",
+    "trained_model_dir",
+}
+
+
+def pytest_collection_modifyitems(config, items):
+    for item in items:
+        if item.path.name in SLOW_FILES or SLOW_FIXTURES & set(getattr(item, "fixturenames", ())):
+            item.add_marker(pytest.mark.slow)

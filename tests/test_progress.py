@@ -166,6 +166,7 @@ limits:
 """
 
 
+@pytest.mark.slow
 def test_a_streamed_sweep_shows_its_trials_and_best_live_on_a_terminal(tmp_path):
     (tmp_path / "src").mkdir()
     (tmp_path / "src/trial.py").write_text(textwrap.dedent(TRIAL))

@@ -2,6 +2,7 @@
 
 import json
 import os
+import shutil
 import re
 import signal
 import textwrap
@@ -210,10 +211,12 @@ def test_show_of_a_job_whose_driver_died_writes_nothing(home, project, monkeypat
     assert store.client().get_run(run_id).data.tags[store.TAG_STATUS] == "Running"
 
 
-def test_the_store_keeps_one_mlflow_client(tmp_path, monkeypatch):
+def test_the_store_keeps_one_mlflow_client(tmp_path, monkeypatch, empty_mlflow_db):
     # One client for the current home, not one per AML_LOCAL_HOME ever used by the process.
     clients = []
     for index in range(3):
+        (tmp_path / f"home{index}").mkdir()
+        shutil.copy2(empty_mlflow_db, tmp_path / f"home{index}" / "mlflow.db")
         monkeypatch.setenv("AML_LOCAL_HOME", str(tmp_path / f"home{index}"))
         clients.append(store.client())
         assert store.client() is clients[-1]

@@ -2,6 +2,7 @@
 lock), and the Azure conda files must agree with both. The Azure-only group stays out of the lock and the local venv."""
 
 import ast
+import functools
 import itertools
 import pathlib
 import re
@@ -188,13 +189,24 @@ def _imported_modules(path):
     return modules
 
 
+@functools.cache
+def _top_level_providers() -> dict:
+    return packages_distributions()
+
+
+@functools.cache
+def _files_of(name: str) -> tuple[str, ...]:
+    return tuple(str(f) for f in distribution(name).files or ())
+
+
+@functools.cache
 def _providers(module):
     """The installed distributions whose files hold module (namespace packages such as azure.* need the full name)."""
     path = module.replace(".", "/")
-    candidates = packages_distributions().get(module.split(".")[0], [])
+    candidates = _top_level_providers().get(module.split(".")[0], [])
     providers = set()
     for name in candidates:
-        files = [str(f) for f in distribution(name).files or ()]
+        files = _files_of(name)
         if any(f == f"{path}.py" or f.startswith(f"{path}/") or re.fullmatch(rf"{path}\.[^/]+\.so", f) for f in files):
             providers.add(_name(name))
     return providers

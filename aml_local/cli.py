@@ -51,7 +51,7 @@ def _job_cancel(args):
 
 
 def _job_download(args):
-    job_verbs.download(args.name, output_name=args.output_name, download_path=args.download_path)
+    job_verbs.download(args.name, output_name=args.output_name, download_path=args.download_path, all_outputs=args.all)
     return None, None
 
 
@@ -307,10 +307,11 @@ def build_parser():
     cancel = verbs.add_parser("cancel", parents=[common], help="cancel a running job")
     cancel.add_argument("--name", "-n", required=True)
     cancel.set_defaults(handler=_job_cancel)
-    download = verbs.add_parser("download", parents=[common], help="copy a finished job's output to a folder")
+    download = verbs.add_parser("download", parents=[common], help="copy a finished job's artifacts or outputs here")
     download.add_argument("--name", "-n", required=True)
-    download.add_argument("--output-name", required=True, help="the output, e.g. model")
-    download.add_argument("--download-path", "-p", help="where named-outputs/<output> goes (default: here)")
+    download.add_argument("--output-name", help="this output only, into named-outputs/<output> (e.g. model)")
+    download.add_argument("--all", action="store_true", help="the artifacts and every named output")
+    download.add_argument("--download-path", "-p", help="where artifacts/ and named-outputs/ go (default: here)")
     download.set_defaults(handler=_job_download)
     _add_model_noun(nouns, common)
     _add_asset_nouns(nouns, common)

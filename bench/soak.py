@@ -234,6 +234,8 @@ class Soak:
     def check_overload(self):
         folder = self.scratch / "sleepy"
         (folder / "code").mkdir(parents=True)
+        # Its environment, azureml:mnist-inference@latest, is found as the project's own environments/*.yml.
+        shutil.copytree(REPO_ROOT / "environments", folder / "environments")
         (folder / "code" / "sleepy.py").write_text(SLEEPY_SCORE)
         (folder / "sleepy.yml").write_text(SLEEPY_DEPLOYMENT)
         shown = self.aml_json("online-deployment", "create", "-f", folder / "sleepy.yml")

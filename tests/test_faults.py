@@ -102,9 +102,10 @@ def test_slots_are_shared_between_holders_and_freed_when_a_holder_dies(tmp_path)
 
 
 @pytest.fixture
-def sleepy(tmp_path):
+def sleepy(tmp_path, project_environments):
     """(home, port, key) of a running deployment of a scoring script that sleeps; deleted after."""
     home = tmp_path / "home"
+    project_environments(tmp_path)
     (tmp_path / "code").mkdir()
     (tmp_path / "code" / "sleepy.py").write_text(
         "import json, time\ndef init():\n    pass\ndef run(raw):\n"

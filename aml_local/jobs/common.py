@@ -213,7 +213,8 @@ def prepare_command(
     The folders, as on Azure: the command runs in a snapshot of the code (`code/`) that also holds `./outputs` and
     `./logs`, made before it starts (what lands there becomes the run's artifacts when it ends, jobs/runner.py);
     named outputs are `outputs/<name>` (an `upload` output is written to `upload/<name>` and moved there when the
-    command ends, as Azure uploads it from the compute); ro_mount/download inputs are copies under `inputs/`."""
+    command ends: azure.ai.ml.Output's mode "upload", "Upload the data from the compute target", against
+    "rw_mount", "Read-write mount the data"); ro_mount/download inputs are copies under `inputs/`."""
     if distribution and distribution.get("type") != "tensorflow":
         raise AmlLocalError(
             f"{file}: distribution type {distribution.get('type')!r} does not run locally (tensorflow only)"

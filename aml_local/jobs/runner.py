@@ -8,7 +8,9 @@ on Azure while its image builds); a requirement that cannot be installed fails t
 runs. The command runs with that environment's `python` first on PATH; the runner itself stays in the project's
 Python. A job in a built venv logs to MLflow over REST (aml_local/tracking_server.py), since its mlflow may be
 another version than the store's. When the command ends, `./outputs` and `./logs` (and the job's own log) become
-the run's artifacts, as Azure uploads them, and `upload` outputs are moved into place."""
+the run's artifacts, as Azure uploads them ("any files that were written out to the ./outputs or ./logs folders
+during a run" are in the run record: https://rdrr.io/cran/azuremlsdk/man/download_files_from_run.html), and
+`upload` outputs are moved into place."""
 
 import contextlib
 import json

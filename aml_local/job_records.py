@@ -17,6 +17,9 @@ from aml_local import AmlLocalError, processes, store
 # for this long before a missing driver counts as a failure.
 STARTING_GRACE_S = 60
 DRIVER_DIED = "the local runner process ended without recording a result"
+# The states of a job whose driver is still at work (Preparing: its environment is being built, as Azure builds the
+# image; azure-ai-ml's JobStatus lists it).
+ACTIVE_STATES = ("Starting", "Preparing", "Running")
 
 
 def job_dir(name: str) -> Path:
@@ -53,7 +56,7 @@ def status(run, folder: Path) -> tuple[str, str | None]:
     """(status, message) of the job an MLflow run records; a Starting/Running job whose driver is gone is Failed."""
     recorded = run.data.tags.get(store.TAG_STATUS, "NotStarted")
     message = run.data.tags.get(store.TAG_STATUS_MESSAGE)
-    if recorded not in ("Starting", "Running") or processes.alive_from_file(runner_file(folder)):
+    if recorded not in ACTIVE_STATES or processes.alive_from_file(runner_file(folder)):
         return recorded, message
     # The runner writes runner.json when it starts and removes it only after recording the end.
     age = time.time() - (run.info.start_time or 0) / 1000
@@ -88,7 +91,7 @@ def settle(folder: Path):
         run = store.client().get_run(spec["mlflow_run_id"])
     except (OSError, ValueError, KeyError):
         return
-    if run.data.tags.get(store.TAG_STATUS) in ("Starting", "Running"):
+    if run.data.tags.get(store.TAG_STATUS) in ACTIVE_STATES:
         store.set_status(spec["mlflow_run_id"], "Failed", DRIVER_DIED)
     runner_file(folder).unlink(missing_ok=True)
 

@@ -6,6 +6,7 @@ import dataclasses
 import json
 import os
 import random
+import shutil
 import signal
 import threading
 import time
@@ -23,6 +24,7 @@ from faults.checks import Check, judge
 from faults.client import Target
 from faults.settings import Settings
 
+REPO_ROOT = Path(__file__).resolve().parents[1]
 ENDPOINT = "mnist-endpoint"  # endpoints/endpoint.yml's name
 SLEEPY_ENDPOINT = "sleepy-endpoint"
 
@@ -124,6 +126,8 @@ def sleepy_deployment(aml: Aml, folder: Path, endpoint: str | None = None):
     takes all the traffic; the endpoint is deleted after). A Deployment."""
     (folder / "code").mkdir(parents=True, exist_ok=True)
     (folder / "code" / "sleepy.py").write_text(SLEEPY_SCORE)
+    # Its environment, azureml:mnist-inference@latest, is found as the project's own environments/*.yml.
+    shutil.copytree(REPO_ROOT / "environments", folder / "environments", dirs_exist_ok=True)
     spec = folder / "sleepy.yml"
     spec.write_text(SLEEPY_DEPLOYMENT.replace("ENDPOINT_NAME", endpoint or SLEEPY_ENDPOINT))
     if endpoint is None:

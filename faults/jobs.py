@@ -69,10 +69,30 @@ limits:
 """
 
 
+# The environment the specs name (environments/tiny-env.yml, found as the project's own): it asks only for mlflow,
+# which the project venv has, so the jobs run there with no build.
+TINY_ENVIRONMENT = """\
+name: tiny-env
+image: mcr.microsoft.com/azureml/openmpi5.0-ubuntu24.04:latest
+conda_file: tiny-env.conda.yaml
+"""
+TINY_CONDA = """\
+name: tiny-env
+dependencies:
+  - pip
+  - pip:
+      - mlflow
+"""
+
+
 def write_project(folder: Path) -> dict[str, Path]:
-    """The worker script and a factory of specs in folder; returns {"command": spec path, "folder": folder}."""
+    """The worker script, its environment and a factory of specs in folder; returns {"command": spec path,
+    "folder": folder}."""
     (folder / "src").mkdir(parents=True, exist_ok=True)
     (folder / "src" / "worker.py").write_text(textwrap.dedent(WORKER).lstrip())
+    (folder / "environments").mkdir(exist_ok=True)
+    (folder / "environments" / "tiny-env.yml").write_text(TINY_ENVIRONMENT)
+    (folder / "environments" / "tiny-env.conda.yaml").write_text(TINY_CONDA)
     command = folder / "command.yml"
     command.write_text(COMMAND_JOB)
     return {"command": command, "folder": folder}

@@ -212,3 +212,28 @@ def pytest_collection_modifyitems(config, items):
     for item in items:
         if item.path.name in SLOW_FILES or SLOW_FIXTURES & set(getattr(item, "fixturenames", ())):
             item.add_marker(pytest.mark.slow)
+
+
+# An environment the project venv satisfies (it asks only for mlflow, at no version), as a test project names it.
+TINY_ENVIRONMENT = (
+    "name: {name}\nimage: mcr.microsoft.com/azureml/openmpi5.0-ubuntu24.04:latest\nconda_file: {name}.conda.yaml\n"
+)
+TINY_CONDA = "name: {name}\ndependencies:\n  - pip\n  - pip:\n      - mlflow\n"
+
+
+@pytest.fixture
+def project_environments():
+    """project_environments(root): give a test project an environments/ folder, so that the environments its YAML
+    names resolve as the repository's own jobs' do (aml_local/assets/environment.py: registered, else the
+    project's environments/*.yml): this repository's (mnist-train, mnist-inference) and `tiny-env`. The project
+    venv has every requirement of all three, so jobs and deployments run in it, with no build."""
+    import shutil
+
+    def write(root: pathlib.Path) -> pathlib.Path:
+        folder = root / "environments"
+        shutil.copytree(REPO_ROOT / "environments", folder, dirs_exist_ok=True)
+        (folder / "tiny-env.yml").write_text(TINY_ENVIRONMENT.format(name="tiny-env"))
+        (folder / "tiny-env.conda.yaml").write_text(TINY_CONDA.format(name="tiny-env"))
+        return folder
+
+    return write

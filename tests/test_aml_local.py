@@ -17,11 +17,12 @@ from aml_local.jobs import verbs as job
 
 
 @pytest.fixture
-def project(tmp_path):
+def project(tmp_path, project_environments):
     """A tiny project: src/step.py logs a metric to the job's MLflow run and writes its output."""
     root = tmp_path / "project"
     (root / "src").mkdir(parents=True)
     (root / "pyproject.toml").write_text("[project]\nname = 'tiny'\n")
+    project_environments(root)
     (root / "src" / "step.py").write_text(
         textwrap.dedent(
             """
@@ -258,6 +259,7 @@ def test_other_distributions_are_refused(home, project, capsys):
 def test_data_inputs_map_to_local_folders(home, project, tmp_path, capsys):
     local = tmp_path / "digits"
     local.mkdir()
+    (local / "labels.txt").write_text("0 1 2\n")
     (project / "data").mkdir()
     (project / "data" / "digits.yml").write_text(
         "$schema: https://azuremlschemas.azureedge.net/latest/data.schema.json\n"
@@ -271,7 +273,10 @@ def test_data_inputs_map_to_local_folders(home, project, tmp_path, capsys):
     with open(os.devnull, "w") as quiet:
         shown = job.create(spec, stream=True, echo=quiet)
     assert shown["status"] == "Completed"
-    assert json.loads((home / f"jobs/{shown['name']}/outputs/out/out.json").read_text())["rest"] == [str(local)]
+    # A ro_mount input (the default) is the job's own copy of the asset's folder, as Azure mounts it read-only.
+    copy = home / f"jobs/{shown['name']}/inputs/digits"
+    assert json.loads((home / f"jobs/{shown['name']}/outputs/out/out.json").read_text())["rest"] == [str(copy)]
+    assert (copy / "labels.txt").read_text() == "0 1 2\n"
 
     code, _, err = run_cli(capsys, "job", "create", "-f", str(spec), "--set", "inputs.digits.path=azureml:other@latest")
     assert code == 1 and "data asset 'other'" in err
@@ -300,7 +305,8 @@ def test_code_snapshot_leaves_out_what_the_upload_would(home, project):
     (project / "src" / "__pycache__").mkdir()
     name = job.create(write_job(project, SIMPLE), stream=True, echo=open(os.devnull, "w"))["name"]  # noqa: SIM115
     code = home / "jobs" / name / "code"
-    assert sorted(p.name for p in code.iterdir()) == [".amlignore", "step.py"]
+    # ./logs and ./outputs are made for the command, as on Azure; the rest is what the upload takes.
+    assert sorted(p.name for p in code.iterdir()) == [".amlignore", "logs", "outputs", "step.py"]
 
 
 def test_a_job_name_is_used_once(home, project, capsys):
@@ -330,7 +336,8 @@ def test_an_input_can_read_another_jobs_output_by_its_azureml_uri(home, project,
     shown = job.create(spec, set_pairs=[f"inputs.previous.path={uri}"], stream=True, echo=open(os.devnull, "w"))  # noqa: SIM115
     assert shown["inputs"]["previous"]["path"] == uri
     written = json.loads((home / f"jobs/{shown['name']}/outputs/out/out.json").read_text())
-    assert written["rest"] == [str(home / "jobs/producer/outputs/out")]
+    copy = home / f"jobs/{shown['name']}/inputs/previous"  # ro_mount: a copy of the producer's output
+    assert written["rest"] == [str(copy)] and (copy / "out.json").is_file()
 
     code, _, err = run_cli(
         capsys, "job", "create", "-f", str(spec), "--set", "inputs.previous.path=azureml://jobs/nobody/outputs/out"

@@ -94,9 +94,10 @@ def test_data_create_and_show(home, capsys, tmp_path):
     assert code == 1 and err.startswith(f"ERROR: {local}: path ") and err.endswith("nowhere does not exist\n")
 
 
-def test_job_download_copies_an_output_as_the_sdk_lays_it_out(home, capsys, tmp_path):
+def test_job_download_copies_an_output_as_the_sdk_lays_it_out(home, capsys, tmp_path, project_environments):
     spec = tmp_path / "project" / "job.yml"
     spec.parent.mkdir()
+    project_environments(spec.parent)
     spec.write_text(
         "$schema: https://azuremlschemas.azureedge.net/latest/commandJob.schema.json\n"
         "code: .\ncommand: echo 0.5 > ${{outputs.model}}/score.txt\noutputs:\n  model:\n    type: uri_folder\n"

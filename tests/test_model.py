@@ -115,7 +115,10 @@ def _producer_job(tmp_path, model_folder, body_extra=""):
     return spec
 
 
-def test_a_jobs_output_is_registered_by_its_azureml_uri_and_outlives_the_job(home, tmp_path, model_folder, capsys):
+def test_a_jobs_output_is_registered_by_its_azureml_uri_and_outlives_the_job(
+    home, tmp_path, model_folder, capsys, project_environments
+):
+    project_environments(tmp_path / "project")
     with open(os.devnull, "w") as quiet:
         produced = job.create(_producer_job(tmp_path, model_folder), name="producer", stream=True, echo=quiet)
     assert produced["status"] == "Completed"
@@ -132,7 +135,8 @@ def test_a_jobs_output_is_registered_by_its_azureml_uri_and_outlives_the_job(hom
     assert code == 1 and "no local job named 'nobody'" in err
 
 
-def test_a_jobs_missing_output_or_unfinished_job_is_refused(home, tmp_path, model_folder, capsys):
+def test_a_jobs_missing_output_or_unfinished_job_is_refused(home, tmp_path, model_folder, capsys, project_environments):
+    project_environments(tmp_path / "project")
     with open(os.devnull, "w") as quiet:
         job.create(_producer_job(tmp_path, model_folder), name="ok", stream=True, echo=quiet)
         failed = job.create(_producer_job(tmp_path, model_folder, "&& exit 4"), name="broke", stream=True, echo=quiet)

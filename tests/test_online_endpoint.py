@@ -74,8 +74,9 @@ def endpoint_yml(tmp_path):
 
 
 @pytest.fixture
-def tiny_deployment(tmp_path):
+def tiny_deployment(tmp_path, project_environments):
     """A deployment of a scoring script that needs no model: run() echoes the request's "data" back."""
+    project_environments(tmp_path)
     write(
         tmp_path / "code" / "echo.py",
         """

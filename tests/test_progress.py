@@ -167,7 +167,8 @@ limits:
 
 
 @pytest.mark.slow
-def test_a_streamed_sweep_shows_its_trials_and_best_live_on_a_terminal(tmp_path):
+def test_a_streamed_sweep_shows_its_trials_and_best_live_on_a_terminal(tmp_path, project_environments):
+    project_environments(tmp_path)
     (tmp_path / "src").mkdir()
     (tmp_path / "src/trial.py").write_text(textwrap.dedent(TRIAL))
     (tmp_path / "sweep.yml").write_text(SWEEP)

@@ -59,10 +59,11 @@ def sample_label(small_mnist_dir):
 
 
 @pytest.fixture
-def finished_job(env, tmp_path, trained_model_dir):
+def finished_job(env, tmp_path, trained_model_dir, project_environments):
     """A completed local command job whose `model` output is a trained model, as a training job leaves one."""
     spec = tmp_path / "project" / "producer.yml"
     spec.parent.mkdir()
+    project_environments(spec.parent)
     spec.write_text(
         textwrap.dedent(
             f"""
@@ -147,9 +148,10 @@ def test_register_deploy_invoke_teardown(env, finished_job, small_mnist_dir):
 
 
 @pytest.mark.slow
-def test_register_takes_a_sweeps_model_from_its_best_trial(env, tmp_path, trained_model_dir):
+def test_register_takes_a_sweeps_model_from_its_best_trial(env, tmp_path, trained_model_dir, project_environments):
     code = tmp_path / "project" / "code"
     code.mkdir(parents=True)
+    project_environments(code.parent)
     (code / "trial.py").write_text(
         "import shutil, sys, mlflow\n"
         "score, source, out = float(sys.argv[1]), sys.argv[2], sys.argv[3]\n"
@@ -297,9 +299,10 @@ def test_register_names_a_missing_job_and_needs_one(env):
 
 
 @pytest.mark.slow
-def test_register_refuses_a_job_that_did_not_complete(env, tmp_path):
+def test_register_refuses_a_job_that_did_not_complete(env, tmp_path, project_environments):
     spec = tmp_path / "project" / "failing.yml"  # the job's code folder: not the one holding the store
     spec.parent.mkdir()
+    project_environments(spec.parent)
     spec.write_text(
         "$schema: https://azuremlschemas.azureedge.net/latest/commandJob.schema.json\n"
         "code: .\ncommand: exit 3\noutputs:\n  model:\n    type: mlflow_model\n"

@@ -6,7 +6,9 @@ $AML_LOCAL_HOME/data/<name>/<version>.json; as on Azure a registered version can
 content again is answered as it is, other content is refused). `data show` answers az's JSON.
 
 On Azure ML an input is mounted from a datastore; here it has to be a local path. A local path is used
-as it is; a data asset (`azureml:mnist@latest`) is looked up in the project's `data/*.yml`; a remote URL
+as it is; a data asset (`azureml:mnist@latest`, `azureml:mnist:2`) is the version `data create` registered here,
+else (our choice, for a project whose data/*.yml were never registered) the project's `data/*.yml` with that
+name; a remote URL
 is mapped to a local copy when we know how to make one (MNIST: the data module's cache, which fetches
 from the public mirrors), and anything else fails with a message saying how to give a local path.
 """
@@ -94,6 +96,13 @@ def local_path(input_name: str, path: str, base_dir: Path, input_type: str = "ur
         return candidate.resolve()
     ref = ASSET_REF.match(path)
     if ref and (path.startswith("azureml:") or "@" in path or ":" in path):
+        if RECORDS.versions(ref["name"]):  # registered here: what Azure would resolve the reference to
+            try:
+                record = RECORDS.load(ref["name"], ref["version"], ref["label"])
+            except AmlLocalError as err:
+                raise AmlLocalError(f"input {input_name}: {err}") from None
+            content = record["content"]
+            return local_path(input_name, content["path"], Path(record["file"]).parent, content["type"])
         asset = find_asset(ref["name"], ref["label"], ref["version"], project_root(base_dir))
         spec_dir = Path(asset.base_path) if getattr(asset, "base_path", None) else base_dir
         return local_path(input_name, str(asset.path), spec_dir, str(asset.type))

@@ -1,16 +1,38 @@
-"""The `environment` noun: `environment create/show` for the environment YAML `az ml environment create` takes.
+"""The `environment` noun: `environment create/show` for the environment YAML `az ml environment create` takes, and
+the environment a job or deployment names, resolved to what it asks for (an EnvSpec) and prepared to run in.
 
-Locally every job and deployment runs in this Python environment, so an environment version is a record:
-the YAML is parsed by the SDK's own `load_environment` (its image, conda file or build context checked as
-az checks them), and kept in $AML_LOCAL_HOME/environments/<name>/<version>.json with the conda file's
-content. As on Azure, a YAML without a version gets the next one (1, 2, ...); a version that exists with
-other content is refused, the same content is answered as it is.
+`environment create` parses the YAML with the SDK's own `load_environment` (its image, conda file or build context
+checked as az checks them) and keeps it in $AML_LOCAL_HOME/environments/<name>/<version>.json with the conda file's
+content. As on Azure, a YAML without a version gets the next one (1, 2, ...); a version that exists with other
+content is refused, the same content is answered as it is.
+
+What a job's or deployment's `environment:` resolves to (`resolve`):
+- an inline environment (in the job, component or deployment YAML): itself;
+- a curated name (`azureml:AzureML-<name>...`, `azureml://registries/azureml/environments/<name>/...`): its package
+  set from curated_environments.json (assets/env_sources.py);
+- `azureml:<name>:<version>` or `azureml:<name>@latest`: the version `environment create` recorded here, else (our
+  choice, as data assets fall back to data/*.yml) the YAML in the project's environments/ folder with that `name:`
+  (and `version:`, when one is asked), the project being the nearest folder above the job's YAML with a
+  pyproject.toml or .git; else an error naming both places, as Azure refuses a job whose environment is not in the
+  workspace.
+Then `prepare` gives the Python it runs in (assets/env_build.py): the project venv when that already has every
+requirement, else a venv built once into the machine's cache (`cache_root`).
 """
 
+import os
+import re
+from pathlib import Path
+
+import yaml
+
 from aml_local import AmlLocalError, specs
-from aml_local.assets import versions
+from aml_local.assets import data, env_build, versions
 
 RECORDS = versions.RecordStore("environments", "environment")
+# The one cache of built environments on this machine, shared by every AML_LOCAL_HOME (a venv depends on the
+# requirements only); this variable moves it.
+CACHE_VARIABLE = "AML_LOCAL_ENV_CACHE"
+REFERENCE = re.compile(r"^azureml:(?P<name>[A-Za-z0-9][A-Za-z0-9_.-]*)(?::(?P<version>[^:@/]+)|@(?P<label>[^:@/]+))?$")
 
 
 def create(file, name=None, version=None) -> dict:
@@ -43,10 +65,123 @@ def show(name: str, version: str | None = None, label: str | None = None) -> dic
         "name": name,
         "os_type": "linux",
         "properties": {
-            # Said plainly: no image is built; jobs and deployments that name it run in this Python.
-            "aml_local.runs_in": "this machine's Python environment; the image and conda file are recorded, not built",
+            "aml_local.runs_in": (
+                "a venv built from its requirements (conda file or build context), or the project venv when that "
+                "already has every one of them; the image itself is not pulled"
+            ),
             "aml_local.file": record["file"],
         },
         "tags": content["tags"],
         "version": version,
     }
+
+
+def cache_root() -> Path:
+    configured = os.environ.get(CACHE_VARIABLE, "").strip()
+    if configured:
+        return Path(configured).expanduser().resolve()
+    return Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "aml-local" / "envs"
+
+
+def resolve(environment, *, file, field: str = "environment") -> env_build.EnvSpec | None:
+    """The EnvSpec of a job's, component's or deployment's `environment` (a reference string or an inline SDK
+    Environment), or None when it names none. `file` is the YAML it is written in (named in errors)."""
+    if environment is None:
+        return None
+    file = Path(file).resolve()
+    if not isinstance(environment, str):
+        return env_build.spec_from_environment(environment, source=str(file))
+    text = environment.strip()
+    if not text.startswith("azureml:"):
+        text = f"azureml:{text}"  # the SDK drops the prefix az requires (azureml:name@latest -> name@latest)
+    if env_build.curated_name(text):
+        return env_build.spec_from_environment(text, source=str(file))
+    if text.startswith("azureml://"):
+        raise AmlLocalError(
+            f"{file}: {field} {text}: only the azureml registry's curated environments are known here; register "
+            "this one locally (environment create --file ENV.yml) and name it azureml:<name>@latest"
+        )
+    match = REFERENCE.match(text)
+    if not match:
+        raise AmlLocalError(
+            f"{file}: {field} {text!r}: expected azureml:<name>:<version>, azureml:<name>@latest or an inline "
+            "environment"
+        )
+    name, version, label = match["name"], match["version"], match["label"]
+    if label not in (None, "latest"):
+        raise AmlLocalError(f"{file}: {field} {text}: only the label 'latest' exists locally")
+    if RECORDS.versions(name):
+        try:
+            record = RECORDS.load(name, version, label)
+        except AmlLocalError as err:
+            raise AmlLocalError(f"{file}: {field}: {err}") from None
+        entity, source = _from_record(record)
+        return env_build.spec_from_environment(entity, source=source)
+    found = _in_project(name, version, file)
+    if found is None:
+        root = data.project_root(file.parent)
+        raise AmlLocalError(
+            f"{file}: {field} {text}: not registered here (environment create --file ENV.yml) and no "
+            f"{root / 'environments'}/*.yml has name: {name}" + (f" and version: {version}" if version else "")
+        )
+    return env_build.spec_from_environment(specs.load("load_environment", found), source=str(found))
+
+
+def _from_record(record: dict):
+    """(an SDK Environment, the file it was registered from) for a recorded version. The file itself when it still
+    says what was recorded (its conda file's path is then named in errors), else the recorded content."""
+    from azure.ai.ml.entities import BuildContext, Environment
+
+    content, file = record["content"], Path(record["file"])
+    if file.is_file():
+        try:
+            loaded = specs.load("load_environment", file)
+        except AmlLocalError:
+            loaded = None
+        if (
+            loaded is not None
+            and loaded.image == content["image"]
+            and loaded.conda_file == content["conda_file"]
+            and (str(loaded.build.path) if loaded.build else None) == (content["build"] or {}).get("path")
+        ):
+            return loaded, str(file)
+    build = None
+    if content["build"]:
+        path = content["build"]["path"]
+        if not re.match(r"^[a-z]+:", path) and not Path(path).is_absolute():
+            path = str(file.parent / path)
+        build = BuildContext(path=path)
+    entity = Environment(
+        name=record["name"],
+        version=record["version"],
+        image=content["image"],
+        conda_file=content["conda_file"],
+        build=build,
+    )
+    return entity, str(file)
+
+
+def _in_project(name: str, version: str | None, file: Path) -> Path | None:
+    """The project's environments/*.yml with this name (and version), the highest version when several match."""
+    folder = data.project_root(file.parent) / "environments"
+    matches = []
+    for path in sorted(folder.glob("*.y*ml")):
+        try:
+            document = yaml.safe_load(path.read_text())
+        except (OSError, yaml.YAMLError):
+            continue  # not an environment YAML we could use; a conda file is skipped below too
+        if not isinstance(document, dict) or document.get("name") != name:
+            continue
+        if not ({"image", "build"} & set(document)):
+            continue  # a conda file with the same name: (the conda environment's name)
+        if version is not None and str(document.get("version")) != version:
+            continue
+        matches.append((versions.sort_key(document.get("version") or 0), path))
+    return max(matches)[1] if matches else None
+
+
+def prepare(spec_record: dict | None, log) -> env_build.Prepared | None:
+    """The Python a recorded EnvSpec (`EnvSpec.to_record()`) runs in; None when the job names no environment."""
+    if spec_record is None:
+        return None
+    return env_build.prepare(env_build.EnvSpec.from_record(spec_record), cache_root=cache_root(), log=log)

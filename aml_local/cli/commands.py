@@ -60,11 +60,16 @@ class CommandsLoader(CLICommandsLoader):
             c.argument("stream", options_list=["--stream", "-s"], help="Run in the foreground, streaming logs.")
             c.argument("parent_job_name", options_list=["--parent-job-name", "-p"], help="List this job's children.")
             c.argument("max_results", options_list=["--max-results", "-r"], type=int, help="Most jobs to list.")
-            c.argument("output_name", options_list=["--output-name"], help="The output, e.g. model.")
+            c.argument(
+                "output_name",
+                options_list=["--output-name"],
+                help="Only this named output, e.g. model (default: artifacts).",
+            )
+            c.argument("all_outputs", options_list=["--all"], help="The artifacts and every named output.")
             c.argument(
                 "download_path",
                 options_list=["--download-path", "-p"],
-                help="Where named-outputs/<output> goes (default: here).",
+                help="Where artifacts/ and named-outputs/<output> go (default: here).",
             )
         with ArgumentsContext(self, "model") as c:
             c.argument("file", help="Model YAML, e.g. endpoints/model.yml.")

@@ -58,8 +58,8 @@ def job_cancel(name):
     return job_verbs.cancel(name)
 
 
-def job_download(name, output_name, download_path=None):
-    job_verbs.download(name, output_name=output_name, download_path=download_path)
+def job_download(name, output_name=None, download_path=None, all_outputs=False):
+    job_verbs.download(name, output_name=output_name, download_path=download_path, all_outputs=all_outputs)
 
 
 def model_create(file=None, name=None, version=None, path=None, model_type=None, description=None):

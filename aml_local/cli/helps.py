@@ -21,7 +21,7 @@ _HELP = {
     "job list": ("command", "List jobs, newest first."),
     "job stream": ("command", "Follow a job's logs until it ends."),
     "job cancel": ("command", "Cancel a running job."),
-    "job download": ("command", "Copy a finished job's output to a folder."),
+    "job download": ("command", "Copy a finished job's artifacts or outputs to a folder, laid out as the SDK does."),
     "model": ("group", "The local model registry, like `az ml model`."),
     "model create": (
         "command",
@@ -38,7 +38,7 @@ _HELP = {
     "compute": ("group", "Compute targets, like `az ml compute` (jobs run on this machine)."),
     "compute create": ("command", "Create or update a compute target from YAML."),
     "compute show": ("command", "Show a compute target."),
-    "environment": ("group", "Environments, like `az ml environment` (jobs run in this Python)."),
+    "environment": ("group", "Environments, like `az ml environment` (jobs and deployments run in the environment their YAML names)."),
     "environment create": ("command", "Create an environment version from YAML."),
     "environment show": ("command", "Show an environment version (the latest unless --version is given)."),
     "data": ("group", "Data assets, like `az ml data`."),

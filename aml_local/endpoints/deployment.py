@@ -14,6 +14,13 @@ managed online endpoint's container runs it:
   most max_concurrent_requests_per_instance x instance_count requests at once, answers 429 to one that waits
   longer than request_timeout_ms for its turn and 408 to one not answered within it (aml_local.endpoints.serving);
 - `create` of a deployment whose server died starts it again in place (its traffic share is kept);
+- environment: the deployment's `environment` is prepared as a job's is (assets/environment.py): the project venv
+  when it has every requirement, else a venv built from it (the build's lines in the server's log and on stderr);
+  the server runs with that environment's python and PATH, so the scoring script imports the environment's
+  packages and the server itself is the environment's azureml-inference-server-http (as on Azure, the environment
+  must bring it; its version is the x-ms-server-version header). aml_local.endpoints.serving imports only the
+  standard library, that server and aml_local, which a built venv finds through a folder on PYTHONPATH holding
+  only a link to this aml_local;
 - the server is gunicorn on aml_local.endpoints.serving (the server's Flask app behind the endpoint's key check),
   listening on 127.0.0.1 only, on a free port (AML_LOCAL_PORT picks one), in its own process group, logging
   to <deployment>/logs/inference-server.log;
@@ -40,8 +47,9 @@ import sys
 import time
 from pathlib import Path
 
+import aml_local
 from aml_local import AmlLocalError, ResourceNotFound, processes, progress, specs, store
-from aml_local.assets import model
+from aml_local.assets import env_build, environment, model
 from aml_local.endpoints import records
 
 SCHEMA = "https://azuremlschemas.azureedge.net/latest/managedOnlineDeployment.schema.json"
@@ -168,9 +176,13 @@ def _port_holder(port: int) -> str:
 
 
 def _server_environment(record: dict, port: int) -> dict:
-    from azureml_inference_server_http import __version__ as server_version
-
-    env = {k: v for k, v in os.environ.items() if k not in ("AML_LOCAL_PORT", "GUNICORN_CMD_ARGS", "MLFLOW_RUN_ID")}
+    runtime = record.get("runtime") or {"python": sys.executable, "venv": None}
+    base = {k: v for k, v in os.environ.items() if k not in ("AML_LOCAL_PORT", "GUNICORN_CMD_ARGS", "MLFLOW_RUN_ID")}
+    env = env_build.process_env(runtime["python"], runtime["venv"], base)
+    path = env["PATH"]  # the environment's python first, whatever environment_variables say
+    if runtime.get("pythonpath"):
+        env["PYTHONPATH"] = os.pathsep.join([runtime["pythonpath"], *filter(None, [base.get("PYTHONPATH")])])
+    server_version = record.get("server_version") or _server_version(sys.executable, record)
     env.update(record["environment_variables"])
     env.setdefault("SCORING_TIMEOUT_MS", str(record["request_settings"]["request_timeout_ms"]))
     env.setdefault("SERVICE_NAME", record["endpoint_name"])
@@ -192,12 +204,59 @@ def _server_environment(record: dict, port: int) -> dict:
             "HTTP_X_MS_SERVER_VERSION": f"azmlinfsrv/{server_version}",
             "AML_LOCAL_KEYS_FILE": str(records.keys_path(record["endpoint_name"])),
             "PYTHONUNBUFFERED": "1",
-            "PATH": os.pathsep.join([str(Path(sys.executable).parent), os.environ.get("PATH", "")]),
+            "PATH": path,
         }
     )
     if record["model_dir"]:
         env["AZUREML_MODEL_DIR"] = record["model_dir"]
     return env
+
+
+def _server_version(python: str, record: dict) -> str:
+    """The version of the azureml-inference-server-http that `python` imports: the environment's own copy."""
+    if python == sys.executable:
+        from azureml_inference_server_http import __version__
+
+        return __version__
+    answer = subprocess.run(
+        [python, "-c", "from azureml_inference_server_http import __version__; print(__version__)"],
+        capture_output=True, text=True, timeout=120, check=False,
+    )  # fmt: skip
+    if answer.returncode != 0:
+        raise AmlLocalError(
+            f"online deployment {record['name']}: its environment {record['environment']} has no "
+            "azureml-inference-server-http (the server a managed online deployment runs); add it to the "
+            "environment's conda file pip list"
+        )
+    return answer.stdout.strip()
+
+
+def _prepare_environment(spec, record: dict) -> None:
+    """The deployment's environment (an EnvSpec, or None for none), prepared before its server starts; what it runs
+    in goes into the record."""
+    if spec is None:
+        return
+    log_path = records.log_path(record)
+    with open(log_path, "a") as log_file:
+
+        def log(line):
+            for stream in (log_file, sys.stderr):
+                stream.write(line + "\n")
+                stream.flush()
+
+        prepared = environment.prepare(spec.to_record(), log)
+    runtime = {"python": prepared.python, "venv": prepared.venv}
+    if prepared.venv:
+        # A folder holding only a link to this aml_local, for serving.py's imports (not the repository's root, whose
+        # other folders would be importable as top-level names by the scoring script).
+        path = Path(record["deployment_dir"]) / "aml-local-path"
+        path.mkdir(exist_ok=True)
+        (path / "aml_local").symlink_to(Path(aml_local.__file__).resolve().parent, target_is_directory=True)
+        runtime["pythonpath"] = str(path)
+    record["runtime"] = runtime
+    record["server_version"] = _server_version(prepared.python, record)
+    record["environment_details"] = prepared.as_dict()
+    records.save_deployment(record)
 
 
 def _worker_count(environment_variables: dict, request_settings: dict, file) -> int:
@@ -228,6 +287,7 @@ def create(file, name=None, endpoint_name=None, all_traffic=False, set_pairs=())
     request_settings = _settings(entity.request_settings, DEFAULT_REQUEST_SETTINGS)
     environment_variables = {str(k): str(v) for k, v in (entity.environment_variables or {}).items()}
     worker_count = _worker_count(environment_variables, request_settings, file)
+    environment_spec = environment.resolve(entity.environment, file=file)  # a bad reference fails here, unrecorded
     folder = records.deployment_dir(endpoint_name, name)
     with store.locked("endpoints"):
         if (folder / "deployment.json").exists():
@@ -281,6 +341,7 @@ def create(file, name=None, endpoint_name=None, all_traffic=False, set_pairs=())
         records.save_deployment(record)
     records.set_traffic(endpoint_name, name, 0)
     try:
+        _prepare_environment(environment_spec, record)
         process = _start_server(record, listener)
         _wait_until_ready(record, process)
     except BaseException as err:
@@ -304,7 +365,7 @@ def _reference(value):
         return None
     if isinstance(value, str):
         return value if value.startswith("azureml:") else f"azureml:{value}"
-    return f"inline {type(value).__name__.lower()}"  # noted, not built: the server runs in this Python
+    return f"inline {type(value).__name__.lower()}"
 
 
 def _start_server(record: dict, listener: socket.socket) -> subprocess.Popen:
@@ -314,7 +375,7 @@ def _start_server(record: dict, listener: socket.socket) -> subprocess.Popen:
         int(record["environment_variables"].get("WORKER_TIMEOUT", 300)), math.ceil(request_timeout_s) + 30
     )
     command = [
-        sys.executable,
+        (record.get("runtime") or {}).get("python") or sys.executable,
         "-m",
         "gunicorn",
         "--bind",
@@ -466,6 +527,7 @@ def show(endpoint_name: str, name: str) -> dict:
         "aml_local.worker_count": str(record["worker_count"]),
         "aml_local.model_dir": record["model_dir"],
         "aml_local.log_file": str(records.log_path(record)),
+        "aml_local.environment": record.get("environment_details"),
     }
     if message:
         properties["aml_local.status_message"] = message

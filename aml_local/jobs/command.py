@@ -24,6 +24,7 @@ def create(job, file, name=None, set_pairs=(), stream=False, echo=None) -> dict:
         outputs=job.outputs,
         experiment_name=job.experiment_name,
         environment=job.environment,
+        environment_spec=common.environment_spec(job.environment, file),
         environment_variables=job.environment_variables,
         distribution=common.plain(job.distribution),
         resources=common.plain(job.resources),
@@ -46,6 +47,9 @@ def add_to_show(result, spec, run):
         "resources": spec["resources"] or {"instance_count": 1},
     }
     result["properties"]["aml_local.resolved_command"] = spec["resolved_command"]
+    prepared = runner.prepared_environment(Path(spec["code_dir"]).parent)
+    if prepared is not None:
+        result["properties"]["aml_local.environment"] = prepared
 
 
 def prepare_node(node, template, *, name, file, yaml_dir, compute, display_name, **fields) -> dict:
@@ -61,6 +65,7 @@ def prepare_node(node, template, *, name, file, yaml_dir, compute, display_name,
         outputs={o: {"type": t} for o, t in template["outputs"].items()},
         experiment_name=fields["experiment_name"],
         environment=template["environment"],
+        environment_spec=template["environment_spec"],
         environment_variables=template["environment_variables"],
         distribution=template["distribution"],
         resources=template["resources"],

@@ -16,6 +16,7 @@ from pathlib import Path
 
 from aml_local import AmlLocalError, job_records, specs, store
 from aml_local.assets import data
+from aml_local.assets import environment as environment_module
 from aml_local.jobs import kinds, runner
 
 JOB_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_-]{0,254}$")
@@ -92,23 +93,21 @@ def resolve_command(command: str, values: dict) -> str:
 
 
 def _copy_code(source: Path, target: Path):
-    """Snapshot the code folder, leaving out what Azure ML's upload leaves out: the patterns in .amlignore,
-    or else .gitignore, plus caches and build leftovers."""
-    patterns = ["__pycache__", "*.pyc", ".git", "*.egg-info", ".ipynb_checkpoints"]
-    for ignore_file in (source / ".amlignore", source / ".gitignore"):
-        if ignore_file.is_file():
-            lines = (line.strip().strip("/") for line in ignore_file.read_text().splitlines())
-            patterns += [line for line in lines if line and not line.startswith(("#", "!"))]
-            break
-    by_pattern = shutil.ignore_patterns(*patterns)
+    """Snapshot the code folder as `az ml job create` uploads it: azure-ai-ml's own walk and ignore file (the root
+    .amlignore, else .gitignore, as git wildmatch patterns; azure/ai/ml/_utils/_asset_utils.py get_ignore_file and
+    get_upload_files_from_folder, which upload_directory uses), so the job sees exactly the files Azure's would."""
+    from azure.ai.ml._utils._asset_utils import get_ignore_file, get_upload_files_from_folder
+
+    target.mkdir(parents=True)
     home = store.home()
-
-    def ignore(folder, names):
-        # aml-local's own store is no part of the code (Azure ML has none); inside the code folder (an installed
-        # aml-local's default ./.aml-local, next to a job YAML without `code:`) it would be copied into itself.
-        return set(by_pattern(folder, names)) | ({home.name} if Path(folder).resolve() == home.parent else set())
-
-    shutil.copytree(source, target, ignore=ignore)
+    for path, relative in get_upload_files_from_folder(source, ignore_file=get_ignore_file(source)):
+        if Path(path).resolve().is_relative_to(home):
+            # aml-local's own store is no part of the code (Azure ML has none); inside the code folder (an installed
+            # aml-local's default ./.aml-local, next to a job YAML without `code:`) it would be copied into itself.
+            continue
+        destination = target / relative
+        destination.parent.mkdir(parents=True, exist_ok=True)
+        shutil.copy2(path, destination)  # symbolic links are followed, as the upload follows them
 
 
 def new_name(name):
@@ -138,6 +137,53 @@ def output_type(node_output):
     return getattr(spec, "type", None) or "uri_folder"
 
 
+def output_mode(node_output):
+    """rw_mount (Azure's default for outputs), upload or direct."""
+    spec = getattr(node_output, "_data", node_output)
+    mode = spec.get("mode") if isinstance(spec, dict) else getattr(spec, "mode", None)
+    return str(mode or "rw_mount")
+
+
+def environment_spec(environment, file) -> dict | None:
+    """What a job's (or trial's, or node's) `environment:` asks for, as recorded in its job.json for the runner,
+    which prepares it before the command starts (assets/environment.py)."""
+    spec = environment_module.resolve(environment, file=file)
+    return spec.to_record() if spec is not None else None
+
+
+# Inputs Azure mounts read-only or downloads (azure.ai.ml.constants InputOutputModes): the job must not be able to
+# change what it reads, so it gets its own copy (our choice over a read-only bind mount, which needs root or a user
+# namespace that not every machine allows). A ro_mount copy's files are also made read-only, so a job not run as
+# root gets the error Azure's read-only mount gives; root can still write, but only into the copy.
+COPIED_INPUT_MODES = ("ro_mount", "download", "eval_mount", "eval_download")
+READ_ONLY_INPUT_MODES = ("ro_mount", "eval_mount")
+
+
+def _deliver_inputs(job_dir: Path, shown_inputs: dict, values: dict) -> dict:
+    """`values` with every ro_mount/download path input replaced by the job's own copy under job_dir/inputs/<name>
+    (rw_mount and direct inputs are the original path, as Azure mounts or passes the data itself)."""
+    delivered = dict(values)
+    for input_name, shown in shown_inputs.items():
+        key = f"inputs.{input_name}"
+        if not isinstance(shown, dict) or shown.get("mode") not in COPIED_INPUT_MODES or key not in values:
+            continue
+        source = Path(values[key])
+        folder = job_dir / "inputs" / input_name
+        if source.is_dir():
+            shutil.copytree(source, folder)
+            target = folder
+        else:
+            folder.mkdir(parents=True)
+            target = folder / source.name
+            shutil.copy2(source, target)
+        if shown["mode"] in READ_ONLY_INPUT_MODES:
+            for path in [folder, *folder.rglob("*")]:
+                if path.is_file():
+                    path.chmod(path.stat().st_mode & ~0o222)
+        delivered[key] = str(target)
+    return delivered
+
+
 def prepare_command(
     name,
     *,
@@ -150,6 +196,7 @@ def prepare_command(
     outputs,
     experiment_name=None,
     environment=None,
+    environment_spec=None,
     environment_variables=None,
     distribution=None,
     resources=None,
@@ -165,18 +212,28 @@ def prepare_command(
     """Record a command job (MLflow run, job folder with job.json, code snapshot, output folders) ready to run.
 
     Used for command jobs, sweep trials and pipeline steps alike; `params` are logged on the run (a trial's
-    sampled hyperparameters)."""
+    sampled hyperparameters). `environment` is what `show` prints; `environment_spec` (from `environment_spec()`)
+    is what the runner prepares.
+
+    The folders, as on Azure: the command runs in a snapshot of the code (`code/`) that also holds `./outputs` and
+    `./logs`, made before it starts (what lands there becomes the run's artifacts when it ends, jobs/runner.py);
+    named outputs are `outputs/<name>` (an `upload` output is written to `upload/<name>` and moved there when the
+    command ends: azure.ai.ml.Output's mode "upload", "Upload the data from the compute target", against
+    "rw_mount", "Read-write mount the data"); ro_mount/download inputs are copies under `inputs/`."""
     if distribution and distribution.get("type") != "tensorflow":
         raise AmlLocalError(
             f"{file}: distribution type {distribution.get('type')!r} does not run locally (tensorflow only)"
         )
     job_dir = store.jobs_dir() / name
-    shown_outputs, values = {}, dict(input_values)
+    shown_outputs, values, staging = {}, dict(input_values), {}
     for output_name, node_output in (outputs or {}).items():
         folder = job_dir / "outputs" / output_name
-        shown_outputs[output_name] = {"type": output_type(node_output), "path": str(folder), "mode": "rw_mount"}
-        values[f"outputs.{output_name}"] = str(folder)
-    resolved_command = resolve_command(command, values)
+        mode = output_mode(node_output)
+        shown_outputs[output_name] = {"type": output_type(node_output), "path": str(folder), "mode": mode}
+        if mode == "upload":
+            staging[output_name] = str(job_dir / "upload" / output_name)
+        values[f"outputs.{output_name}"] = staging.get(output_name, str(folder))
+    resolve_command(command, values)  # a bad ${{...}} fails before anything is recorded
     code_source = (yaml_dir / code).resolve() if code else yaml_dir
     if not code_source.is_dir():
         raise AmlLocalError(f"{file}: code {code} is not a folder ({code_source})")
@@ -185,8 +242,12 @@ def prepare_command(
         store.client().log_param(run_id, key, value)
     job_dir.mkdir(parents=True)
     _copy_code(code_source, job_dir / "code")
-    for folder in shown_outputs.values():
-        Path(folder["path"]).mkdir(parents=True)
+    for folder in ("outputs", "logs"):
+        (job_dir / "code" / folder).mkdir(exist_ok=True)
+    for folder in [*(o["path"] for o in shown_outputs.values()), *staging.values()]:
+        Path(folder).mkdir(parents=True)
+    values = _deliver_inputs(job_dir, shown_inputs, values)
+    resolved_command = resolve_command(command, values)
     spec = {
         "name": name,
         "type": job_type,
@@ -203,12 +264,14 @@ def prepare_command(
         "code": str(code_source),
         "code_dir": str(job_dir / "code"),
         "environment": ref(environment),
+        "environment_spec": environment_spec,
         "environment_variables": {str(k): str(v) for k, v in (environment_variables or {}).items()},
         "compute": "local" if compute in (None, "local") else ref(compute),
         "distribution": distribution,
         "resources": resources,
         "inputs": shown_inputs,
         "outputs": shown_outputs,
+        "output_staging": staging,
         "tags": tags,
         "created_at": now(),
         "created_by": getpass.getuser(),
@@ -242,9 +305,10 @@ def launch(spec, stream=False, echo=None):
         echo = echo or sys.stdout
         echo.write(
             f"RunId: {spec['name']}\nWeb View: {studio_url(spec)}\n"
-            f"Note: compute {spec['compute']} and environment "
-            f"{spec.get('environment') or spec.get('trial_template', {}).get('environment')} run as this machine "
-            f"and this Python ({sys.prefix}).\n\nStreaming {runner.log_paths(job_dir, 1)[0].relative_to(job_dir)}\n"
+            f"Note: compute {spec['compute']} runs as this machine; environment "
+            f"{spec.get('environment') or spec.get('trial_template', {}).get('environment')} is prepared before "
+            "the command starts (the project venv when it has every requirement, else a venv built from it)."
+            f"\n\nStreaming {runner.log_paths(job_dir, 1)[0].relative_to(job_dir)}\n"
             f"{'=' * 40}\n\n"
         )
         echo.flush()

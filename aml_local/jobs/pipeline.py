@@ -90,8 +90,9 @@ def create(job, file, name=None, set_pairs=(), stream=False, echo=None):
     yaml_dir = Path(file).resolve().parent
     needs = dependencies(job, file)
     node_order = order(needs, file)
-    for node_name in node_order:  # every input that does not wait for another node must resolve now
-        node_inputs(job, node_name, yaml_dir, lambda node, output: None)
+    for node_name in node_order:  # every input that does not wait for another node must resolve now, and every
+        node_inputs(job, node_name, yaml_dir, lambda node, output: None)  # environment
+        node_environment_spec(job.jobs[node_name], node_name, file)
     shown_inputs, _ = common.resolve_inputs({k: _binding(v) for k, v in (job.inputs or {}).items()}, yaml_dir)
     settings = job.settings
     experiment_name, experiment_id, run_id, tags = common.record_run(name, "pipeline", job.experiment_name, job.tags)
@@ -143,6 +144,15 @@ def add_to_show(result, spec, run):
     result["jobs"] = nodes
     for output in result["outputs"].values():
         output.setdefault("mode", "rw_mount")
+
+
+def node_environment_spec(node, node_name, file) -> dict | None:
+    """The environment a node runs in (its own, else its component's), resolved as a job's is."""
+    environment = getattr(node, "environment", None) or _component(node).environment
+    try:
+        return common.environment_spec(environment, file)
+    except AmlLocalError as err:
+        raise AmlLocalError(f"jobs.{node_name}: {err}") from None
 
 
 def node_inputs(pipeline, node_name, yaml_dir, output_path):
@@ -215,6 +225,7 @@ class Pipeline:
             "command": component.command,
             "code": str((base / component.code).resolve() if component.code else base),
             "environment": common.ref(getattr(node, "environment", None) or component.environment),
+            "environment_spec": node_environment_spec(node, node_name, self.spec["file"]),
             "environment_variables": env,
             "distribution": common.plain(getattr(node, "distribution", None)),
             "resources": common.plain(getattr(node, "resources", None)),

@@ -1,10 +1,21 @@
 """Runs one local job's processes: its command once, or once per worker with TF_CONFIG for
 `distribution: type: tensorflow`. Used in the foreground by `job create --stream`, and detached
-(`python -m aml_local.jobs.runner JOB_DIR`) by `job create`, as Azure ML runs a job while the CLI returns."""
+(`python -m aml_local.jobs.runner JOB_DIR`) by `job create`, as Azure ML runs a job while the CLI returns.
+
+Before the command starts, the job's environment is prepared (assets/environment.py): the project venv when it has
+every requirement, else a venv built from the environment (its progress in the job's log, the job `Preparing` as
+on Azure while its image builds); a requirement that cannot be installed fails the job there, before its command
+runs. The command runs with that environment's `python` first on PATH; the runner itself stays in the project's
+Python. A job in a built venv logs to MLflow over REST (aml_local/tracking_server.py), since its mlflow may be
+another version than the store's. When the command ends, `./outputs` and `./logs` (and the job's own log) become
+the run's artifacts, as Azure uploads them ("any files that were written out to the ./outputs or ./logs folders
+during a run" are in the run record: https://rdrr.io/cran/azuremlsdk/man/download_files_from_run.html), and
+`upload` outputs are moved into place."""
 
 import contextlib
 import json
 import os
+import shutil
 import signal
 import socket
 import subprocess
@@ -13,7 +24,8 @@ import threading
 import time
 from pathlib import Path
 
-from aml_local import job_records, processes, store
+from aml_local import AmlLocalError, job_records, processes, store, tracking_server
+from aml_local.assets import environment
 
 
 class Canceled(Exception):
@@ -85,21 +97,27 @@ def process_count(distribution) -> int:
     return int(distribution.get("worker_count") or 1) if distribution.get("type") == "tensorflow" else 1
 
 
-def _worker_envs(spec):
+def _worker_envs(spec, prepared=None, tracking_uri=None):
     """One environment per process: Azure ML's variables, MLflow attached to the job's run, and
-    TF_CONFIG on 127.0.0.1 ports for each TensorFlow worker."""
-    base = dict(os.environ)
+    TF_CONFIG on 127.0.0.1 ports for each TensorFlow worker. `prepared` is the job's environment (None: the job
+    names none, and `python` is the project's)."""
+    if prepared is not None:
+        base = prepared.process_env(os.environ)
+    else:
+        base = dict(os.environ)
+        base["PATH"] = os.pathsep.join([str(Path(sys.executable).parent), os.environ.get("PATH", "")])
+    # `python` in the command means the environment's interpreter, as the job's image would: PATH is ours.
+    path = base["PATH"]
     base.update(spec["environment_variables"])
     base.update(
         {
             "AZUREML_RUN_ID": spec["name"],
-            "MLFLOW_TRACKING_URI": store.tracking_uri(),
+            "MLFLOW_TRACKING_URI": tracking_uri or store.tracking_uri(),
             "MLFLOW_RUN_ID": spec["mlflow_run_id"],
             "MLFLOW_EXPERIMENT_ID": spec["experiment_id"],
             "AML_LOCAL_HOME": str(store.home()),
             "PYTHONUNBUFFERED": "1",
-            # `python` in the command means this environment's interpreter, as the job's image would.
-            "PATH": os.pathsep.join([str(Path(sys.executable).parent), os.environ.get("PATH", "")]),
+            "PATH": path,
         }
     )
     workers = process_count(spec.get("distribution"))
@@ -116,6 +134,60 @@ def _worker_envs(spec):
         env["TF_CONFIG"] = json.dumps({"cluster": {"worker": addresses}, "task": {"type": "worker", "index": index}})
         envs.append(env)
     return envs
+
+
+ENVIRONMENT_RECORD = "environment.json"
+
+
+def prepared_environment(job_dir: Path) -> dict | None:
+    """What the job ran in (Prepared.as_dict(): python, environment hash, cache path), once it was prepared."""
+    try:
+        return json.loads((Path(job_dir) / ENVIRONMENT_RECORD).read_text())
+    except (OSError, ValueError):
+        return None
+
+
+def _prepare(spec, job_dir: Path, log_path: Path, echo):
+    """The job's environment, prepared (built on first use), and the tracking URI its command gets. The build's
+    lines go to the job's log; the job is `Preparing` while a venv is built or found."""
+    if spec.get("environment_spec") is None:
+        return None, None
+    run_id = spec["mlflow_run_id"]
+    preparing = []
+
+    with open(log_path, "a") as log_file:
+
+        def log(line):
+            if not preparing and not line.startswith("WARNING"):
+                preparing.append(True)
+                store.set_status(run_id, "Preparing")
+            for stream in (log_file, echo):
+                if stream is not None:
+                    stream.write(line + "\n")
+                    stream.flush()
+
+        prepared = environment.prepare(spec["environment_spec"], log)
+        store.write_json(job_dir / ENVIRONMENT_RECORD, prepared.as_dict())
+        # The store's sqlite schema is the project's mlflow's: a built venv's mlflow talks to it over REST.
+        tracking_uri = tracking_server.uri(log) if prepared.venv else None
+    return prepared, tracking_uri
+
+
+def _collect_artifacts(spec, job_dir: Path):
+    """What Azure uploads when a job ends: `upload` outputs into their place, then ./outputs, ./logs and the job's
+    own log as the run's artifacts (outputs/, logs/, user_logs/: the folders `job download` brings back)."""
+    for output_name, staged in (spec.get("output_staging") or {}).items():
+        target = Path(spec["outputs"][output_name]["path"])
+        for item in Path(staged).iterdir():
+            shutil.move(str(item), target / item.name)
+    code_dir = Path(spec["code_dir"])
+    for folder, artifact_path in (
+        (code_dir / "outputs", "outputs"),
+        (code_dir / "logs", "logs"),
+        (job_dir / "logs" / "user_logs", "user_logs"),
+    ):
+        if folder.is_dir() and any(folder.iterdir()):
+            store.client().log_artifacts(spec["mlflow_run_id"], str(folder), artifact_path)
 
 
 def log_paths(job_dir: Path, procs: int):
@@ -214,12 +286,11 @@ def run(job_dir: Path, echo=None) -> str:
     job_dir = Path(job_dir)
     spec = json.loads((job_dir / "job.json").read_text())
     run_id = spec["mlflow_run_id"]
-    envs = _worker_envs(spec)
-    paths = log_paths(job_dir, len(envs))
+    paths = log_paths(job_dir, process_count(spec.get("distribution")))
     paths[0].parent.mkdir(parents=True, exist_ok=True)
 
     procs, pumps, guards = [], [], []
-    last_lines = [[""] for _ in envs]  # each process's last output line: usually its own error message
+    last_lines = [[""] for _ in paths]  # each process's last output line: usually its own error message
     status, message = "Failed", None
     parent_gone = threading.Event()
     with driving(job_dir) as hold:
@@ -227,6 +298,8 @@ def run(job_dir: Path, echo=None) -> str:
             follow = (job_dir, spec["parent_job_name"], parent_gone)
             threading.Thread(target=_follow_parent, args=follow, daemon=True).start()
         try:
+            prepared, tracking_uri = _prepare(spec, job_dir, paths[0], echo)
+            envs = _worker_envs(spec, prepared, tracking_uri)
             store.set_status(run_id, "Running")
             status, message = _run_processes(spec, envs, paths, echo, procs, pumps, last_lines, guards)
         except Canceled as signame:
@@ -236,6 +309,10 @@ def run(job_dir: Path, echo=None) -> str:
             with contextlib.suppress(OSError, ValueError, KeyError):
                 reason = json.loads((job_dir / "cancel.json").read_text())
                 status, message = reason["status"], reason["message"]
+        except AmlLocalError as err:  # the environment could not be prepared: the command never started
+            status, message = "Failed", str(err)
+            with open(paths[0], "a") as log_file:
+                log_file.write(f"ERROR: {err}\n")
         except Exception as err:
             _stop(procs)
             status, message = "Failed", f"aml-local could not run the job: {err}"
@@ -245,6 +322,11 @@ def run(job_dir: Path, echo=None) -> str:
             for pump in pumps:
                 pump.join(timeout=5)
             processes.release(guards)
+            try:
+                _collect_artifacts(spec, job_dir)
+            except Exception as err:  # the job's own result stands; say what was not kept
+                message = (f"{message}; " if message else "") + f"its outputs could not be collected: {err}"
+                status = "Failed" if status == "Completed" else status
             store.set_status(run_id, status, message)
     if message and echo is not None:
         echo.write(f"{spec['name']}: {status}: {message}\n")

@@ -56,6 +56,7 @@ def create(job, file, name=None, set_pairs=(), stream=False, echo=None):
         "command": trial.command,
         "code": str((yaml_dir / trial.code).resolve() if trial.code else yaml_dir),
         "environment": common.ref(trial.environment),
+        "environment_spec": common.environment_spec(trial.environment, file),
         "environment_variables": {str(k): str(v) for k, v in (trial.environment_variables or {}).items()},
         "distribution": common.plain(trial.distribution),
         "resources": common.plain(trial.resources),
@@ -269,6 +270,7 @@ class Sweep:
             outputs={o: {"type": kind} for o, kind in template["outputs"].items()},
             experiment_name=self.spec["experiment_name"],
             environment=template["environment"],
+            environment_spec=template.get("environment_spec"),
             environment_variables=env,
             distribution=template["distribution"],
             resources=template["resources"],
@@ -345,7 +347,7 @@ class Sweep:
         self.read_history(trial)  # the values logged after the last poll
         run = store.client().get_run(trial.spec["mlflow_run_id"])
         trial.status = run.data.tags.get(store.TAG_STATUS, "Failed")
-        if trial.status in ("Starting", "Running"):  # the runner died without recording its end
+        if trial.status in job_records.ACTIVE_STATES:  # the runner died without recording its end
             trial.status, trial.message = "Failed", "its runner ended without recording a result"
             store.set_status(trial.spec["mlflow_run_id"], trial.status, trial.message)
         trial.message = run.data.tags.get(store.TAG_STATUS_MESSAGE, trial.message)

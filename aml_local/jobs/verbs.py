@@ -155,23 +155,61 @@ def cancel(name) -> dict:
 
 
 def download(name, output_name=None, download_path=None, all_outputs=False):
-    """`az ml job download --output-name X`: the output's files under <download-path>/named-outputs/X, as the SDK
-    lays them out (a sweep's outputs are its best trial's)."""
+    """`az ml job download`, laid out as azure-ai-ml's JobOperations.download lays it out
+    (azure/ai/ml/operations/_job_operations.py, 1.35): with --output-name X, that output in
+    <download-path>/named-outputs/X; otherwise the run's artifacts (its default artifact store: ./outputs as
+    outputs/, ./logs as logs/, the job's log as user_logs/, and what the job logged with MLflow) in
+    <download-path>/artifacts, and with --all every named output too. A sweep downloads its best trial's, and then
+    its own artifacts into hd-artifacts."""
+    # From the job's record: a pipeline's child shows neither its type nor its outputs (as on Azure).
+    spec = job_records.read_spec(name)
     status, _ = job_records.current_status(name)
     if status not in ENDED:
         raise AmlLocalError(f"job {name} is {status}: download is allowed only once it has ended")
-    outputs = job_records.read_spec(name).get("outputs") or {}
-    if output_name not in outputs:
-        raise AmlLocalError(
-            f"--output-name {output_name}: job {name} has no such output "
-            f"(outputs: {', '.join(sorted(outputs)) or 'none'})"
-        )
-    source = Path(outputs[output_name].get("path") or "")
+    target = Path(download_path or ".")
+    artifact_folder = "artifacts"
+    best = show(name)["properties"].get("best_child_run_id") if spec["type"] == "sweep" else None
+    if best:
+        download(best, output_name=output_name, download_path=target, all_outputs=all_outputs)
+        if output_name:
+            return
+        artifact_folder, all_outputs = "hd-artifacts", False  # only the sweep's own artifacts, as the SDK does
+    outputs = spec.get("outputs") or {}
+    if output_name:
+        if output_name not in outputs:
+            raise AmlLocalError(
+                f"--output-name {output_name}: job {name} has no such output "
+                f"(outputs: {', '.join(sorted(outputs)) or 'none'})"
+            )
+        if not _copy_output(outputs[output_name], target / "named-outputs" / output_name):
+            raise AmlLocalError(
+                f"--output-name {output_name}: job {name} wrote nothing there ({outputs[output_name].get('path')})"
+            )
+        return
+    _download_artifacts(spec["mlflow_run_id"], target / artifact_folder)
+    if all_outputs:
+        for output in sorted(outputs):  # the SDK skips an output it cannot find; so do we
+            _copy_output(outputs[output], target / "named-outputs" / output)
+
+
+def _copy_output(output: dict, target: Path) -> bool:
+    source = Path(output.get("path") or "")
     if not source.exists():
-        raise AmlLocalError(f"--output-name {output_name}: job {name} wrote nothing there ({source})")
-    target = Path(download_path or ".") / "named-outputs" / output_name
+        return False
     if source.is_dir():
         shutil.copytree(source, target, dirs_exist_ok=True)
     else:
         target.mkdir(parents=True, exist_ok=True)
         shutil.copy2(source, target / source.name)
+    return True
+
+
+def _download_artifacts(run_id: str, target: Path):
+    """The run's artifacts: a folder of the local store (every experiment aml-local creates has a file: artifact
+    location), copied."""
+    from mlflow.utils.file_utils import local_file_uri_to_path
+
+    target.mkdir(parents=True, exist_ok=True)
+    source = Path(local_file_uri_to_path(store.client().get_run(run_id).info.artifact_uri))
+    if source.is_dir():
+        shutil.copytree(source, target, dirs_exist_ok=True)

@@ -1,0 +1,393 @@
+"""An environment's requirements as data: `EnvSpec` (what the venv is built from, and its hash: the cache key), the
+requirements it is made of, and `SpecBuilder`, which reads conda files and pip lines into one.
+
+- conda match specs (https://docs.conda.io/projects/conda/en/latest/user-guide/concepts/pkg-search.html and the
+  canonical form in https://conda.github.io/rattler/py-rattler/match_spec/): `numpy=1.26` and `numpy 1.26` are
+  fuzzy (`==1.26.*`), `numpy==1.26` is exact, ranges and `~=` are kept, a build string is dropped; `|` (or) is
+  refused. Conda names that differ on PyPI are mapped by CONDA_TO_PYPI, conda-only system packages
+  (CONDA_ONLY) are skipped with a note; any other conda name is taken as the PyPI name (our choice: conda-forge
+  names Python packages as PyPI does, with the exceptions listed).
+- Packages that only work inside an Azure workspace (WORKSPACE_ONLY) are skipped locally with a note, and what
+  they bring that works here (azureml-mlflow's MLflow client, mlflow-skinny) is kept, so `import mlflow` behaves
+  as it does on Azure.
+
+Errors are `AmlLocalError`, one line naming the file and the entry.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import json
+import os
+import re
+from pathlib import Path
+
+import yaml
+from packaging.requirements import InvalidRequirement, Requirement
+from packaging.specifiers import InvalidSpecifier, SpecifierSet
+from packaging.utils import canonicalize_name
+
+from aml_local import AmlLocalError
+
+# Packages that cannot work outside an Azure ML workspace, with what they bring that does work here (kept).
+# azureml-mlflow: an MLflow tracking/registry plugin for azureml:// URIs, which only a workspace serves (and its
+# pins clash with the project's mlflow, see pyproject.toml's azure group); it depends on mlflow-skinny, the MLflow
+# client a script imports as `mlflow` (uv pip compile of azureml-mlflow==1.62.0.post6 lists it "via azureml-mlflow").
+WORKSPACE_ONLY: dict[str, tuple[str, ...]] = {"azureml-mlflow": ("mlflow-skinny",)}
+
+# Conda package names whose PyPI name differs (conda-forge feedstock name -> PyPI project).
+CONDA_TO_PYPI = {
+    "pytorch": "torch",
+    "pytorch-cpu": "torch",
+    "py-xgboost": "xgboost",
+    "py-xgboost-cpu": "xgboost",
+    "matplotlib-base": "matplotlib",
+    "pytables": "tables",
+    "msgpack-python": "msgpack",
+    "py-opencv": "opencv-python",
+    "opencv": "opencv-python",
+    "python-graphviz": "graphviz",
+    "pyqt": "PyQt5",
+    "tensorflow-base": "tensorflow",
+    "lightgbm-cpu": "lightgbm",
+}
+# Conda packages that are not Python packages (compilers, system and CUDA libraries, the interpreter's own
+# dependencies): nothing to install from PyPI; a uv venv uses the machine's.
+CONDA_ONLY = frozenset(
+    {
+        "bzip2", "ca-certificates", "cudatoolkit", "cuda-toolkit", "cuda-nvcc", "cudnn", "gcc", "gxx", "git",
+        "ld_impl_linux-64", "libffi", "libgcc", "libgcc-ng", "libgomp", "libstdcxx-ng", "make", "mpich", "nccl",
+        "ncurses", "nodejs", "openmpi", "openssl", "readline", "sqlite", "tk", "tzdata", "xz", "zlib",
+    }
+)  # fmt: skip
+
+_CONDA_OPERATORS = ("==", ">=", "<=", "!=", "~=", ">", "<")
+PIP_OPTIONS_WITH_VALUE = frozenset(
+    {
+        "-r", "--requirement", "-c", "--constraint", "-e", "--editable", "-i", "--index-url", "--extra-index-url",
+        "-f", "--find-links", "-t", "--target", "--prefix", "--root", "--platform", "--python-version",
+        "--implementation", "--abi", "--src", "--upgrade-strategy", "--progress-bar", "--cache-dir", "--log",
+        "--proxy", "--retries", "--timeout", "--exists-action", "--trusted-host", "--cert", "--client-cert",
+        "--only-binary", "--no-binary", "--global-option", "--config-settings", "-C", "--root-user-action",
+    }
+)  # fmt: skip
+PIP_INDEX_OPTIONS = frozenset({"-i", "--index-url", "--extra-index-url", "-f", "--find-links"})
+_RAW_PREFIXES = ("git+", "hg+", "svn+", "bzr+", "http://", "https://", "file:")
+
+
+@dataclasses.dataclass(frozen=True)
+class PipRequirement:
+    """One requirement as it will be handed to uv, and the file it was written in (for errors)."""
+
+    text: str  # normalized: canonical name, sorted extras, sorted specifiers, marker; or a raw URL line
+    origin: str
+    parsed: Requirement | None  # None for a raw line (a VCS or URL requirement, an editable path)
+
+    @property
+    def name(self) -> str | None:
+        return canonicalize_name(self.parsed.name) if self.parsed else None
+
+
+@dataclasses.dataclass(frozen=True)
+class EnvSpec:
+    """What an environment asks for. `hash` is the cache key: it covers what the venv is built from."""
+
+    name: str
+    source: str
+    python: str | None  # a PEP 440 specifier for the interpreter ("==3.11.*"), None when nothing says
+    python_origin: str
+    requirements: tuple[PipRequirement, ...]
+    pip_options: tuple[str, ...] = ()  # index / find-links lines for uv
+    image: str | None = None
+    image_info: dict | None = None  # base-images.json's entry for the image
+    run_in_project: bool = False  # nothing to build from (unknown curated name or image): the project venv
+    skipped: tuple[str, ...] = ()
+    notes: tuple[str, ...] = ()
+    warnings: tuple[str, ...] = ()
+
+    @property
+    def hash(self) -> str:
+        if self.run_in_project:
+            material = {"run_in_project": self.name}
+        else:
+            material = {
+                "python": self.python,
+                "requirements": sorted(r.text for r in self.requirements),
+                "pip_options": list(self.pip_options),
+            }
+        digest = hashlib.sha256(json.dumps(material, sort_keys=True).encode()).hexdigest()
+        return digest[:32]
+
+    def as_dict(self) -> dict:
+        return {
+            "name": self.name,
+            "source": self.source,
+            "python": self.python,
+            "python_origin": self.python_origin,
+            "requirements": [r.text for r in self.requirements],
+            "pip_options": list(self.pip_options),
+            "image": self.image,
+            "image_known": self.image_info is not None,
+            "run_in_project": self.run_in_project,
+            "skipped": list(self.skipped),
+            "notes": list(self.notes),
+            "warnings": list(self.warnings),
+            "hash": self.hash,
+        }
+
+    def to_record(self) -> dict:
+        """All of the spec as JSON data, for a job's record: `from_record` gives the same spec (and hash) back."""
+        record = dataclasses.asdict(self)
+        record["requirements"] = [
+            {"text": r.text, "origin": r.origin, "raw": r.parsed is None} for r in self.requirements
+        ]
+        return record
+
+    @classmethod
+    def from_record(cls, record: dict) -> EnvSpec:
+        fields = dict(record)
+        fields["requirements"] = tuple(
+            PipRequirement(text=r["text"], origin=r["origin"], parsed=None if r["raw"] else Requirement(r["text"]))
+            for r in record["requirements"]
+        )
+        for name in ("pip_options", "skipped", "notes", "warnings"):
+            fields[name] = tuple(record.get(name) or ())
+        return cls(**fields)
+
+
+class SpecBuilder:
+    def __init__(self, name: str, source: str):
+        self.name, self.source = name, source
+        self.python: str | None = None
+        self.python_origin = "not given"
+        self.requirements: list[PipRequirement] = []
+        self.pip_options: list[str] = []
+        self.image: str | None = None
+        self.image_info: dict | None = None
+        self.run_in_project = False
+        self.skipped: list[str] = []
+        self.notes: list[str] = []
+        self.warnings: list[str] = []
+
+    def unknown(self, warning: str) -> None:
+        self.run_in_project = True
+        self.warnings.append(warning)
+
+    def set_image(self, image: str | None, images: dict) -> None:
+        if not image:
+            return
+        self.image = image
+        repository, tag = _split_image(image)
+        self.image_info = images.get(repository)
+        if self.image_info is not None and tag and tag not in self.image_info.get("tags", [tag]):
+            self.notes.append(f"image {image}: tag {tag} is not among the tags base-images.json lists")
+
+    def add_image_packages(self) -> None:
+        origin = f"base-images.json:{self.image}"
+        for text in self.image_info.get("packages", []):
+            self.add_pip_line(text, origin=origin, base_dir=None)
+
+    def set_python(self, spec: str, origin: str) -> None:
+        self.python, self.python_origin = spec, origin
+
+    def read_conda(self, conda, *, origin: str, base_dir: Path | None) -> None:
+        if isinstance(conda, (str, os.PathLike)):
+            path = Path(conda)
+            if base_dir is not None and not path.is_absolute():
+                path = base_dir / path
+            origin, base_dir = str(path), path.parent
+            conda = _read_yaml(path)
+        if not isinstance(conda, dict):
+            raise AmlLocalError(f"{origin}: expected a conda environment file (a mapping with dependencies:)")
+        dependencies = conda.get("dependencies") or []
+        if not isinstance(dependencies, list):
+            raise AmlLocalError(f"{origin}: dependencies: expected a list")
+        for index, entry in enumerate(dependencies):
+            if isinstance(entry, dict) and set(entry) == {"pip"}:
+                for line in entry["pip"] or []:
+                    self.add_pip_line(str(line), origin=origin, base_dir=base_dir)
+            elif isinstance(entry, str):
+                self.add_conda_spec(entry, origin=origin, where=f"dependencies[{index}]")
+            else:
+                raise AmlLocalError(
+                    f"{origin}: dependencies[{index}]: expected a conda package (e.g. numpy=1.26) or a pip: list, "
+                    f"got {entry!r}"
+                )
+
+    def add_conda_spec(self, text: str, *, origin: str, where: str) -> None:
+        name, version = _parse_conda_spec(text, origin=origin, where=where)
+        key = name.lower()
+        if key == "python":
+            if version:
+                self.set_python(version, f"{origin} ({text})")
+            return
+        if key == "pip":
+            if version:
+                self.notes.append(f"{origin}: conda {text}: the venv gets the pip uv seeds, not this version")
+            return
+        if key in CONDA_ONLY:
+            self.skipped.append(f"{text} ({origin}): a conda-only system package, nothing to install from PyPI")
+            return
+        pypi = CONDA_TO_PYPI.get(key, name)
+        if pypi != name:
+            self.notes.append(f"{origin}: conda package {name} is {pypi} on PyPI")
+        self.add_requirement(Requirement(f"{pypi}{version}"), origin=origin)
+
+    def add_pip_line(self, line: str, *, origin: str, base_dir: Path | None) -> None:
+        line = _strip_comment(line)
+        if not line:
+            return
+        if line.startswith("-"):
+            self._add_pip_option(line, origin=origin, base_dir=base_dir)
+            return
+        if line.startswith(_RAW_PREFIXES) or line.startswith((".", "/")):
+            self._add_raw(_absolute_path_line(line, base_dir), origin)
+            return
+        # azureml-assets writes "name=={{latest-pypi-version}}", filled in with the newest release at publish time.
+        line = re.sub(r"\s*==\s*\{\{\s*latest-pypi-version\s*\}\}", "", line)
+        try:
+            requirement = Requirement(line)
+        except InvalidRequirement as err:
+            raise AmlLocalError(f"{origin}: pip requirement {line!r}: {err}") from None
+        if requirement.url:
+            self._add_raw(line, origin)
+            return
+        self.add_requirement(requirement, origin=origin)
+
+    def _add_pip_option(self, line: str, *, origin: str, base_dir: Path | None) -> None:
+        option, _, value = line.partition(" ") if " " in line else line.partition("=")
+        value = value.strip()
+        if option in ("-r", "--requirement"):
+            path = Path(value) if base_dir is None else base_dir / value
+            for included in _read_text(path, origin).splitlines():
+                self.add_pip_line(included, origin=str(path), base_dir=path.parent)
+        elif option in ("-e", "--editable"):
+            self._add_raw(f"-e {_absolute_path_line(value, base_dir)}", origin)
+        elif option in PIP_INDEX_OPTIONS or option == "--pre":
+            self.pip_options.append(f"{option} {value}".strip())
+        else:
+            self.notes.append(f"{origin}: pip option {line!r} is not used locally")
+
+    def _add_raw(self, line: str, origin: str) -> None:
+        self.requirements.append(PipRequirement(text=line, origin=origin, parsed=None))
+
+    def add_requirement(self, requirement: Requirement, *, origin: str) -> None:
+        name = canonicalize_name(requirement.name)
+        if name in WORKSPACE_ONLY:
+            kept = WORKSPACE_ONLY[name]
+            self.skipped.append(
+                f"{requirement} ({origin}): works only inside an Azure ML workspace; skipped locally"
+                + (f", keeping what it brings: {', '.join(kept)}" if kept else "")
+            )
+            for text in kept:
+                if not any(r.name == canonicalize_name(text) for r in self.requirements):
+                    self.requirements.append(PipRequirement(text=text, origin=origin, parsed=Requirement(text)))
+            return
+        # A name brought in for a skipped package gives way to the environment's own requirement of it.
+        self.requirements = [r for r in self.requirements if not (r.name == name and r.text == name)]
+        self.requirements.append(PipRequirement(text=_normalized(requirement), origin=origin, parsed=requirement))
+
+    def finish(self) -> EnvSpec:
+        if self.python is None and self.image_info and self.image_info.get("python"):
+            self.set_python(_conda_version(str(self.image_info["python"])), f"base-images.json:{self.image}")
+        if self.python is not None:
+            try:
+                SpecifierSet(self.python)
+            except InvalidSpecifier:
+                raise AmlLocalError(f"{self.python_origin}: python {self.python!r}: not a version") from None
+        return EnvSpec(
+            name=self.name,
+            source=self.source,
+            python=self.python,
+            python_origin=self.python_origin,
+            requirements=tuple(self.requirements),
+            pip_options=tuple(dict.fromkeys(self.pip_options)),
+            image=self.image,
+            image_info=self.image_info,
+            run_in_project=self.run_in_project,
+            skipped=tuple(self.skipped),
+            notes=tuple(self.notes),
+            warnings=tuple(self.warnings),
+        )
+
+
+def _split_image(image: str) -> tuple[str, str | None]:
+    image = image.split("@", 1)[0]
+    last = image.rsplit("/", 1)[-1]
+    if ":" in last:
+        repository, tag = image.rsplit(":", 1)
+        return repository, tag
+    return image, None
+
+
+def _parse_conda_spec(text: str, *, origin: str, where: str) -> tuple[str, str]:
+    """A conda match spec -> (name, PEP 440 specifier text, possibly empty)."""
+    spec = text.strip()
+    if "::" in spec:
+        spec = spec.split("::", 1)[1]  # channel::name
+    match = re.match(r"^([A-Za-z0-9_.\-]+)\s*(.*)$", spec)
+    if not match or "[" in spec or "|" in spec:
+        raise AmlLocalError(
+            f"{origin}: {where}: conda package {text!r}: expected name, name=version, name==version or a range "
+            "(e.g. numpy=1.26, numpy>=1.26,<2)"
+        )
+    name, rest = match[1], match[2].strip()
+    if not rest:
+        return name, ""
+    if rest.startswith("=") and not rest.startswith("=="):
+        version = rest[1:].split("=", 1)[0].strip()  # name=version=build
+    else:
+        version = rest.split()[0]  # "name version build" or "name>=1,<2"
+    try:
+        return name, _conda_version(version)
+    except InvalidSpecifier:
+        raise AmlLocalError(f"{origin}: {where}: conda package {text!r}: version {version!r} is not one") from None
+
+
+def _conda_version(version: str) -> str:
+    parts = []
+    for part in version.split(","):
+        part = part.strip()
+        if part.startswith(_CONDA_OPERATORS):
+            parts.append(part)
+        elif part.endswith("*"):
+            parts.append(f"=={part}" if part.endswith(".*") else f"=={part[:-1].rstrip('.')}.*")
+        else:
+            parts.append(f"=={part}.*")  # conda's "=1.26" and bare "1.26" are fuzzy
+    result = ",".join(parts)
+    SpecifierSet(result)  # raises InvalidSpecifier
+    return result
+
+
+def _normalized(requirement: Requirement) -> str:
+    extras = f"[{','.join(sorted(requirement.extras))}]" if requirement.extras else ""
+    marker = f"; {requirement.marker}" if requirement.marker else ""
+    return f"{canonicalize_name(requirement.name)}{extras}{requirement.specifier}{marker}"
+
+
+def _strip_comment(line: str) -> str:
+    line = line.strip()
+    if line.startswith("#"):
+        return ""
+    return re.split(r"\s+#", line, maxsplit=1)[0].strip()
+
+
+def _absolute_path_line(line: str, base_dir: Path | None) -> str:
+    if base_dir is not None and line.startswith("."):
+        return str((base_dir / line).resolve())
+    return line
+
+
+def _read_yaml(path: Path):
+    try:
+        return yaml.safe_load(_read_text(path, str(path)))
+    except yaml.YAMLError as err:
+        raise AmlLocalError(f"{path}: not valid YAML ({str(err).splitlines()[0]})") from None
+
+
+def _read_text(path: Path, origin: str) -> str:
+    try:
+        return path.read_text()
+    except OSError as err:
+        raise AmlLocalError(f"{origin}: cannot read {path} ({err.strerror})") from None

@@ -80,8 +80,9 @@ def compute(home, capsys):
 
 
 @pytest.fixture
-def project(tmp_path):
+def project(tmp_path, project_environments):
     (tmp_path / "project" / "src").mkdir(parents=True)
+    project_environments(tmp_path / "project")  # the tiny-env its jobs name
     return tmp_path / "project"
 
 

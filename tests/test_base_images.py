@@ -1,5 +1,5 @@
 """Every base image the repo's YAML names (`image:`, in environment specs or inline environments) is on the allowed
-list, environments/base-images.json, with its tag: documented images only, each with the source that documents it.
+list, aml_local/assets/base_images.json, with its tag: documented images only, each with the source that documents it.
 Another tool (the environment builder) reads that list, so its shape is checked too."""
 
 import json
@@ -9,7 +9,7 @@ import subprocess
 import yaml
 
 REPO_ROOT = pathlib.Path(__file__).resolve().parents[1]
-ALLOWED = json.loads((REPO_ROOT / "environments" / "base-images.json").read_text())
+ALLOWED = json.loads((REPO_ROOT / "aml_local" / "assets" / "base_images.json").read_text())
 
 
 def images_in(node):
@@ -63,7 +63,7 @@ def test_every_image_in_the_repos_yaml_is_allowed_with_its_tag():
     assert len(found) == 3, found  # the training (CPU and GPU) and inference environments
     for reference, where in found.items():
         image, tag = split(reference)
-        assert image in ALLOWED["images"], f"{reference} ({', '.join(where)}) is not in environments/base-images.json"
+        assert image in ALLOWED["images"], f"{reference} ({', '.join(where)}) is not in the allowed list"
         assert tag in ALLOWED["images"][image]["tags"], f"{reference} ({', '.join(where)}): tag {tag} is not allowed"
 
 

@@ -53,7 +53,7 @@ def project_version(name: str) -> str | None:
 
 @pytest.fixture
 def base_images(tmp_path) -> Path:
-    path = tmp_path / "base-images.json"
+    path = tmp_path / "base_images.json"
     path.write_text(json.dumps(FIXTURE_IMAGES))
     return path
 
@@ -355,7 +355,7 @@ def test_an_image_brings_its_packages_only_without_a_conda_file(tmp_path, base_i
     unknown = env_build.spec_from_environment(
         Environment(image="example.azurecr.io/unknown:2"), source="env.yml", base_images=base_images
     )
-    assert unknown.run_in_project and "example.azurecr.io/unknown:2 is not in base-images.json" in unknown.warnings[0]
+    assert unknown.run_in_project and "example.azurecr.io/unknown:2 is not in base_images.json" in unknown.warnings[0]
 
 
 def test_a_build_context_is_read_from_its_dockerfile(tmp_path, base_images):

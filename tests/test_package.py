@@ -123,5 +123,6 @@ def test_a_job_without_code_leaves_the_store_beside_it_out_of_its_snapshot(tmp_p
         shown = job.create("hello.yml", stream=True, echo=quiet)
     assert shown["status"] == "Completed"
     job_dir = tmp_path / ".aml-local" / "jobs" / shown["name"]
-    assert sorted(p.name for p in (job_dir / "code").iterdir()) == ["hello.yml"]
+    # The snapshot holds the YAML's folder less the store, plus the ./logs and ./outputs every Azure ML job gets.
+    assert sorted(p.name for p in (job_dir / "code").iterdir()) == ["hello.yml", "logs", "outputs"]
     assert (job_dir / "outputs" / "result" / "greeting.txt").read_text() == "hello\n"

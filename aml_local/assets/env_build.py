@@ -8,7 +8,7 @@ Public API (the nouns call these two, then run the user's command with `Prepared
   `azureml://registries/azureml/environments/<name>/versions/<n>` or `.../labels/latest`). `source` is the file
   the environment came from (named in errors). The EnvSpec holds the Python version asked (a PEP 440 specifier),
   the pip requirements (conda packages mapped to PyPI names, the conda `pip:` list, or a build context's
-  Dockerfile installs), the base image and what base-images.json says it brings, the notes and warnings, and
+  Dockerfile installs), the base image and what base_images.json says it brings, the notes and warnings, and
   `hash`, a stable hash of the resolved spec (the cache key).
 - `prepare(spec, *, cache_root, log) -> Prepared`: the project venv when it already has every requirement
   (fast path, no uv, a few milliseconds), else a venv built by uv in `cache_root/<hash>/venv` and reused.

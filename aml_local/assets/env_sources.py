@@ -5,11 +5,11 @@ context's Dockerfile) or a curated Azure environment's name (curated_environment
   (`conda env create -p /azureml-envs/azureml_<hash> -f ...`, see
   https://azure.github.io/azureml-cheatsheets/docs/cheatsheets/python/v1/docker-build), so only the conda file's
   packages are in it: the image's own Python packages are recorded, not added. An image alone runs the image's
-  Python with the packages base-images.json lists for it; an image not listed there runs in the project venv
+  Python with the packages base_images.json lists for it; an image not listed there runs in the project venv
   with a WARNING (its packages are unknown). A build context: its Dockerfile's final stage `FROM` image, and
   what its `RUN pip install` / `conda env create -f` / `conda install` lines install (files resolved in the
   context, by path or by base name, since `COPY x .` is the common way in).
-- A conda `python` entry sets the version; without one, the image's Python (base-images.json), else the
+- A conda `python` entry sets the version; without one, the image's Python (base_images.json), else the
   project's (our choice: conda would pick its newest).
 """
 
@@ -28,8 +28,7 @@ from dockerfile_parse import DockerfileParser
 from aml_local import AmlLocalError
 from aml_local.assets.env_spec import PIP_INDEX_OPTIONS, PIP_OPTIONS_WITH_VALUE, EnvSpec, SpecBuilder
 
-REPO_ROOT = Path(__file__).resolve().parents[2]
-BASE_IMAGES_FILE = REPO_ROOT / "environments" / "base-images.json"
+BASE_IMAGES_FILE = Path(__file__).resolve().parent / "base_images.json"
 CURATED_FILE = Path(__file__).resolve().parent / "curated_environments.json"
 _CURATED_WORKSPACE = re.compile(r"^azureml:(?P<name>AzureML-[^:@/]+)(?::(?P<version>[^:@/]+)|@(?P<label>[^:@/]+))?$")
 _CURATED_REGISTRY = re.compile(
@@ -161,7 +160,7 @@ def _read_build_context(env, build, builder: SpecBuilder, images: dict) -> None:
     elif not installs_found:
         builder.unknown(
             f"environment {builder.name} ({builder.source}): {dockerfile} installs no Python packages that we "
-            f"read and its image {parser.baseimage} is not in base-images.json; it runs in the project venv"
+            f"read and its image {parser.baseimage} is not in base_images.json; it runs in the project venv"
         )
 
 

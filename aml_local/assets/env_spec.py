@@ -100,7 +100,7 @@ class EnvSpec:
     requirements: tuple[PipRequirement, ...]
     pip_options: tuple[str, ...] = ()  # index / find-links lines for uv
     image: str | None = None
-    image_info: dict | None = None  # base-images.json's entry for the image
+    image_info: dict | None = None  # base_images.json's entry for the image
     run_in_project: bool = False  # nothing to build from (unknown curated name or image): the project venv
     skipped: tuple[str, ...] = ()
     notes: tuple[str, ...] = ()
@@ -181,10 +181,10 @@ class SpecBuilder:
         repository, tag = _split_image(image)
         self.image_info = images.get(repository)
         if self.image_info is not None and tag and tag not in self.image_info.get("tags", [tag]):
-            self.notes.append(f"image {image}: tag {tag} is not among the tags base-images.json lists")
+            self.notes.append(f"image {image}: tag {tag} is not among the tags base_images.json lists")
 
     def add_image_packages(self) -> None:
-        origin = f"base-images.json:{self.image}"
+        origin = f"base_images.json:{self.image}"
         for text in self.image_info.get("packages", []):
             self.add_pip_line(text, origin=origin, base_dir=None)
 
@@ -290,7 +290,7 @@ class SpecBuilder:
 
     def finish(self) -> EnvSpec:
         if self.python is None and self.image_info and self.image_info.get("python"):
-            self.set_python(_conda_version(str(self.image_info["python"])), f"base-images.json:{self.image}")
+            self.set_python(_conda_version(str(self.image_info["python"])), f"base_images.json:{self.image}")
         if self.python is not None:
             try:
                 SpecifierSet(self.python)

@@ -152,6 +152,11 @@ def _endpoint_get_credentials(args):
     return endpoint.get_credentials(args.name), None
 
 
+def _endpoint_regenerate_keys(args):
+    endpoint.regenerate_keys(args.name, key_type=args.key_type)
+    return None, None
+
+
 def _endpoint_invoke(args):
     return endpoint.invoke(args.name, args.request_file, deployment_name=args.deployment_name), None
 
@@ -161,6 +166,10 @@ def _deployment_create(args):
         args.file, name=args.name, endpoint_name=args.endpoint_name, all_traffic=args.all_traffic, set_pairs=args.set
     )
     return shown, None
+
+
+def _deployment_update(args):
+    return deployment.update(args.name, args.endpoint_name, file=args.file, set_pairs=args.set or ()), None
 
 
 def _deployment_show(args):
@@ -231,6 +240,11 @@ def _add_online_endpoint_noun(nouns, common):
         "--mirror-traffic", help="e.g. 'green=10': copy that share of live requests to one deployment (at most 50)"
     )
     update.set_defaults(handler=_endpoint_update)
+    regenerate = verbs.add_parser("regenerate-keys", parents=[common], help="regenerate the primary or secondary key")
+    regenerate.add_argument("--name", "-n", required=True)
+    regenerate.add_argument("--key-type", default="primary", help="primary (the default) or secondary")
+    regenerate.add_argument("--no-wait", action="store_true", help="accepted for az compatibility; it is quick")
+    regenerate.set_defaults(handler=_endpoint_regenerate_keys)
     delete = verbs.add_parser("delete", parents=[common], help="delete an endpoint and stop its deployments")
     delete.add_argument("--name", "-n", required=True)
     delete.add_argument("--yes", "-y", action="store_true", help="do not prompt (aml-local never prompts)")
@@ -255,6 +269,14 @@ def _add_online_deployment_noun(nouns, common):
         "--set", action="append", metavar="KEY=VALUE", help="override a YAML field, e.g. model=azureml:mnist-mlp:2"
     )
     create.set_defaults(handler=_deployment_create)
+    update = verbs.add_parser("update", parents=[common], help="change a deployment with no failed request")
+    update.add_argument("--name", "-n", required=True)
+    update.add_argument("--endpoint-name", "-e", required=True)
+    update.add_argument("--file", "-f", help="deployment YAML (default: the one it was created from)")
+    update.add_argument(
+        "--set", action="append", metavar="KEY=VALUE", help="change a field, e.g. instance_count=2 or model=..."
+    )
+    update.set_defaults(handler=_deployment_update)
     for verb, handler, text in (
         ("show", _deployment_show, "show a deployment (provisioning_state from its server)"),
         ("delete", _deployment_delete, "stop a deployment's server and remove it"),

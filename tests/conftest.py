@@ -71,10 +71,19 @@ def real_mnist_dir() -> pathlib.Path:
 
 @pytest.fixture
 def home(tmp_path, monkeypatch):
-    """A fresh aml-local store (AML_LOCAL_HOME) for one test, with no fixed port for its deployments."""
+    """A fresh aml-local store (AML_LOCAL_HOME) for one test, with no fixed port for its endpoints. Every endpoint
+    left in it at the end is deleted (its router and its deployments' servers stopped)."""
     monkeypatch.setenv("AML_LOCAL_HOME", str(tmp_path / "home"))
     monkeypatch.delenv("AML_LOCAL_PORT", raising=False)
-    return tmp_path / "home"
+    yield tmp_path / "home"
+    from aml_local import AmlLocalError
+    from aml_local.endpoints import endpoint
+
+    for record in sorted((tmp_path / "home" / "endpoints").glob("*/endpoint.json")):
+        try:
+            endpoint.delete(record.parent.name)
+        except AmlLocalError:
+            pass  # a test that broke its endpoint on purpose; what is left of it is in tmp_path
 
 
 @pytest.fixture

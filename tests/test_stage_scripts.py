@@ -381,7 +381,16 @@ WORKSPACE = ["--resource-group", "rg-mnist", "--workspace-name", "ws-mnist"]
 
 @pytest.fixture
 def azure(tmp_path):
-    """Run a stage script with AML_BACKEND=azure and the fake az first on PATH: (run_script, calls, state)."""
+    """Run a stage script with AML_BACKEND=azure and the fake az first on PATH, its endpoints' scoring URIs answered
+    by the fake front end (tests/fake_az/front_end.py): (run_script, calls, state)."""
+    front_end = subprocess.Popen(
+        [sys.executable, str(FAKE_AZ.parent / "front_end.py")],
+        stdout=subprocess.PIPE,
+        text=True,
+        env=os.environ
+        | {"FAKE_AZ_STATE": str(tmp_path / "state.json"), "FAKE_AZ_SCENARIO": str(tmp_path / "scenario.json")},
+    )
+    port = front_end.stdout.readline().split()[-1]
     bin_dir = tmp_path / "bin"
     bin_dir.mkdir()
     (bin_dir / "az").symlink_to(FAKE_AZ)
@@ -398,6 +407,7 @@ def azure(tmp_path):
         FAKE_AZ_LOG=str(paths["calls.jsonl"]),
         FAKE_AZ_STATE=str(paths["state.json"]),
         FAKE_AZ_SCENARIO=str(paths["scenario.json"]),
+        FAKE_AZ_FRONT_END=f"http://127.0.0.1:{port}",
         PATH=f"{bin_dir}{os.pathsep}{VENV_BIN}{os.pathsep}{os.environ.get('PATH', '')}",
     )
 
@@ -421,7 +431,9 @@ def azure(tmp_path):
         """The fake workspace as the calls left it (endpoints, their deployments and traffic)."""
         return json.loads(paths["state.json"].read_text())
 
-    return run_script, calls, state
+    yield run_script, calls, state
+    front_end.kill()
+    front_end.wait(timeout=10)
 
 
 def endpoint_for(subscription="0000-sub", group="rg-mnist", workspace="ws-mnist"):
@@ -828,10 +840,54 @@ def test_an_update_rolls_green_out_step_by_step_and_deletes_blue(azure):
         f"online-endpoint update {endpoint} blue=0 green=100",
         "online-deployment delete blue",
     ]
+    # Real requests through the scoring URI at each step (the fake front end answers them by the fake's traffic).
+    checked = [line for line in result.stderr.splitlines() if line.startswith("==> live traffic: 200 requests")]
+    assert [line.partition("(expected ")[2] for line in checked] == [
+        "blue 100%)",
+        "blue 100%)",
+        "blue 90%, green 10%)",
+        "green 100%)",
+    ], result.stderr
+    assert f"/{endpoint}/score" in checked[0]
+    canary = checked[2].partition(": ")[2].partition("(expected")[0]
+    green_answers = int(canary.partition("green ")[2].split()[0])
+    assert 1 <= green_answers <= 39, canary  # 10% of 200 within 4.5 standard deviations
     # The next update goes the other way: green is live, so blue is the candidate.
     again = run_script("deploy.sh", "--set", "model=azureml:mnist-mlp:5")
     assert again.returncode == 0, again.stderr
     assert "deployment:  blue (100% of traffic; green deleted)" in again.stdout
+
+
+def test_the_traffic_check_fails_on_a_wrong_split_a_refused_key_or_a_failing_deployment(azure):
+    run_script, _, _ = azure
+    endpoint = endpoint_for()
+    live = LIVE_BLUE | {
+        "endpoints": {endpoint: {"traffic": {"blue": 70, "green": 30}, "deployments": ["blue", "green"]}}
+    }
+    pathlib.Path(run_script.env["FAKE_AZ_STATE"]).write_text(json.dumps(live | {"jobs": {}, "models": {}}))
+    uri = f"{run_script.env['FAKE_AZ_FRONT_END']}/{endpoint}/score"
+
+    def check(*expect, key="fake-primary-key", scenario=None):
+        pathlib.Path(run_script.env["FAKE_AZ_SCENARIO"]).write_text(json.dumps(scenario or {}))
+        return subprocess.run(
+            [sys.executable, str(SCRIPTS / "traffic.py"), uri, "--requests", "300", "--expect", *expect],
+            input=key,
+            cwd=REPO_ROOT,
+            capture_output=True,
+            text=True,
+            timeout=60,
+        )
+
+    right = check("blue=70", "green=30")
+    assert right.returncode == 0, right.stdout + right.stderr
+    wrong = check("blue=100")
+    assert wrong.returncode == 1 and "green answered" in wrong.stdout and "expected none" in wrong.stdout
+    skewed = check("blue=10", "green=90")
+    assert skewed.returncode == 1 and "expected 10% (" in skewed.stdout
+    refused = check("blue=70", "green=30", key="not-the-key")
+    assert refused.returncode == 1 and "HTTP 401" in refused.stdout
+    failing = check("blue=70", "green=30", scenario={"invoke": {"green": {"error": "model crashed"}}})
+    assert failing.returncode == 1 and "HTTP 424 from green" in failing.stdout
 
 
 def test_a_failing_smoke_test_rolls_back_before_any_traffic_moves(azure):

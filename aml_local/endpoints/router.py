@@ -20,7 +20,10 @@ What it does, and where Azure documents it:
   the docs are silent on that case and 404 is the closest documented answer (our choice).
 - Mirror traffic: `mirror_traffic` {deployment: percent} copies that share of the requests routed by weight (never
   one sent with the deployment header) to the mirror deployment; its answer is discarded, and the copy runs on its
-  own, so it never delays, changes or fails the client's answer. The rules of the safe-rollout page ("Test the
+  own, so it never delays, changes or fails the client's answer. Copies in progress are counted apart from clients'
+  requests (at most the mirror's capacity of them; beyond it a copy is skipped), so copies piled up on a slow mirror
+  never make a client's request 429, not even just after traffic moves to it (our choice: the docs do not say how
+  copies count). The rules of the safe-rollout page ("Test the
   deployment with mirrored traffic": one mirror deployment, at most 50%, a deployment takes live or mirrored traffic,
   not both) are checked on every routing table; a table that breaks them is refused.
 - Answers: each carries `azureml-model-deployment` (the deployment that answered, or was chosen) and `x-request-id`
@@ -160,7 +163,10 @@ class Router:
         self.router_path = state_dir / ROUTER_FILE
         self.table = table
         self.servers: dict[tuple[str, int], Server] = {}
-        self.in_progress: dict[str, int] = {}  # per deployment name, across table versions
+        self.in_progress: dict[str, int] = {}  # clients' requests, per deployment name, across table versions
+        # Mirrored copies in progress, per deployment, counted apart: copies piled up on a slow mirror must not make
+        # its first live requests 429 when traffic moves to it (a copy never fails a client's request).
+        self.mirrored: dict[str, int] = {}
         self.turn = 0  # rotates the choice among equally busy servers
         self.port = 0
         self.applied_at = ""
@@ -529,9 +535,9 @@ class Router:
         """Send a copy to the mirror deployment on its own task: its answer is dropped, its failures stay there."""
         name = table.mirror[0]
         deployment = table.deployments[name]
-        if self.in_progress.get(name, 0) >= deployment.capacity:
+        if self.mirrored.get(name, 0) >= deployment.capacity:
             return  # the mirror is full: the copy is skipped, as a 429 to it would be discarded anyway
-        self.in_progress[name] = self.in_progress.get(name, 0) + 1
+        self.mirrored[name] = self.mirrored.get(name, 0) + 1
 
         async def send_copy():
             try:
@@ -539,7 +545,7 @@ class Router:
             except Exception as err:  # nothing of the copy may reach the client or stop the router
                 log(f"mirror copy to {name} failed: {type(err).__name__}")
             finally:
-                self.in_progress[name] -= 1
+                self.mirrored[name] -= 1
 
         self._spawn(send_copy())
 

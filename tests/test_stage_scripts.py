@@ -108,8 +108,9 @@ def test_register_deploy_invoke_teardown(env, finished_job, small_mnist_dir):
     assert lines["endpoint"].strip() == "mnist-endpoint"
     assert lines["scoring URI"].strip().startswith("http://127.0.0.1:")
     record = json.loads(aml_local(env, "online-deployment", "show", "-n", "blue", "-e", "mnist-endpoint"))
-    master = psutil.Process(int(record["properties"]["aml_local.pid"]))
-    processes = [master, *master.children(recursive=True)]
+    master = psutil.Process(int(record["properties"]["aml_local.pids"]))
+    router = json.loads((pathlib.Path(env["AML_LOCAL_HOME"]) / "endpoints/mnist-endpoint/router.json").read_text())
+    processes = [master, *master.children(recursive=True), psutil.Process(router["pid"])]
 
     # A second deploy rolls out green; a smoke test that expects another digit than green predicts fails it, and
     # the rollback leaves blue with all traffic and green gone (the server stopped), for real.
@@ -118,6 +119,9 @@ def test_register_deploy_invoke_teardown(env, finished_job, small_mnist_dir):
     rollout_env = env | {"SMOKE_EXPECTED": wrong, "ROLLOUT_OBSERVE_S": "0"}
     again = run(rollout_env, SCRIPTS / "deploy.sh", "--set", "environment_variables.WORKER_COUNT=1")
     assert again.returncode != 0
+    # Before anything changes, real traffic through the scoring URI: all of it answered by blue.
+    assert "==> live traffic: 200 requests through http://127.0.0.1:" in again.stderr
+    assert "(expected blue 100%)" in again.stderr
     assert "rollout of green failed (smoke test: green predicted" in again.stderr
     assert f"expected {wrong}); rolled back: blue takes 100% of traffic" in again.stderr
     shown = json.loads(aml_local(env, "online-endpoint", "show", "-n", "mnist-endpoint"))
@@ -366,8 +370,18 @@ def test_the_whole_chain_locally_then_a_green_rollout(env, small_mnist_dir):
     assert "deployment:  green (100% of traffic; blue deleted)" in rollout.stdout
     steps = [line for line in rollout.stderr.splitlines() if line.startswith("==> ") and "/5 " in line]
     assert [step.split()[1] for step in steps] == ["1/5", "2/5", "3/5", "4/5", "5/5"], rollout.stderr
+    # Real requests through the endpoint's one scoring URI at each step, answered as the traffic split says.
+    checked = [line for line in rollout.stderr.splitlines() if line.startswith("==> live traffic: 200 requests")]
+    assert [line.partition("(expected ")[2] for line in checked] == [
+        "blue 100%)",
+        "blue 100%)",
+        "blue 90%, green 10%)",
+        "green 100%)",
+    ], rollout.stderr
+    assert len({line.split()[6] for line in checked}) == 1, "the scoring URI changed during the rollout"
     shown = json.loads(aml_local(env, "online-endpoint", "show", "-n", "mnist-endpoint"))
     assert shown["traffic"] == {"green": 100} and shown["mirror_traffic"] == {}
+    assert shown["scoring_uri"] == checked[0].split()[6]
     invoked = run(env, SCRIPTS / "invoke.sh")
     assert invoked.returncode == 0 and invoked.stdout.splitlines()[-1].startswith("prediction: "), invoked.stderr
     assert run(env, SCRIPTS / "teardown.sh").returncode == 0

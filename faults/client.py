@@ -20,20 +20,20 @@ SAMPLE_LABEL = 7  # endpoints/sample-request.json is MNIST test image 0, a 7
 JSON = {"Content-Type": "application/json"}
 # Azure's endpoint router sends a request to the deployment this header names, whatever the traffic split ("Test
 # the green deployment in isolation": https://learn.microsoft.com/azure/machine-learning/how-to-safely-rollout-online-endpoints).
-# A deployment's own server ignores it; the endpoint router will route by it.
+# The local endpoint's router routes by it the same way (aml_local/endpoints/router.py).
 DEPLOYMENT_HEADER = "azureml-model-deployment"
 
 
 @dataclasses.dataclass(frozen=True)
 class Target:
-    """Where an endpoint scenario sends its requests. Today a local deployment's own scoring URI; once the endpoint
-    router lands, the endpoint's one URI, with the same key and deployment name."""
+    """Where an endpoint scenario sends its requests: the endpoint's one scoring URI (its router), the key, and the
+    deployment its requests name in the azureml-model-deployment header."""
 
     scoring_uri: str
     key: str
     endpoint: str
     deployment: str
-    max_request_bytes: int  # the body size past which the gateway answers 413
+    max_request_bytes: int  # the body size past which the router answers 413
 
     def __post_init__(self):
         loopback(self.scoring_uri)
@@ -111,7 +111,7 @@ def good_request(target: Target, after: str) -> Check:
 
 
 def oversized_status(target: Target, declared: int) -> tuple[int, bytes]:
-    """Declare a body of `declared` bytes and send none of it: the gateway must answer without waiting for it.
+    """Declare a body of `declared` bytes and send none of it: the router must answer without waiting for it.
     (status, body) of the answer."""
     host, port, path = loopback(target.scoring_uri)
     head = {"Host": host, **target.headers(), "Content-Type": "application/json", "Content-Length": str(declared)}
@@ -138,13 +138,25 @@ if key and key ~= "" then wrk.headers["Authorization"] = "Bearer " .. key end
 local deployment = os.getenv("DEPLOYMENT")
 if deployment and deployment ~= "" then wrk.headers["azureml-model-deployment"] = deployment end
 
+-- Answers counted by status in each thread (a global of its Lua state), added up in done().
+local threads = {}
+function setup(thread) table.insert(threads, thread) end
+statuses = {}
+function response(status, headers, body) statuses[status] = (statuses[status] or 0) + 1 end
+
 function done(summary, latency, requests)
   local e = summary.errors
+  local counts = {}
+  for _, thread in ipairs(threads) do
+    for status, count in pairs(thread:get("statuses")) do
+      table.insert(counts, string.format('"%d": %d', status, count))
+    end
+  end
   io.write(string.format(
     'RESULT {"requests": %d, "duration_us": %d, "non_2xx": %d, "connect": %d, "read": %d, "write": %d, ' ..
-    '"timeout": %d, "p50_us": %d, "p99_us": %d, "max_us": %d}\\n',
+    '"timeout": %d, "p50_us": %d, "p99_us": %d, "max_us": %d, "statuses": [{%s}]}\\n',
     summary.requests, summary.duration, e.status, e.connect, e.read, e.write, e.timeout,
-    latency:percentile(50), latency:percentile(99), latency.max))
+    latency:percentile(50), latency:percentile(99), latency.max, table.concat(counts, "}, {")))
 end
 """
 
@@ -160,7 +172,8 @@ def wrk(
     timeout_s: float = 5,
 ) -> dict:
     """wrk's numbers for one run: requests, duration_us, non_2xx, connect/read/write/timeout errors (and their sum,
-    socket_errors), p50_us, p99_us, max_us. A request unanswered after timeout_s counts as a timeout."""
+    socket_errors), p50_us, p99_us, max_us, and statuses ({status: answers}). A request unanswered after timeout_s
+    counts as a timeout."""
     loopback(url)
     with tempfile.TemporaryDirectory(prefix="wrk-") as folder:
         script = Path(folder) / "post.lua"
@@ -175,4 +188,9 @@ def wrk(
         raise RuntimeError(f"wrk failed ({result.returncode}): {result.stdout[-500:]} {result.stderr[-500:]}")
     numbers = json.loads(lines[-1].removeprefix("RESULT "))
     numbers["socket_errors"] = sum(numbers[kind] for kind in ("connect", "read", "write", "timeout"))
+    totals = {}
+    for per_thread in numbers["statuses"]:  # one {status: count} per wrk thread
+        for status, count in per_thread.items():
+            totals[int(status)] = totals.get(int(status), 0) + count
+    numbers["statuses"] = dict(sorted(totals.items()))
     return numbers

@@ -84,14 +84,23 @@ def empty_mlflow_db(tmp_path_factory) -> pathlib.Path:
 
 @pytest.fixture
 def home(tmp_path, monkeypatch, empty_mlflow_db):
-    """A fresh aml-local store (AML_LOCAL_HOME) for one test, with no fixed port for its deployments."""
+    """A fresh aml-local store (AML_LOCAL_HOME) for one test, with no fixed port for its endpoints. Every endpoint
+    left in it at the end is deleted (its router and its deployments' servers stopped)."""
     import shutil
 
     (tmp_path / "home").mkdir()
     shutil.copy2(empty_mlflow_db, tmp_path / "home" / "mlflow.db")
     monkeypatch.setenv("AML_LOCAL_HOME", str(tmp_path / "home"))
     monkeypatch.delenv("AML_LOCAL_PORT", raising=False)
-    return tmp_path / "home"
+    yield tmp_path / "home"
+    import contextlib
+
+    from aml_local import AmlLocalError
+    from aml_local.endpoints import endpoint
+
+    for record in sorted((tmp_path / "home" / "endpoints").glob("*/endpoint.json")):
+        with contextlib.suppress(AmlLocalError):  # a test that broke its endpoint on purpose: left in tmp_path
+            endpoint.delete(record.parent.name)
 
 
 @pytest.fixture

@@ -1,5 +1,5 @@
 """Bad input against a real local deployment (a trained model, src/score.py, endpoints/blue-deployment.yml, behind
-the key and size gateway): the hand-written malformed requests of faults/bad_requests.py and a bounded number of
+its endpoint's router): the hand-written malformed requests of faults/bad_requests.py and a bounded number of
 requests generated from the service's own /swagger.json (Hypothesis, fixed seed). Each must get a 4xx with a JSON
 message, never a 5xx, and a good request must still be answered right afterwards. `make soak` sends 1,000 more."""
 

@@ -1,59 +1,17 @@
-"""Faults, the short versions (`make soak` runs the long ones; both are the scenarios of faults/): the gateway's
-shared concurrency slots and deadline, a deployment whose server died brought back by `create`, a killed
+"""Faults, the short versions (`make soak` runs the long ones; both are the scenarios of faults/): the endpoint router's
+capacity (429) and deadline (408) before a deployment, a deployment whose server died brought back by `create`, a killed
 `aml-local job create --stream` (command job and sweep) leaving no process and no run Running, concurrent commands
 leaving the store intact, and train.py on a full disk. Everything here needs no TensorFlow except the disk-full run."""
 
-import subprocess
-import sys
-import time
-
 import pytest
 
-from aml_local.endpoints.serving import SharedSlots
 from faults import endpoint, jobs, training
-from faults.aml import Aml, wait_until
+from faults.aml import Aml
 from faults.settings import SHORT
 
 
 def report(checks) -> str:
     return "\n".join(map(str, checks))
-
-
-# ---------------------------------------------------------------------------------------------------------------
-# The gateway's shared slots (no server needed).
-
-
-def test_slots_are_shared_between_holders_and_freed_when_a_holder_dies(tmp_path):
-    first, second = SharedSlots(tmp_path, 2), SharedSlots(tmp_path, 2)  # two opens: as two worker processes
-    held = [first.try_acquire(), first.try_acquire()]
-    assert sorted(held) == [0, 1] and first.try_acquire() is None
-    assert second.try_acquire() is None, "a slot held by another holder must not be handed out again"
-    started = time.monotonic()
-    assert second.acquire(time.monotonic() + 0.2) is None and time.monotonic() - started >= 0.2
-    first.release(held[0])
-    assert second.try_acquire() == held[0]
-
-    # A worker process that dies (SIGKILL, no cleanup) gives its slot back with its file descriptors.
-    first.release(held[1])
-    holder = subprocess.Popen(
-        [
-            sys.executable,
-            "-c",
-            f"from aml_local.endpoints.serving import SharedSlots; s = SharedSlots(__import__('pathlib')"
-            f".Path({str(tmp_path)!r}), 2); print(s.try_acquire(), flush=True); __import__('time').sleep(60)",
-        ],
-        stdout=subprocess.PIPE,
-        text=True,
-    )
-    try:
-        assert holder.stdout.readline().strip() == str(held[1])
-        assert second.try_acquire() is None, "the other process holds the second slot now"
-        holder.kill()
-        holder.wait()
-        assert wait_until(second.try_acquire, 5, "the dead holder's slot being free") is not None
-    finally:
-        holder.kill()
-        holder.wait()
 
 
 # ---------------------------------------------------------------------------------------------------------------

@@ -1,9 +1,9 @@
-"""aml-local's online endpoints and deployments: records and keys, the key/size gateway in front of the inference
-server, local servers started and stopped (a trivial scoring script), and a full deploy of a trained model with
-src/score.py and the endpoints/*.yml specs."""
+"""aml-local's online endpoints and deployments: records and keys, the endpoint's router (one scoring URI for the
+endpoint's life, tests/test_router.py has its rules against stub servers), local servers started, updated and
+stopped (a trivial scoring script), and a full deploy of a trained model with src/score.py and the endpoints/*.yml
+specs."""
 
 import http.client
-import io
 import json
 import os
 import pathlib
@@ -12,6 +12,7 @@ import socket
 import stat
 import sys
 import textwrap
+import threading
 import time
 
 import numpy as np
@@ -21,8 +22,7 @@ import pytest
 from aml_local import AmlLocalError, cli
 from aml_local.endpoints import deployment as online_deployment
 from aml_local.endpoints import endpoint as online_endpoint
-from aml_local.endpoints import records
-from aml_local.endpoints.serving import GatewayChecks
+from aml_local.endpoints import records, routing
 
 REPO_ROOT = pathlib.Path(__file__).resolve().parents[1]
 ENDPOINTS = REPO_ROOT / "endpoints"
@@ -111,7 +111,8 @@ def tiny_deployment(tmp_path, project_environments):
     )
 
 
-def post(port, body: bytes, key=None, path="/score", headers=None):
+def call(port, body: bytes, key=None, path="/score", headers=None):
+    """(status, body, headers with lower-case names) of a POST to 127.0.0.1:port."""
     connection = http.client.HTTPConnection("127.0.0.1", port, timeout=30)
     all_headers = {"Content-Type": "application/json", **(headers or {})}
     if key is not None:
@@ -119,15 +120,30 @@ def post(port, body: bytes, key=None, path="/score", headers=None):
     try:
         connection.request("POST", path, body=body, headers=all_headers)
         response = connection.getresponse()
-        return response.status, response.read()
+        return response.status, response.read(), {k.lower(): v for k, v in response.getheaders()}
     finally:
         connection.close()
 
 
+def post(port, body: bytes, key=None, path="/score", headers=None):
+    return call(port, body, key, path, headers)[:2]
+
+
+def port_of(uri: str) -> int:
+    return int(uri.split(":")[2].split("/")[0])
+
+
 def server_processes(endpoint, deployment) -> list[psutil.Process]:
-    record = records.load_deployment(endpoint, deployment)
-    master = psutil.Process(record["pid"])
-    return [master, *master.children(recursive=True)]
+    """Every process of the deployment's servers (gunicorn masters and their workers)."""
+    found = []
+    for pid in online_deployment.show(endpoint, deployment)["properties"]["aml_local.pids"].split(","):
+        master = psutil.Process(int(pid))
+        found += [master, *master.children(recursive=True)]
+    return found
+
+
+def router_process(endpoint) -> psutil.Process:
+    return psutil.Process(routing.state(endpoint)["pid"])
 
 
 def all_gone(processes, timeout=15) -> bool:
@@ -140,72 +156,6 @@ def all_gone(processes, timeout=15) -> bool:
 
 
 # ---------------------------------------------------------------------------------------------------------------
-# The gateway (aml_local.serving): no server needed, a WSGI app is a function.
-
-
-def call_gateway(environ_extra, keys=(b"primary-key", b"secondary-key"), limit=1000):
-    calls = []
-
-    def inner(environ, start_response):
-        calls.append(environ)
-        start_response("200 OK", [("Content-Type", "text/plain")])
-        return [b"inner"]
-
-    environ = {"REQUEST_METHOD": "POST", "PATH_INFO": "/score", "wsgi.input": io.BytesIO(b"")} | environ_extra
-    statuses = []
-    gateway = GatewayChecks(inner, list(keys), limit, log=io.StringIO())
-    body = b"".join(gateway(environ, lambda status, headers: statuses.append((status, dict(headers)))))
-    return statuses[0], body, calls
-
-
-@pytest.mark.parametrize(
-    ("authorization", "expected"),
-    [
-        (None, "401"),
-        ("Bearer wrong-key", "401"),
-        ("Bearer primary-key-and-more", "401"),
-        ("Basic primary-key", "401"),
-        ("primary-key", "401"),
-        ("Bearer primary-key", "200"),
-        ("bearer secondary-key", "200"),
-    ],
-)
-def test_the_gateway_lets_only_a_known_key_through(authorization, expected):
-    extra = {"HTTP_AUTHORIZATION": authorization} if authorization else {}
-    (status, headers), body, calls = call_gateway(extra)
-    assert status.split()[0] == expected
-    if expected == "401":
-        assert not calls and headers["WWW-Authenticate"] == "Bearer"
-        assert "missing or invalid key" in json.loads(body)["message"]
-    else:
-        assert body == b"inner" and len(calls) == 1
-
-
-def test_the_gateway_caps_the_body_and_leaves_the_health_route_open():
-    key = {"HTTP_AUTHORIZATION": "Bearer primary-key"}
-    (status, _), body, calls = call_gateway(key | {"CONTENT_LENGTH": "1001"})
-    assert status.startswith("413") and "larger than 1000 bytes" in json.loads(body)["message"] and not calls
-    (status, _), _, calls = call_gateway(key | {"CONTENT_LENGTH": "1000"})
-    assert status.startswith("200")
-    chunked = {"HTTP_TRANSFER_ENCODING": "chunked"}
-    (status, _), _, calls = call_gateway(key | chunked | {"wsgi.input": io.BytesIO(b"x" * 1001)})
-    assert status.startswith("413") and not calls
-    (status, _), _, calls = call_gateway(key | chunked | {"wsgi.input": io.BytesIO(b"x" * 10)})
-    assert (
-        status.startswith("200") and calls[0]["CONTENT_LENGTH"] == "10" and calls[0]["wsgi.input"].read() == b"x" * 10
-    )
-    (status, _), _, calls = call_gateway(key | {"CONTENT_LENGTH": "ten"})
-    assert status.startswith("400") and not calls
-    # Azure's liveness and readiness probes send no key.
-    (status, _), _, calls = call_gateway({"REQUEST_METHOD": "GET", "PATH_INFO": "/"})
-    assert status.startswith("200") and calls
-    (status, _), _, _ = call_gateway({"REQUEST_METHOD": "POST", "PATH_INFO": "/"})
-    assert status.startswith("401")
-    (status, _), _, _ = call_gateway({"REQUEST_METHOD": "GET", "PATH_INFO": "/swagger.json"})
-    assert status.startswith("401")
-
-
-# ---------------------------------------------------------------------------------------------------------------
 # Endpoint records and keys.
 
 
@@ -213,13 +163,28 @@ def test_an_endpoint_has_two_private_keys_and_az_shaped_records(home, endpoint_y
     shown = ok(capsys, "online-endpoint", "create", "--file", endpoint_yml)
     assert shown["name"] == "tiny-endpoint" and shown["auth_mode"] == "key"
     assert shown["provisioning_state"] == "Succeeded" and shown["traffic"] == {}
-    assert shown["scoring_uri"] is None, "no deployment takes traffic yet"
+    # The router's address from the start: no deployment yet, so it answers 404 to a keyed request, 401 without.
+    uri = shown["scoring_uri"]
+    assert uri.startswith("http://127.0.0.1:") and uri.endswith("/score")
+    assert shown["openapi_uri"] == uri.replace("/score", "/swagger.json")
+    port = port_of(uri)
     keys = ok(capsys, "online-endpoint", "get-credentials", "--name", "tiny-endpoint")
     assert set(keys) == {"primaryKey", "secondaryKey"}
     assert keys["primaryKey"] != keys["secondaryKey"] and min(map(len, keys.values())) >= 40
-    keys_file = home / "endpoints/tiny-endpoint/keys.json"
+    assert post(port, b"{}")[0] == 401
+    status, reply = post(port, b"{}", key=keys["secondaryKey"])
+    assert status == 404 and "has no deployment with traffic" in json.loads(reply)["message"]
+    keys_file = home / "endpoints/tiny-endpoint/routing.json"
     assert stat.S_IMODE(keys_file.stat().st_mode) == 0o600
     assert keys["primaryKey"] not in (home / "endpoints/tiny-endpoint/endpoint.json").read_text()
+    # regenerate-keys: the chosen key changes (the old one is refused at once), the other keeps working.
+    assert ok(capsys, "online-endpoint", "regenerate-keys", "-n", "tiny-endpoint", "--key-type", "secondary") is None
+    again = ok(capsys, "online-endpoint", "get-credentials", "--name", "tiny-endpoint")
+    assert again["primaryKey"] == keys["primaryKey"] and again["secondaryKey"] != keys["secondaryKey"]
+    assert post(port, b"{}", key=keys["secondaryKey"])[0] == 401
+    assert post(port, b"{}", key=again["secondaryKey"])[0] == 404
+    code, _, err = run_cli(capsys, "online-endpoint", "regenerate-keys", "-n", "tiny-endpoint", "--key-type", "both")
+    assert code == 1 and "--key-type both: expected primary or secondary" in err
     assert ok(capsys, "online-endpoint", "list", "--query", "[].name") == ["tiny-endpoint"]
     # --name overrides the YAML's, lower-cased as the CLI does.
     assert (
@@ -291,17 +256,18 @@ def test_bad_deployment_specs_fail_before_anything_starts(
 
 
 @pytest.mark.slow
-def test_deployments_serve_route_by_traffic_and_stop_completely(
+def test_one_scoring_uri_routes_by_traffic_through_create_update_and_delete(
     home, endpoint_yml, tiny_deployment, capsys, time_limit
 ):
-    ok(capsys, "online-endpoint", "create", "-f", endpoint_yml)
+    uri = ok(capsys, "online-endpoint", "create", "-f", endpoint_yml)["scoring_uri"]
+    port = port_of(uri)
+    key = ok(capsys, "online-endpoint", "get-credentials", "-n", "tiny-endpoint")["primaryKey"]
     blue = ok(capsys, "online-deployment", "create", "-f", tiny_deployment, "--all-traffic")
     assert blue["provisioning_state"] == "Succeeded" and blue["type"] == "Managed"
     green = ok(capsys, "online-deployment", "create", "-f", tiny_deployment, "--name", "green")
-    assert int(green["properties"]["aml_local.port"]) != int(blue["properties"]["aml_local.port"])
+    assert green["properties"]["aml_local.ports"] != blue["properties"]["aml_local.ports"]
     endpoint = ok(capsys, "online-endpoint", "show", "-n", "tiny-endpoint")
-    assert endpoint["traffic"] == {"blue": 100, "green": 0}
-    assert endpoint["scoring_uri"] == blue["properties"]["aml_local.scoring_uri"]
+    assert endpoint["traffic"] == {"blue": 100, "green": 0} and endpoint["scoring_uri"] == uri
 
     request = write(home.parent / "request.json", '{"data": [1, 2]}')
     answer = json.loads(ok(capsys, "online-endpoint", "invoke", "-n", "tiny-endpoint", "-r", request))
@@ -312,15 +278,52 @@ def test_deployments_serve_route_by_traffic_and_stop_completely(
     by_name = json.loads(ok(capsys, "online-endpoint", "invoke", "-n", "tiny-endpoint", "-r", request, "-d", "green"))
     assert by_name["pid"] in green_pids
 
-    # Traffic moves; the endpoint's URI follows the deployment with the most; invoke picks by weight.
+    # Traffic moves behind the same URI: straight HTTP clients see the split, the header says who answered.
     ok(capsys, "online-endpoint", "update", "-n", "tiny-endpoint", "--traffic", "blue=0 green=100")
-    assert ok(capsys, "online-endpoint", "show", "-n", "tiny-endpoint")["scoring_uri"].endswith(
-        f":{green['properties']['aml_local.port']}/score"
-    )
-    served = {json.loads(ok(capsys, "online-endpoint", "invoke", "-n", "tiny-endpoint", "-r", request))["pid"]}
-    assert served <= green_pids
+    assert ok(capsys, "online-endpoint", "show", "-n", "tiny-endpoint")["scoring_uri"] == uri
+    for _ in range(5):
+        status, reply, headers = call(port, b'{"data": [3]}', key=key)
+        assert status == 200 and headers["azureml-model-deployment"] == "green"
+        assert json.loads(reply)["pid"] in green_pids
+    status, reply, headers = call(port, b'{"data": [3]}', key=key, headers={"azureml-model-deployment": "blue"})
+    assert (status, headers["azureml-model-deployment"]) == (200, "blue") and json.loads(reply)["pid"] in blue_pids
     code, _, err = run_cli(capsys, "online-endpoint", "update", "-n", "tiny-endpoint", "--traffic", "blue=50 green=10")
     assert code == 1 and "add up to 60, not 100" in err
+    code, _, err = run_cli(capsys, "online-endpoint", "update", "-n", "tiny-endpoint", "--mirror-traffic", "green=10")
+    assert code == 1 and "deployment green would take live traffic (100%) and mirrored traffic" in err
+    # A request the model refuses comes back as Azure's front end sends it: 424, the model's status in a header.
+    bad = write(home.parent / "bad.json", '{"nodata": 1}')
+    code, _, err = run_cli(capsys, "online-endpoint", "invoke", "-n", "tiny-endpoint", "-r", bad)
+    assert code == 1 and "(deployment green) answered HTTP 424, the model answered 500" in err
+
+    # update: two servers in place of one, no request failed meanwhile, the old processes gone after.
+    results = []
+    stop = threading.Event()
+
+    def load():
+        while not stop.is_set():
+            try:
+                results.append(call(port, b'{"data": [4]}', key=key)[0])
+            except OSError as err:
+                results.append(repr(err))
+
+    loader = threading.Thread(target=load)
+    loader.start()
+    try:
+        updated = ok(
+            capsys, "online-deployment", "update", "-n", "green", "-e", "tiny-endpoint", "--set", "instance_count=2"
+        )
+    finally:
+        stop.set()
+        loader.join(timeout=30)
+    assert updated["provisioning_state"] == "Succeeded" and updated["instance_count"] == 2
+    assert len(updated["properties"]["aml_local.ports"].split(",")) == 2
+    assert results and set(results) == {200}, sorted(set(map(str, results)))
+    assert not any(
+        psutil.pid_exists(pid) and psutil.Process(pid).status() != psutil.STATUS_ZOMBIE for pid in green_pids
+    )
+    answered = {json.loads(call(port, b'{"data": [5]}', key=key)[1])["pid"] for _ in range(20)}
+    assert answered <= {p.pid for p in server_processes("tiny-endpoint", "green")} and len(answered) >= 2
 
     # A deployment that takes traffic is not deleted; one that takes none is, with its whole process group.
     code, _, err = run_cli(capsys, "online-deployment", "delete", "-n", "green", "-e", "tiny-endpoint", "--yes")
@@ -329,12 +332,26 @@ def test_deployments_serve_route_by_traffic_and_stop_completely(
     assert ok(capsys, "online-deployment", "delete", "-n", "blue", "-e", "tiny-endpoint", "--yes") is None
     assert all_gone(blue_processes)
     assert ok(capsys, "online-deployment", "list", "-e", "tiny-endpoint", "--query", "[].name") == ["green"]
-    assert ok(capsys, "online-endpoint", "show", "-n", "tiny-endpoint")["traffic"] == {"green": 100}
+    shown = ok(capsys, "online-endpoint", "show", "-n", "tiny-endpoint")
+    assert shown["traffic"] == {"green": 100} and shown["scoring_uri"] == uri
+    status, _, headers = call(port, b'{"data": [6]}', key=key, headers={"azureml-model-deployment": "blue"})
+    assert status == 404
+
+    # The router killed: the next command that needs it starts it again, on the same port.
+    router = router_process("tiny-endpoint")
+    router.kill()
+    router.wait(timeout=10)
+    assert ok(capsys, "online-endpoint", "show", "-n", "tiny-endpoint")["scoring_uri"] == uri
+    assert router_process("tiny-endpoint").pid != router.pid
+    assert call(port, b'{"data": [7]}', key=key)[0] == 200
 
     green_processes = server_processes("tiny-endpoint", "green")
+    router = router_process("tiny-endpoint")
     ok(capsys, "online-endpoint", "delete", "-n", "tiny-endpoint", "--yes")
-    assert all_gone(green_processes)
+    assert all_gone([*green_processes, router])
     assert not (home / "endpoints/tiny-endpoint").exists()
+    with pytest.raises(OSError):
+        call(port, b"{}", key=key)
 
 
 @pytest.mark.slow
@@ -355,33 +372,58 @@ def test_a_scoring_script_that_fails_to_start_leaves_a_failed_deployment_with_it
     assert "exited with code 3 before it was ready" in err and "RuntimeError: no weights here" in err
     shown = ok(capsys, "online-deployment", "show", "-n", "blue", "-e", "tiny-endpoint")
     assert shown["provisioning_state"] == "Failed"
+    assert ok(capsys, "online-endpoint", "show", "-n", "tiny-endpoint")["traffic"] == {"blue": 0}
+    assert "blue" not in routing.read("tiny-endpoint")["deployments"], "a failed deployment is never routed to"
     code, logs, _ = run_cli(
         capsys, "online-deployment", "get-logs", "-n", "blue", "-e", "tiny-endpoint", "--lines", "40"
     )
     assert code == 0 and "RuntimeError: no weights here" in logs and len(logs.splitlines()) <= 40
-    master = records.load_deployment("tiny-endpoint", "blue")["pid"]
-    assert not psutil.pid_exists(master), "the failed server's master was waited for, not left a zombie"
+    (master,) = records.load_deployment("tiny-endpoint", "blue")["pending_servers"]
+    assert not psutil.pid_exists(master["pid"]), "the failed server's master was waited for, not left a zombie"
     ok(capsys, "online-deployment", "delete", "-n", "blue", "-e", "tiny-endpoint")
+
+    # An update that fails to start changes nothing: the deployment that serves keeps serving.
+    ok(capsys, "online-deployment", "create", "-f", tiny_deployment, "--all-traffic")
+    before = ok(capsys, "online-deployment", "show", "-n", "blue", "-e", "tiny-endpoint")
+    code, _, err = run_cli(
+        capsys,
+        "online-deployment",
+        "update",
+        "-n",
+        "blue",
+        "-e",
+        "tiny-endpoint",
+        "--set",
+        "code_configuration.scoring_script=broken.py",
+    )
+    assert code == 1 and "RuntimeError: no weights here" in err
+    after = ok(capsys, "online-deployment", "show", "-n", "blue", "-e", "tiny-endpoint")
+    assert after["provisioning_state"] == "Succeeded"
+    assert after["properties"]["aml_local.pids"] == before["properties"]["aml_local.pids"]
+    request = write(home.parent / "request.json", '{"data": [1]}')
+    assert json.loads(ok(capsys, "online-endpoint", "invoke", "-n", "tiny-endpoint", "-r", request))["echo"] == [1]
 
 
 @pytest.mark.slow
-def test_a_busy_port_is_named_and_a_dead_server_shows_failed(
+def test_a_busy_port_is_named_and_a_dead_server_shows_failed_and_answers_424(
     home, endpoint_yml, tiny_deployment, capsys, monkeypatch, time_limit
 ):
-    ok(capsys, "online-endpoint", "create", "-f", endpoint_yml)
     with socket.socket() as taken:
         taken.bind(("127.0.0.1", 0))
         taken.listen()
         port = taken.getsockname()[1]
         monkeypatch.setenv("AML_LOCAL_PORT", str(port))
-        code, _, err = run_cli(capsys, "online-deployment", "create", "-f", tiny_deployment)
+        code, _, err = run_cli(capsys, "online-endpoint", "create", "-f", endpoint_yml)
     assert code == 1 and f"AML_LOCAL_PORT={port}: port {port} on 127.0.0.1 is in use" in err
+    assert not (home / "endpoints/tiny-endpoint").exists()
 
-    monkeypatch.setenv("AML_LOCAL_PORT", str(port))  # free now: the port asked for is the port used
-    shown = ok(capsys, "online-deployment", "create", "-f", tiny_deployment)
-    assert shown["properties"]["aml_local.port"] == str(port)
-    code, _, err = run_cli(capsys, "online-deployment", "create", "-f", tiny_deployment, "-n", "green")
-    assert code == 1 and "(by deployment blue of endpoint tiny-endpoint)" in err
+    monkeypatch.setenv("AML_LOCAL_PORT", str(port))  # free now: the port asked for is the endpoint's
+    shown = ok(capsys, "online-endpoint", "create", "-f", endpoint_yml)
+    assert shown["scoring_uri"] == f"http://127.0.0.1:{port}/score"
+    code, _, err = run_cli(capsys, "online-endpoint", "create", "-f", endpoint_yml, "-n", "other-endpoint")
+    assert code == 1 and "(by the router of endpoint tiny-endpoint)" in err
+    monkeypatch.delenv("AML_LOCAL_PORT")
+    ok(capsys, "online-deployment", "create", "-f", tiny_deployment, "--all-traffic")
 
     processes = server_processes("tiny-endpoint", "blue")
     os.killpg(processes[0].pid, signal.SIGKILL)
@@ -389,11 +431,19 @@ def test_a_busy_port_is_named_and_a_dead_server_shows_failed(
     shown = ok(capsys, "online-deployment", "show", "-n", "blue", "-e", "tiny-endpoint")
     assert shown["provisioning_state"] == "Failed"
     assert "not running" in shown["properties"]["aml_local.status_message"]
+    # The router answers for it at once, as Azure's front end answers a deployment whose probes fail.
+    started = time.monotonic()
     code, _, err = run_cli(
         capsys, "online-endpoint", "invoke", "-n", "tiny-endpoint", "-r", SAMPLE_REQUEST, "-d", "blue"
     )
-    assert code == 1 and "deployment blue is not answering" in err
-    ok(capsys, "online-endpoint", "delete", "-n", "tiny-endpoint", "--yes")
+    assert code == 1 and "answered HTTP 424: deployment blue has no inference server up" in err
+    assert time.monotonic() - started < 5
+    # create again brings it back in place, behind the same URI, with its traffic.
+    again = ok(capsys, "online-deployment", "create", "-f", tiny_deployment)
+    assert again["provisioning_state"] == "Succeeded"
+    assert ok(capsys, "online-endpoint", "show", "-n", "tiny-endpoint")["traffic"] == {"blue": 100}
+    request = write(home.parent / "request.json", '{"data": [1]}')
+    assert json.loads(ok(capsys, "online-endpoint", "invoke", "-n", "tiny-endpoint", "-r", request))["echo"] == [1]
 
 
 # ---------------------------------------------------------------------------------------------------------------
@@ -447,7 +497,7 @@ def test_a_trained_model_deployed_with_the_project_specs(home, trained_model_dir
 
     # Straight HTTP, as a client of the endpoint would call it.
     keys = ok(capsys, "online-endpoint", "get-credentials", "-n", "mnist-endpoint")
-    port = int(blue["properties"]["aml_local.port"])
+    port = port_of(endpoint["scoring_uri"])
     body = SAMPLE_REQUEST.read_bytes()
     status, reply = post(port, body)
     assert status == 401 and "missing or invalid key" in json.loads(reply)["message"]
@@ -457,20 +507,23 @@ def test_a_trained_model_deployed_with_the_project_specs(home, trained_model_dir
     assert status == 200 and json.loads(reply)["predictions"] == answer["predictions"]
     status, reply = post(port, b" " * 100001, key=keys["primaryKey"])
     assert status == 413 and "larger than 100000 bytes" in json.loads(reply)["message"]
-    status, reply = post(port, b'{"data": [[0.5]]}', key=keys["primaryKey"])
-    assert status == 400 and "expected 784" in json.loads(reply)["message"]
+    # The model's 400 reaches the client as Azure's front end sends it: 424, the model's status and message kept.
+    status, reply, headers = call(port, b'{"data": [[0.5]]}', key=keys["primaryKey"])
+    assert status == 424 and "expected 784" in json.loads(reply)["message"]
+    assert headers["ms-azureml-model-error-statuscode"] == "400" and headers["azureml-model-deployment"] == "blue"
     bad_request = write(home.parent / "bad.json", '{"data": [[0.5]]}')
     code, _, err = run_cli(capsys, "online-endpoint", "invoke", "-n", "mnist-endpoint", "-r", bad_request)
-    assert code == 1 and "answered HTTP 400: data[0] has 1 values, expected 784" in err and err.count("\n") == 1
+    assert code == 1 and err.count("\n") == 1
+    assert "answered HTTP 424, the model answered 400: data[0] has 1 values, expected 784" in err
 
-    # The key is nowhere but the keys file: not in logs, records, argv or environments of the server processes.
+    # The key is nowhere but routing.json: not in logs, records, argv or environments of the router or servers.
     logs = online_deployment.get_logs("mnist-endpoint", "blue")
-    assert "Worker with pid" in logs and "401 POST /score" in logs
-    processes = server_processes("mnist-endpoint", "blue")
+    assert "Worker with pid" in logs
+    processes = [router_process("mnist-endpoint"), *server_processes("mnist-endpoint", "blue")]
     for secret in keys.values():
         assert secret not in logs
         for path in (home / "endpoints").rglob("*"):
-            if path.is_file() and path.name != "keys.json":
+            if path.is_file() and path.name != "routing.json":
                 assert secret not in path.read_text(errors="replace"), path
         for process in processes:
             assert secret not in " ".join(process.cmdline())

@@ -11,7 +11,7 @@ import tomllib
 import zipfile
 
 from aml_local import store
-from aml_local.endpoints import serving
+from aml_local.endpoints import client_side
 from aml_local.jobs import verbs as job
 
 REPO_ROOT = store.REPO_ROOT
@@ -56,10 +56,9 @@ def test_the_wheel_carries_every_sub_package_and_the_package_data(tmp_path):
 
 
 def test_the_draw_page_is_found_through_the_package():
-    answers = []
-    body = serving.draw_page({"PATH_INFO": "/draw/"}, lambda status, headers: answers.append((status, dict(headers))))
-    assert answers[0][0] == "200 OK" and answers[0][1]["Content-Type"].startswith("text/html")
-    assert b'src="draw.js"' in b"".join(body)
+    answer = client_side.draw_page("/draw/")  # as the endpoint's router serves it
+    assert answer.status == 200 and dict(answer.headers)[b"Content-Type"].startswith(b"text/html")
+    assert b'src="draw.js"' in answer.body
 
 
 def test_a_checkout_keeps_one_store_at_its_root_wherever_it_runs(tmp_path, monkeypatch):

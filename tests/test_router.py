@@ -284,6 +284,24 @@ def test_mirrored_copies_reach_the_mirror_and_never_touch_the_client(endpoint):
     assert copies() == mirrored
 
 
+def test_copies_piled_up_on_a_slow_mirror_never_make_its_first_live_requests_429(endpoint):
+    blue, shadow = endpoint.backend("blue"), endpoint.backend("shadow", "--sleep-ms", "1500")
+    # The shadow's capacity is 2 x 1 x 1 = 2: two copies in progress fill it for 1.5 s.
+    deployments = {"blue": deployment([blue]), "shadow": deployment([shadow], max_concurrent=1, timeout_ms=5000)}
+    endpoint.write(deployments, {"blue": 100, "shadow": 0}, mirror={"shadow": 50})
+    port = endpoint.start()
+    client = Client(port)
+    for _ in range(20):
+        assert client.call()[0] == 200
+    endpoint.applied(endpoint.write(deployments, {"blue": 0, "shadow": 100}))
+
+    def live_request(_):
+        return Client(port).call()[0]
+
+    with concurrent.futures.ThreadPoolExecutor(2) as pool:
+        assert list(pool.map(live_request, range(2))) == [200, 200]
+
+
 def test_a_model_answer_other_than_200_becomes_424_with_the_model_status(endpoint):
     blue = endpoint.backend("blue")
     endpoint.write({"blue": deployment([blue])}, {"blue": 100})

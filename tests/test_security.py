@@ -1,9 +1,8 @@
 """Security properties not covered by test_online_endpoint.py: the secrets scan `make lint` runs (and that it would
-catch a planted key), the workflows' OIDC sign-in and least privilege, the gateway comparing keys in constant
-time, every key on every request; and the security scenario `make soak` runs (faults/endpoint.py) against a real
-deployment: the key required, 127.0.0.1 only, no key or request body in any log."""
+catch a planted key), the workflows' OIDC sign-in and least privilege, the endpoint's router comparing keys in
+constant time, every key on every request; and the security scenario `make soak` runs (faults/endpoint.py) against a
+real deployment through its endpoint: the key required, 127.0.0.1 only, no key or request body in any log."""
 
-import io
 import json
 import re
 import subprocess
@@ -13,7 +12,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from aml_local.endpoints import serving
+from aml_local.endpoints import client_side
 from faults import endpoint
 from faults.settings import SHORT
 
@@ -32,7 +31,7 @@ def scan(*files) -> subprocess.CompletedProcess:
 
 
 def test_the_secrets_scan_passes_the_repo_and_catches_a_key_planted_in_a_copy(tmp_path):
-    clean = scan("src/mnist_data.py", "aml_local/endpoints/serving.py", "tests/test_security.py")
+    clean = scan("src/mnist_data.py", "aml_local/endpoints/client_side.py", "tests/test_security.py")
     assert clean.returncode == 0, clean.stdout + clean.stderr
 
     copy = tmp_path / "mnist_data.py"  # a copy of the file with hex checksums, plus a planted key and password
@@ -102,7 +101,7 @@ def test_workflows_grant_least_privilege_and_sign_in_to_azure_with_oidc(path):
                 assert "@" in step["uses"] and not step["uses"].endswith(("@main", "@master")), step["uses"]
 
 
-def test_the_gateway_compares_every_key_in_constant_time(monkeypatch):
+def test_the_router_compares_every_key_in_constant_time(monkeypatch):
     """hmac.compare_digest for both keys on every request, whichever matches, so timing says nothing."""
     calls = []
 
@@ -110,19 +109,12 @@ def test_the_gateway_compares_every_key_in_constant_time(monkeypatch):
         calls.append(key)
         return supplied == key
 
-    monkeypatch.setattr(serving.hmac, "compare_digest", recording_compare)
-    keys = [b"primary-key", b"secondary-key"]
-
-    def inner(environ, start_response):
-        start_response("200 OK", [])
-        return [b"ok"]
-
-    gateway = serving.GatewayChecks(inner, keys, 1000, log=io.StringIO())
-    for header in ("Bearer primary-key", "Bearer secondary-key", "Bearer wrong"):
+    monkeypatch.setattr(client_side.hmac, "compare_digest", recording_compare)
+    keys = (b"primary-key", b"secondary-key")
+    for header, expected in (("Bearer primary-key", True), ("Bearer secondary-key", True), ("Bearer wrong", False)):
         calls.clear()
-        environ = {"REQUEST_METHOD": "POST", "PATH_INFO": "/score", "HTTP_AUTHORIZATION": header}
-        gateway(environ | {"wsgi.input": io.BytesIO(b"")}, lambda status, headers: None)
-        assert calls == keys, header
+        assert client_side.authorized(header, keys) is expected
+        assert calls == list(keys), header
 
 
 @pytest.mark.slow

@@ -109,8 +109,9 @@ def test_register_deploy_invoke_teardown(env, finished_job, small_mnist_dir):
     assert lines["endpoint"].strip() == "mnist-endpoint"
     assert lines["scoring URI"].strip().startswith("http://127.0.0.1:")
     record = json.loads(aml_local(env, "online-deployment", "show", "-n", "blue", "-e", "mnist-endpoint"))
-    master = psutil.Process(int(record["properties"]["aml_local.pid"]))
-    processes = [master, *master.children(recursive=True)]
+    master = psutil.Process(int(record["properties"]["aml_local.pids"]))
+    router = json.loads((pathlib.Path(env["AML_LOCAL_HOME"]) / "endpoints/mnist-endpoint/router.json").read_text())
+    processes = [master, *master.children(recursive=True), psutil.Process(router["pid"])]
 
     # A second deploy rolls out green; a smoke test that expects another digit than green predicts fails it, and
     # the rollback leaves blue with all traffic and green gone (the server stopped), for real.
@@ -119,6 +120,9 @@ def test_register_deploy_invoke_teardown(env, finished_job, small_mnist_dir):
     rollout_env = env | {"SMOKE_EXPECTED": wrong, "ROLLOUT_OBSERVE_S": "0"}
     again = run(rollout_env, SCRIPTS / "deploy.sh", "--set", "environment_variables.WORKER_COUNT=1")
     assert again.returncode != 0
+    # Before anything changes, real traffic through the scoring URI: all of it answered by blue.
+    assert "==> live traffic: 200 requests through http://127.0.0.1:" in again.stderr
+    assert "(expected blue 100%)" in again.stderr
     assert "rollout of green failed (smoke test: green predicted" in again.stderr
     assert f"expected {wrong}); rolled back: blue takes 100% of traffic" in again.stderr
     shown = json.loads(aml_local(env, "online-endpoint", "show", "-n", "mnist-endpoint"))
@@ -369,8 +373,18 @@ def test_the_whole_chain_locally_then_a_green_rollout(env, small_mnist_dir):
     assert "deployment:  green (100% of traffic; blue deleted)" in rollout.stdout
     steps = [line for line in rollout.stderr.splitlines() if line.startswith("==> ") and "/5 " in line]
     assert [step.split()[1] for step in steps] == ["1/5", "2/5", "3/5", "4/5", "5/5"], rollout.stderr
+    # Real requests through the endpoint's one scoring URI at each step, answered as the traffic split says.
+    checked = [line for line in rollout.stderr.splitlines() if line.startswith("==> live traffic: 200 requests")]
+    assert [line.partition("(expected ")[2] for line in checked] == [
+        "blue 100%)",
+        "blue 100%)",
+        "blue 90%, green 10%)",
+        "green 100%)",
+    ], rollout.stderr
+    assert len({line.split()[6] for line in checked}) == 1, "the scoring URI changed during the rollout"
     shown = json.loads(aml_local(env, "online-endpoint", "show", "-n", "mnist-endpoint"))
     assert shown["traffic"] == {"green": 100} and shown["mirror_traffic"] == {}
+    assert shown["scoring_uri"] == checked[0].split()[6]
     invoked = run(env, SCRIPTS / "invoke.sh")
     assert invoked.returncode == 0 and invoked.stdout.splitlines()[-1].startswith("prediction: "), invoked.stderr
     assert run(env, SCRIPTS / "teardown.sh").returncode == 0
@@ -384,7 +398,16 @@ WORKSPACE = ["--resource-group", "rg-mnist", "--workspace-name", "ws-mnist"]
 
 @pytest.fixture
 def azure(tmp_path):
-    """Run a stage script with AML_BACKEND=azure and the fake az first on PATH: (run_script, calls, state)."""
+    """Run a stage script with AML_BACKEND=azure and the fake az first on PATH, its endpoints' scoring URIs answered
+    by the fake front end (tests/fake_az/front_end.py): (run_script, calls, state)."""
+    front_end = subprocess.Popen(
+        [sys.executable, str(FAKE_AZ.parent / "front_end.py")],
+        stdout=subprocess.PIPE,
+        text=True,
+        env=os.environ
+        | {"FAKE_AZ_STATE": str(tmp_path / "state.json"), "FAKE_AZ_SCENARIO": str(tmp_path / "scenario.json")},
+    )
+    port = front_end.stdout.readline().split()[-1]
     bin_dir = tmp_path / "bin"
     bin_dir.mkdir()
     (bin_dir / "az").symlink_to(FAKE_AZ)
@@ -401,6 +424,7 @@ def azure(tmp_path):
         FAKE_AZ_LOG=str(paths["calls.jsonl"]),
         FAKE_AZ_STATE=str(paths["state.json"]),
         FAKE_AZ_SCENARIO=str(paths["scenario.json"]),
+        FAKE_AZ_FRONT_END=f"http://127.0.0.1:{port}",
         PATH=f"{bin_dir}{os.pathsep}{VENV_BIN}{os.pathsep}{os.environ.get('PATH', '')}",
     )
 
@@ -424,7 +448,9 @@ def azure(tmp_path):
         """The fake workspace as the calls left it (endpoints, their deployments and traffic)."""
         return json.loads(paths["state.json"].read_text())
 
-    return run_script, calls, state
+    yield run_script, calls, state
+    front_end.kill()
+    front_end.wait(timeout=10)
 
 
 def endpoint_for(subscription="0000-sub", group="rg-mnist", workspace="ws-mnist"):
@@ -831,10 +857,54 @@ def test_an_update_rolls_green_out_step_by_step_and_deletes_blue(azure):
         f"online-endpoint update {endpoint} blue=0 green=100",
         "online-deployment delete blue",
     ]
+    # Real requests through the scoring URI at each step (the fake front end answers them by the fake's traffic).
+    checked = [line for line in result.stderr.splitlines() if line.startswith("==> live traffic: 200 requests")]
+    assert [line.partition("(expected ")[2] for line in checked] == [
+        "blue 100%)",
+        "blue 100%)",
+        "blue 90%, green 10%)",
+        "green 100%)",
+    ], result.stderr
+    assert f"/{endpoint}/score" in checked[0]
+    canary = checked[2].partition(": ")[2].partition("(expected")[0]
+    green_answers = int(canary.partition("green ")[2].split()[0])
+    assert 1 <= green_answers <= 39, canary  # 10% of 200 within 4.5 standard deviations
     # The next update goes the other way: green is live, so blue is the candidate.
     again = run_script("deploy.sh", "--set", "model=azureml:mnist-mlp:5")
     assert again.returncode == 0, again.stderr
     assert "deployment:  blue (100% of traffic; green deleted)" in again.stdout
+
+
+def test_the_traffic_check_fails_on_a_wrong_split_a_refused_key_or_a_failing_deployment(azure):
+    run_script, _, _ = azure
+    endpoint = endpoint_for()
+    live = LIVE_BLUE | {
+        "endpoints": {endpoint: {"traffic": {"blue": 70, "green": 30}, "deployments": ["blue", "green"]}}
+    }
+    pathlib.Path(run_script.env["FAKE_AZ_STATE"]).write_text(json.dumps(live | {"jobs": {}, "models": {}}))
+    uri = f"{run_script.env['FAKE_AZ_FRONT_END']}/{endpoint}/score"
+
+    def check(*expect, key="fake-primary-key", scenario=None):
+        pathlib.Path(run_script.env["FAKE_AZ_SCENARIO"]).write_text(json.dumps(scenario or {}))
+        return subprocess.run(
+            [sys.executable, str(SCRIPTS / "traffic.py"), uri, "--requests", "300", "--expect", *expect],
+            input=key,
+            cwd=REPO_ROOT,
+            capture_output=True,
+            text=True,
+            timeout=60,
+        )
+
+    right = check("blue=70", "green=30")
+    assert right.returncode == 0, right.stdout + right.stderr
+    wrong = check("blue=100")
+    assert wrong.returncode == 1 and "green answered" in wrong.stdout and "expected none" in wrong.stdout
+    skewed = check("blue=10", "green=90")
+    assert skewed.returncode == 1 and "expected 10% (" in skewed.stdout
+    refused = check("blue=70", "green=30", key="not-the-key")
+    assert refused.returncode == 1 and "HTTP 401" in refused.stdout
+    failing = check("blue=70", "green=30", scenario={"invoke": {"green": {"error": "model crashed"}}})
+    assert failing.returncode == 1 and "HTTP 424 from green" in failing.stdout
 
 
 def test_a_failing_smoke_test_rolls_back_before_any_traffic_moves(azure):

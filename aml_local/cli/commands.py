@@ -30,10 +30,10 @@ class CommandsLoader(CLICommandsLoader):
                 g.command("create", f"{noun}_create")
                 g.command("show", f"{noun}_show")
         with CommandGroup(self, "online-endpoint", OPERATIONS) as g:
-            for verb in ("create", "show", "get-credentials", "list", "update", "delete", "invoke"):
+            for verb in ("create", "show", "get-credentials", "regenerate-keys", "list", "update", "delete", "invoke"):
                 g.command(verb, "online_endpoint_" + verb.replace("-", "_"))
         with CommandGroup(self, "online-deployment", OPERATIONS) as g:
-            for verb in ("create", "show", "list", "get-logs", "delete"):
+            for verb in ("create", "update", "show", "list", "get-logs", "delete"):
                 g.command(verb, "online_deployment_" + verb.replace("-", "_"))
         return super().load_command_table(args)
 
@@ -121,7 +121,15 @@ class CommandsLoader(CLICommandsLoader):
             c.argument("name", help="Deployment name (create: overrides the YAML's).")
             c.argument("endpoint_name", help="Endpoint name (create: overrides the YAML's).")
             c.argument("all_traffic", options_list=["--all-traffic"], help="Send all of the endpoint's traffic to it.")
+            c.argument("file", options_list=["--file", "-f"], help="Deployment YAML (update: default, its own).")
+                "file",
+                options_list=["--file", "-f"],
+                help="Deployment YAML (update: default, the one it was made from).",
+            )
             c.argument("params_override", help="Override YAML fields, e.g. --set model=azureml:mnist-mlp:2.")
             c.argument("lines", options_list=["--lines", "-l"], type=int, help="How many of the last lines.")
             c.argument("container", options_list=["--container", "-c"], help="inference-server (the only one locally).")
+        with ArgumentsContext(self, "online-endpoint regenerate-keys") as c:
+            c.argument("key_type", options_list=["--key-type"], help="primary (the default) or secondary.")
+            c.argument("no_wait", options_list=["--no-wait"], help="Accepted as az accepts it; it is quick here.")
         super().load_arguments(command)

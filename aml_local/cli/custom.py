@@ -119,6 +119,11 @@ def online_endpoint_get_credentials(name):
     return endpoint.get_credentials(name)
 
 
+def online_endpoint_regenerate_keys(name, key_type="primary", no_wait=False):  # --no-wait: accepted as az does
+    # az ml regenerate-keys prints nothing (ml_online_endpoint_regenerate_keys returns no result).
+    endpoint.regenerate_keys(name, key_type=key_type)
+
+
 def online_endpoint_list():
     return transforms.online_endpoint_list(endpoint.list_endpoints())
 
@@ -142,6 +147,10 @@ def online_deployment_create(file, name=None, endpoint_name=None, all_traffic=Fa
     return deployment.create(
         file, name=name, endpoint_name=endpoint_name, all_traffic=all_traffic, set_pairs=_pairs(params_override)
     )
+
+
+def online_deployment_update(name, endpoint_name, file=None, params_override=None):
+    return deployment.update(name, endpoint_name, file=file, set_pairs=_pairs(params_override))
 
 
 def online_deployment_show(name, endpoint_name):

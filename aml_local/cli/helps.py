@@ -48,6 +48,7 @@ _HELP = {
     "online-endpoint create": ("command", "Create an endpoint (and its keys)."),
     "online-endpoint show": ("command", "Show an endpoint: scoring_uri, traffic, provisioning_state."),
     "online-endpoint get-credentials": ("command", "Show the endpoint's primary and secondary keys."),
+    "online-endpoint regenerate-keys": ("command", "Regenerate the primary or secondary key (--key-type)."),
     "online-endpoint list": ("command", "List endpoints."),
     "online-endpoint update": (
         "command",
@@ -63,7 +64,12 @@ _HELP = {
     "online-endpoint invoke": ("command", "Score a request file with the endpoint's key."),
     "online-deployment": ("group", "Local inference servers, like `az ml online-deployment`."),
     "online-deployment create": ("command", "Start a deployment and wait until it is ready."),
-    "online-deployment show": ("command", "Show a deployment (provisioning_state from its server)."),
+    "online-deployment update": (
+        "command",
+        "Change a deployment (instance count, request settings, environment variables, model, code) with no failed"
+        " request: new servers start beside the old, the router switches, the old ones drain and stop.",
+    ),
+    "online-deployment show": ("command", "Show a deployment (provisioning_state from its servers)."),
     "online-deployment list": ("command", "List an endpoint's deployments."),
     "online-deployment get-logs": ("command", "Show the inference server's log."),
     "online-deployment delete": ("command", "Stop a deployment's server and remove it."),

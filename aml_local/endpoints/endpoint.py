@@ -1,18 +1,19 @@
-"""The `online-endpoint` noun: `online-endpoint create/show/list/update/delete/get-credentials/invoke`.
+"""The `online-endpoint` noun: `online-endpoint create/show/list/update/regenerate-keys/delete/get-credentials/invoke`.
 
-An endpoint here is a record plus its keys: $AML_LOCAL_HOME/endpoints/<name>/endpoint.json and keys.json
-(readable by the user only). Its deployments are local inference servers, one port each, on 127.0.0.1
-(see online_deployment). Azure gives an endpoint one scoring URI and splits its traffic between the
-deployments behind it; locally each deployment has its own URI, so `scoring_uri` is the URI of the
-deployment that takes the most traffic, and `invoke` picks a deployment by the traffic weights itself,
-as Azure's router does (or the one named with --deployment-name, as Azure's azureml-model-deployment header).
+An endpoint here is what it is on Azure: one scoring URI in front of its deployments, deciding per request. Its record
+is $AML_LOCAL_HOME/endpoints/<name>/endpoint.json; its keys, traffic and mirrored traffic are in routing.json beside it
+(readable by the user only), the table its router serves (aml_local/endpoints/router.py, one process per endpoint on
+one 127.0.0.1 port for the endpoint's whole life; aml_local/endpoints/routing.py starts, finds and stops it). So
+`scoring_uri` is http://127.0.0.1:<the router's port>/score from `create` to `delete`, whatever deployments come and go
+or traffic moves, and curl, `requests`, Postman or the draw-a-digit page reach the deployment the router draws, as
+`invoke` does.
 """
 
 import datetime
 import getpass
+import http.client
 import json
 import os
-import random
 import re
 import secrets
 import shutil
@@ -20,12 +21,16 @@ from pathlib import Path
 
 from aml_local import AmlLocalError, specs, store
 from aml_local.endpoints import deployment as deployments_verbs
-from aml_local.endpoints import records
+from aml_local.endpoints import records, routing
 
 SCHEMA = "https://azuremlschemas.azureedge.net/latest/managedOnlineEndpoint.schema.json"
 # Azure ML's rule for endpoint names: 3 to 32 characters, a letter first, letters, digits and '-', no '-' last.
 ENDPOINT_NAME = re.compile(r"^[a-zA-Z][a-zA-Z0-9-]{1,30}[a-zA-Z0-9]$")
 TRAFFIC_PAIR = re.compile(r"^(?P<deployment>[^=\s]+)=(?P<percent>\d{1,3})$")
+# azure-ai-ml's EndpointKeyType (constants/_endpoint.py): what --key-type takes; primary when it is not given
+# (OnlineEndpointOperations.begin_regenerate_keys' default).
+KEY_TYPES = ("primary", "secondary")
+MODEL_DEPLOYMENT = "azureml-model-deployment"
 
 
 def _now() -> str:
@@ -39,6 +44,29 @@ def _load(file, name, auth_mode):
     if auth_mode:
         overrides.append({"auth_mode": auth_mode.lower()})
     return specs.load("load_online_endpoint", file, overrides)
+
+
+def _wanted_port() -> int:
+    """The router's port: AML_LOCAL_PORT when set (checked to be free), else 0 (a free one, chosen by the router)."""
+    wanted = os.environ.get("AML_LOCAL_PORT", "").strip()
+    if not wanted:
+        return 0
+    if not (wanted.isdigit() and 0 < int(wanted) < 65536):
+        raise AmlLocalError(f"AML_LOCAL_PORT={wanted}: expected a port number from 1 to 65535")
+    if routing.port_in_use(int(wanted)):
+        raise AmlLocalError(
+            f"AML_LOCAL_PORT={wanted}: port {wanted} on 127.0.0.1 is in use{_port_holder(int(wanted))}; "
+            "pick another or unset AML_LOCAL_PORT for a free one"
+        )
+    return int(wanted)
+
+
+def _port_holder(port: int) -> str:
+    for path in records.endpoints_dir().glob("*/endpoint.json"):
+        found = routing.running(path.parent.name)
+        if found and found.get("port") == port:
+            return f" (by the router of endpoint {path.parent.name})"
+    return ""
 
 
 def create(file, name=None, auth_mode=None) -> dict:
@@ -56,59 +84,58 @@ def create(file, name=None, auth_mode=None) -> dict:
                 f"online endpoint {name} already exists; to create a new one, use another --name "
                 "(to change traffic: online-endpoint update)"
             )
+        port = _wanted_port()
         folder = records.endpoint_dir(name)
         if folder.exists():
             shutil.rmtree(folder)  # left by a create that stopped before writing its record
         folder.mkdir(parents=True, mode=0o700)
-        _write_keys(name)
+        # Two keys, as Azure makes for key auth, in a file only this user can read (never in argv or logs).
+        routing.create(name, {which: _new_key() for which in KEY_TYPES}, port)
         records.save_endpoint(
             {
                 "name": name,
                 "description": entity.description,
                 "tags": {str(k): str(v) for k, v in (entity.tags or {}).items()},
                 "auth_mode": entity.auth_mode,
-                "traffic": {},
-                "mirror_traffic": {},
                 "file": str(Path(file).resolve()),
                 "created_at": _now(),
                 "created_by": getpass.getuser(),
             }
         )
+    try:
+        routing.start(name)
+    except BaseException:
+        shutil.rmtree(records.endpoint_dir(name), ignore_errors=True)
+        raise
     return show(name)
 
 
-def _write_keys(name: str):
-    """Two keys, as Azure makes for key auth, in a file only this user can read (never in argv or logs)."""
-    keys = {"primaryKey": secrets.token_urlsafe(32), "secondaryKey": secrets.token_urlsafe(32)}
-    descriptor = os.open(records.keys_path(name), os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-    with os.fdopen(descriptor, "w") as handle:
-        json.dump(keys, handle)
+def _new_key() -> str:
+    return secrets.token_urlsafe(32)
 
 
 def get_credentials(name: str) -> dict:
     records.load_endpoint(name)
-    try:
-        keys = json.loads(records.keys_path(name).read_text())
-    except (OSError, ValueError):
-        raise AmlLocalError(
-            f"online endpoint {name}: its keys file {records.keys_path(name)} is missing or unreadable"
-        ) from None
-    return {"primaryKey": keys["primaryKey"], "secondaryKey": keys["secondaryKey"]}
+    keys = routing.read(name)["keys"]
+    return {"primaryKey": keys["primary"], "secondaryKey": keys["secondary"]}
 
 
-def scoring_deployment(record: dict) -> str | None:
-    """The deployment whose URI stands for the endpoint's: the one taking the most traffic (ties: by name)."""
-    weighted = [(percent, name) for name, percent in record["traffic"].items() if percent > 0]
-    return min(weighted, key=lambda pair: (-pair[0], pair[1]))[1] if weighted else None
+def regenerate_keys(name: str, key_type: str = "primary"):
+    """A new primary or secondary key; the other one keeps working (as on Azure, so clients can move over)."""
+    which = (key_type or "").lower()
+    if which not in KEY_TYPES:
+        raise AmlLocalError(f"--key-type {key_type}: expected primary or secondary")
+    records.load_endpoint(name)
+    routing.wait_for(name, routing.change(name, lambda table: table["keys"].update({which: _new_key()})))
 
 
 def show(name: str) -> dict:
     record = records.load_endpoint(name)
-    deployments = {d["name"]: d for d in records.deployments(name)}
-    traffic = {d: int(record["traffic"].get(d, 0)) for d in sorted(deployments)}
-    chosen = scoring_deployment(record)
-    base_url = records.base_url(deployments[chosen]) if chosen in deployments else None
-    result = {
+    table = routing.read(name)
+    port = routing.ensure(name)
+    deployments = {d["name"] for d in records.deployments(name)}
+    base_url = f"http://127.0.0.1:{port}"
+    return {
         "$schema": SCHEMA,
         "auth_mode": record["auth_mode"],
         "description": record["description"],
@@ -116,23 +143,22 @@ def show(name: str) -> dict:
         "identity": {"type": "none"},
         "kind": "Managed",
         "location": "local",
-        "mirror_traffic": record["mirror_traffic"],
+        "mirror_traffic": {d: p for d, p in table["mirror_traffic"].items() if p > 0},
         "name": name,
-        "openapi_uri": f"{base_url}/swagger.json" if base_url else None,
+        "openapi_uri": f"{base_url}/swagger.json",
         "properties": {
             "aml_local.endpoint_dir": str(records.endpoint_dir(name)),
-            "aml_local.scoring_deployment": chosen,
+            "aml_local.router_log": str(routing.state_dir(name) / routing.ROUTER_LOG),
             "createdAt": record["created_at"],
             "createdBy": record["created_by"],
         },
         "provisioning_state": "Succeeded",
-        # Its deployments listen on 127.0.0.1 only: nothing outside this machine can reach them.
+        # The router listens on 127.0.0.1 only: nothing outside this machine can reach it.
         "public_network_access": "disabled",
-        "scoring_uri": f"{base_url}/score" if base_url else None,
+        "scoring_uri": f"{base_url}/score",
         "tags": record["tags"],
-        "traffic": traffic,
+        "traffic": {d: int(table["traffic"].get(d, 0)) for d in sorted(deployments)},
     }
-    return result
 
 
 def list_endpoints() -> list[dict]:
@@ -155,31 +181,29 @@ def parse_traffic(text: str, flag: str = "--traffic") -> dict:
 def update(name: str, traffic: str | None = None, mirror_traffic: str | None = None) -> dict:
     """Set the live traffic split and/or the mirrored traffic, with Azure's rules: live traffic adds up to 100
     (or is all 0); mirrored traffic goes to at most one deployment, at most 50%, and never to a deployment that
-    takes live traffic."""
+    takes live traffic. Returns once the router routes by the new split."""
     if traffic is None and mirror_traffic is None:
         raise AmlLocalError(
             "online-endpoint update: give --traffic (e.g. 'blue=90 green=10') and/or --mirror-traffic (e.g. 'green=10')"
         )
     wanted = parse_traffic(traffic) if traffic is not None else None
     mirrored = parse_traffic(mirror_traffic, flag="--mirror-traffic") if mirror_traffic is not None else None
-    with store.locked("endpoints"):
-        record = records.load_endpoint(name)
-        deployments = {d["name"] for d in records.deployments(name)}
+    records.load_endpoint(name)
+
+    def edit(table):
+        deployments = set(table["deployments"])
         for flag, split in (("--traffic", wanted), ("--mirror-traffic", mirrored)):
             unknown = sorted(set(split or {}) - deployments)
             if unknown:
                 raise AmlLocalError(
-                    f"{flag}: endpoint {name} has no deployment {unknown[0]!r} "
+                    f"{flag}: endpoint {name} has no deployment {unknown[0]!r} that is ready "
                     f"(deployments: {', '.join(sorted(deployments)) or 'none'})"
                 )
         if wanted is not None and sum(wanted.values()) not in (0, 100):
             raise AmlLocalError(f"--traffic {traffic!r}: the percentages add up to {sum(wanted.values())}, not 100")
         # As on Azure, a new split replaces the old one: deployments left out take no traffic.
-        live = {d: wanted.get(d, 0) for d in sorted(deployments)} if wanted is not None else record["traffic"]
-        mirror = record.get("mirror_traffic") or {}
-        if mirrored is not None:
-            mirror = {d: p for d, p in mirrored.items() if p > 0}
-        mirror = {d: p for d, p in mirror.items() if d in deployments}
+        live = {d: wanted.get(d, 0) for d in sorted(deployments)} if wanted is not None else table["traffic"]
+        mirror = {d: p for d, p in (mirrored if mirrored is not None else table["mirror_traffic"]).items() if p > 0}
         if len(mirror) > 1:
             raise AmlLocalError(
                 f"--mirror-traffic: mirrored traffic can go to one deployment only (got {', '.join(sorted(mirror))})"
@@ -192,16 +216,20 @@ def update(name: str, traffic: str | None = None, mirror_traffic: str | None = N
                 f"deployment {both[0]} would take live traffic ({live[both[0]]}%) and mirrored traffic; "
                 f"stop the mirror first (--mirror-traffic '{both[0]}=0')"
             )
-        record["traffic"] = live
-        record["mirror_traffic"] = mirror
-        records.save_endpoint(record)
+        table["traffic"], table["mirror_traffic"] = live, mirror
+
+    routing.wait_for(name, routing.change(name, edit))
     return show(name)
 
 
 def delete(name: str):
+    """Stop the router (requests in progress finish first), then every deployment's servers, those the router
+    started again itself included; then remove the endpoint's folder."""
     records.load_endpoint(name)
+    restarted = {d["name"]: routing.restarted_servers(name, d["name"]) for d in records.deployments(name)}
+    routing.stop(name)
     for record in records.deployments(name):
-        deployments_verbs.stop(record)
+        deployments_verbs.stop(record, restarted.get(record["name"], []))
     with store.locked("endpoints"):
         records.remove_folder(records.endpoint_dir(name), f"online endpoint {name}")
 
@@ -220,85 +248,51 @@ def _read_request(request_file) -> bytes:
     return json.dumps(data).encode()
 
 
-def choose_deployment(record: dict, deployment_name: str | None, deployments: dict) -> str:
+def invoke(name: str, request_file, deployment_name: str | None = None) -> str:
+    """POST the request file to the endpoint's scoring URI with its primary key (and the azureml-model-deployment
+    header for --deployment-name), as azure-ai-ml's OnlineEndpointOperations.invoke does; the response body, as az
+    prints it (a string). Anything but 200/201 is an error naming the status, and for a 424 the model's own status
+    and message (validate_response in azure-ai-ml's _utils/_endpoint_utils.py raises on all others)."""
+    records.load_endpoint(name)
+    body = _read_request(request_file)
+    table = routing.read(name)
+    headers = {"Content-Type": "application/json", "Authorization": f"Bearer {table['keys']['primary']}"}
     if deployment_name:
-        if deployment_name not in deployments:
-            known = ", ".join(sorted(deployments)) or "none"
+        # As the SDK checks it first (OnlineEndpointOperations._validate_deployment_name).
+        known = {d["name"] for d in records.deployments(name)}
+        if deployment_name not in known:
             raise AmlLocalError(
-                f"--deployment-name {deployment_name}: endpoint {record['name']} has no such deployment "
-                f"(deployments: {known})"
+                f"--deployment-name {deployment_name}: endpoint {name} has no such deployment "
+                f"(deployments: {', '.join(sorted(known)) or 'none'})"
             )
-        return deployment_name
-    weighted = [(d, p) for d, p in record["traffic"].items() if p > 0 and d in deployments]
-    if not weighted:
+        headers[MODEL_DEPLOYMENT] = deployment_name
+    elif not any(p > 0 for p in table["traffic"].values()):
         raise AmlLocalError(
-            f"online endpoint {record['name']}: no deployment takes traffic; give one all traffic "
+            f"online endpoint {name}: no deployment takes traffic; give one all traffic "
             "(online-deployment create --all-traffic, online-endpoint update --traffic) or use --deployment-name"
         )
-    names, weights = zip(*weighted, strict=True)
-    return random.choices(names, weights=weights)[0]
-
-
-def invoke(name: str, request_file, deployment_name: str | None = None) -> str:
-    """POST the request file to a deployment's /score with the endpoint's key; the response body, as az
-    prints it (a string), or an error with the status and the server's message for anything but 2xx."""
-    import http.client
-
-    record = records.load_endpoint(name)
-    body = _read_request(request_file)
-    deployments = {d["name"]: d for d in records.deployments(name)}
-    chosen = choose_deployment(record, deployment_name, deployments)
-    deployment = deployments[chosen]
-    key = get_credentials(name)["primaryKey"]
-    headers = {
-        "Content-Type": "application/json",
-        "Authorization": f"Bearer {key}",
-        "azureml-model-deployment": chosen,
-    }
-    timeout_s = deployment["request_settings"]["request_timeout_ms"] / 1000 * 2 + 5
-    connection = http.client.HTTPConnection("127.0.0.1", deployment["port"], timeout=timeout_s)
+    port = routing.ensure(name)
+    longest = max((d["request_timeout_ms"] for d in table["deployments"].values()), default=5000)
+    connection = http.client.HTTPConnection("127.0.0.1", port, timeout=longest / 1000 + 10)
     try:
         connection.request("POST", "/score", body=body, headers=headers)
         response = connection.getresponse()
         status, text = response.status, response.read().decode("utf-8", errors="replace")
+        answered_by = response.getheader(MODEL_DEPLOYMENT)
+        model_status = response.getheader("ms-azureml-model-error-statuscode")
     except (OSError, http.client.HTTPException) as err:
         reason = getattr(err, "strerror", None) or type(err).__name__
         raise AmlLocalError(
-            f"online endpoint {name}: deployment {chosen} is not answering on 127.0.0.1:{deployment['port']} "
-            f"({reason}); see: online-deployment get-logs --name {chosen} --endpoint-name {name}"
+            f"online endpoint {name}: its router on 127.0.0.1:{port} did not answer ({reason}); "
+            f"see {routing.state_dir(name) / routing.ROUTER_LOG}"
         ) from None
     finally:
         connection.close()
-    if deployment_name is None:
-        _mirror(record, deployments, body, key)
-    if not 200 <= status < 300:
-        raise AmlLocalError(f"online endpoint {name}: deployment {chosen} answered HTTP {status}: {_message(text)}")
+    if status not in (200, 201):
+        where = f" (deployment {answered_by})" if answered_by else ""
+        what = f"HTTP {status}" + (f", the model answered {model_status}" if model_status else "")
+        raise AmlLocalError(f"online endpoint {name}{where} answered {what}: {_message(text)}")
     return text
-
-
-def _mirror(record: dict, deployments: dict, body: bytes, key: str):
-    """Send a copy of a request routed by traffic to the mirrored deployment, at its percentage, as Azure does:
-    its answer is never returned and its failures never reach the caller (they show in its own log)."""
-    import http.client
-
-    for name, percent in (record.get("mirror_traffic") or {}).items():
-        if name not in deployments or random.random() * 100 >= percent:
-            continue
-        deployment = deployments[name]
-        headers = {
-            "Content-Type": "application/json",
-            "Authorization": f"Bearer {key}",
-            "azureml-model-deployment": name,
-        }
-        timeout_s = deployment["request_settings"]["request_timeout_ms"] / 1000 + 5
-        connection = http.client.HTTPConnection("127.0.0.1", deployment["port"], timeout=timeout_s)
-        try:
-            connection.request("POST", "/score", body=body, headers=headers)
-            connection.getresponse().read()
-        except (OSError, http.client.HTTPException):
-            pass
-        finally:
-            connection.close()
 
 
 def _message(text: str) -> str:

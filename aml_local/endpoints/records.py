@@ -1,6 +1,7 @@
 """The on-disk records of local online endpoints and their deployments, read by both nouns' verbs:
-$AML_LOCAL_HOME/endpoints/<endpoint>/endpoint.json and keys.json (readable by the user only), and
-deployments/<deployment>/deployment.json beside them. Every write is whole-file-then-rename (store.write_json)."""
+$AML_LOCAL_HOME/endpoints/<endpoint>/endpoint.json, and deployments/<deployment>/deployment.json beside it (the
+endpoint's keys and traffic are in its routing.json, aml_local/endpoints/routing.py). Every write is
+whole-file-then-rename (store.write_json)."""
 
 import json
 import shutil
@@ -19,10 +20,6 @@ def endpoint_dir(name: str) -> Path:
     return endpoints_dir() / name
 
 
-def keys_path(name: str) -> Path:
-    return endpoint_dir(name) / "keys.json"
-
-
 def load_endpoint(name: str) -> dict:
     """The endpoint's record; a clear error naming the endpoints that do exist when it does not."""
     path = endpoint_dir(name) / "endpoint.json"
@@ -39,24 +36,6 @@ def save_endpoint(record: dict):
     store.write_json(endpoint_dir(record["name"]) / "endpoint.json", record)
 
 
-def set_traffic(name: str, deployment: str, percent: int | None):
-    """Give one deployment all traffic (percent 100), or add it with none (0), or drop it (None)."""
-    with store.locked("endpoints"):
-        record = load_endpoint(name)
-        traffic = dict(record["traffic"])
-        if percent is None:
-            traffic.pop(deployment, None)
-            record["mirror_traffic"] = {
-                d: p for d, p in (record.get("mirror_traffic") or {}).items() if d != deployment
-            }
-        elif percent == 100:
-            traffic = {d: 0 for d in traffic} | {deployment: 100}
-        else:
-            traffic.setdefault(deployment, percent)
-        record["traffic"] = traffic
-        save_endpoint(record)
-
-
 def deployments_dir(endpoint_name: str) -> Path:
     return endpoint_dir(endpoint_name) / "deployments"
 
@@ -67,10 +46,6 @@ def deployment_dir(endpoint_name: str, name: str) -> Path:
 
 def log_path(record: dict) -> Path:
     return Path(record["deployment_dir"]) / "logs" / f"{LOG_CONTAINER}.log"
-
-
-def base_url(record: dict) -> str:
-    return f"http://127.0.0.1:{record['port']}"
 
 
 def deployments(endpoint_name: str) -> list[dict]:

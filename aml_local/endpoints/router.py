@@ -6,10 +6,10 @@ life, doing for each request what Azure's managed online endpoint front end does
 What it does, and where Azure documents it:
 
 - Key auth: `Authorization: Bearer <primary or secondary key>`, compared in constant time; anything else gets 401
-  with a JSON message. `GET`/`HEAD /` (the router's own health) and `GET /draw/...` (the draw-a-digit page, served
-  from web/draw/ as aml_local's serving gateway serves it today) need no key; every other route, `/score` and
-  `/swagger.json` included, needs one, as today's gateway (aml_local/serving.py) does and as Azure's own OpenAPI example
-  calls openapi_uri (Azure/azureml-examples sdk/python/endpoints/online/managed/online-endpoints-openapi.ipynb).
+  with a JSON message. `GET`/`HEAD /` (the router's own health) and `GET /draw/...` (the draw-a-digit page, package
+  data in aml_local/draw/, served by the router itself) need no key; every other route, `/score` and `/swagger.json`
+  (the endpoint's openapi_uri) included, needs one, as Azure's own OpenAPI example calls openapi_uri with the key
+  (Azure/azureml-examples sdk/python/endpoints/online/managed/online-endpoints-openapi.ipynb).
 - Traffic: a request goes to a deployment drawn at random by the `traffic` weights; the request header
   `azureml-model-deployment: <name>` sends it to that deployment whatever its weight (azure-ai-ml:
   azure/ai/ml/constants/_endpoint.py EndpointInvokeFields.MODEL_DEPLOYMENT; "Safe rollout for online endpoints",
@@ -20,7 +20,10 @@ What it does, and where Azure documents it:
   the docs are silent on that case and 404 is the closest documented answer (our choice).
 - Mirror traffic: `mirror_traffic` {deployment: percent} copies that share of the requests routed by weight (never
   one sent with the deployment header) to the mirror deployment; its answer is discarded, and the copy runs on its
-  own, so it never delays, changes or fails the client's answer. The rules of the safe-rollout page ("Test the
+  own, so it never delays, changes or fails the client's answer. Copies in progress are counted apart from clients'
+  requests (at most the mirror's capacity of them; beyond it a copy is skipped), so copies piled up on a slow mirror
+  never make a client's request 429, not even just after traffic moves to it (our choice: the docs do not say how
+  copies count). The rules of the safe-rollout page ("Test the
   deployment with mirrored traffic": one mirror deployment, at most 50%, a deployment takes live or mirrored traffic,
   not both) are checked on every routing table; a table that breaks them is refused.
 - Answers: each carries `azureml-model-deployment` (the deployment that answered, or was chosen) and `x-request-id`
@@ -37,8 +40,8 @@ What it does, and where Azure documents it:
   _instance * instance_count requests to process in parallel ... Requests that exceed this maximum are rejected").
   A request not answered within the deployment's request_timeout_ms gets 408 ("408 Request timeout: The model
   execution took longer than the timeout supplied in request_timeout_ms"). A body larger than the deployment's
-  max_request_bytes (default 32 MiB, aml_local/serving.py's cap today; the docs give no number for managed online
-  endpoints) gets 413 before any of it is read.
+  max_request_bytes (default 32 MiB, our choice: the docs give no number for managed online endpoints) gets 413
+  before any of it is read.
 - Health: every server is probed with `GET /` (the inference server's liveness route) every liveness_probe.period
   seconds, with liveness_probe.timeout; a server that fails a probe, or refuses a connection, takes no new requests
   until a probe succeeds. After failure_threshold failures in a row (not counting those within initial_delay of its
@@ -51,103 +54,71 @@ What it does, and where Azure documents it:
 - instance_count: N servers per deployment; each request goes to the server with the fewest requests in progress,
   taking turns among equals. Connections to the servers are kept alive and pooled.
 
-The routing table: DIR/routing.json, written by the online-endpoint and online-deployment verbs (write a temporary
-file in DIR, then rename it over routing.json: the router never reads half a table), mode 0600 (it holds the keys):
 
-    {
-      "schema_version": 1,
-      "generation": 7,                      # the verbs add 1 per write; router.json reports the one in force
-      "endpoint": "mnist-endpoint",
-      "port": 41234,                        # 0 or absent: the router picks a free port and records it in router.json
-      "keys": {"primary": "...", "secondary": "..."},
-      "traffic": {"blue": 90, "green": 10}, # whole percentages adding up to 100, or all 0
-      "mirror_traffic": {"green": 0},       # at most one deployment with a positive share, at most 50
-      "deployments": {
-        "blue": {
-          "instance_count": 1,
-          "max_concurrent_requests_per_instance": 4,
-          "request_timeout_ms": 5000,
-          "max_request_bytes": 33554432,    # optional, default 32 MiB
-          "liveness_probe": {"initial_delay": 30, "period": 10, "timeout": 5, "failure_threshold": 6},
-          "servers": [
-            {"host": "127.0.0.1", "port": 40001,
-             "pid": 1234, "started": 1767000000.5,     # optional: the process to stop before a restart (its create
-                                                       # time as psutil gives it, so a reused pid is left alone)
-             "restart": {"argv": ["python", "-m", "gunicorn", "--bind", "127.0.0.1:40001", "..."],
-                         "env": {"...": "..."},        # the whole environment; absent: the router's own
-                         "cwd": "/path/app",
-                         "log": "/path/logs/inference-server.log"}}   # optional: appended to
-          ]
-        }
-      }
-    }
+The routing table (routing.json, written by the verbs) and the state written back (router.json): their schemas and
+rules are in aml_local/endpoints/routing_table.py.
 
-A new version is picked up within RELOAD_POLL_S (or at once on SIGHUP). Requests already in progress finish where they
-started; new ones follow the new table; a server that stays in the table keeps its health and connections. A table
-that cannot be read or breaks a rule is refused whole (the one in force stays, and router.json says why).
-
-What the router writes: DIR/router.json, replaced atomically (write then rename) at start and at every change of the
-table in force or of a server's health:
-
-    {"pid": 4321, "started": 1767000000.1, "port": 41234, "state_dir": "...", "generation": 7,
-     "applied_at": "2026-12-02T14:05:00+00:00", "routing_error": null,
-     "deployments": {"blue": [{"host": "127.0.0.1", "port": 40001, "up": true, "failures": 0, "restarts": 1,
-                               "pid": 5678, "started": 1767000100.2}]}}
-
-(`pid`/`started` of a server: the process the router started for it, when it restarted one; else those of routing.json.)
-SIGTERM or SIGINT: stop taking connections, let requests in progress finish (at most the longest request_timeout_ms),
-exit 0; servers the router restarted keep running (they are the deployment's, stopped with it by the verbs, who find
-them in router.json). A routing table that is missing or invalid at start, or a port that is taken: one line on
-stderr, exit 2.
-
-Life cycle, as the verbs drive it: `online-endpoint create` writes routing.json (no deployments, no traffic, port 0 or
-a free port it chose) and starts this module in a session of its own with stderr to DIR/router.log; it is up when
-router.json shows the child's pid and `GET /` answers 200, and the verbs then write the port it took into routing.json,
-so that a router started again later takes the same one and scoring_uri never changes. A later command finds it by
-router.json (pid and start time, as psutil reports them) and starts it again if it is gone. To replace a deployment's
-servers without a failed request: start the new ones, wait for their readiness, write routing.json with them instead
-of the old, wait until router.json shows that generation, wait the old deployment's request_timeout_ms (no request
-lasts longer here), then stop the old servers.
+Life cycle, as the verbs drive it (aml_local/endpoints/routing.py): `online-endpoint create` writes routing.json (no
+deployments, no traffic, port 0 or the one AML_LOCAL_PORT names) and starts this module in a session of its own with
+stderr to DIR/router.log; it is up when router.json shows the child's pid and `GET /` answers 200, and the verbs then
+write the port it took into routing.json, so that a router started again later takes the same one and scoring_uri never
+changes. A later command finds it by router.json (pid and start time, as psutil reports them) and starts it again if it
+is gone. To replace a deployment's servers without a failed request: start the new ones, wait for their readiness, write
+routing.json with them instead of the old, wait until router.json shows that generation, wait the old deployment's
+request_timeout_ms (no request lasts longer here), then stop the old servers.
 """
 
 import argparse
 import asyncio
-import collections
 import contextlib
 import datetime
-import errno
-import functools
-import hmac
-import http
-import itertools
-import json
-import math
 import os
 import random
 import re
 import signal
-import socket
 import subprocess
 import sys
 import time
 import uuid
-from dataclasses import dataclass, field
 from pathlib import Path
-from urllib.parse import unquote
 
-import httptools
 import psutil
 
 from aml_local import AmlLocalError
+from aml_local.endpoints.client_side import (
+    Answer,
+    ClientConnection,
+    IncomingRequest,
+    Route,
+    authorized,
+    draw_page,
+    header,
+    json_answer,
+    listening_socket,
+)
+from aml_local.endpoints.routing_table import (
+    DEFAULT_MAX_REQUEST_BYTES,
+    ROUTER_FILE,
+    ROUTING_FILE,
+    DeploymentSpec,
+    Probe,
+    RoutingTable,
+    parse_table,
+    read_table,
+    write_json_atomically,
+)
+from aml_local.endpoints.upstream import (
+    ConnectionDropped,
+    Server,
+    connect,
+    idle_connection,
+    process_if_ours,
+    stop_process_group,
+)
 
-ROUTING_FILE = "routing.json"
-ROUTER_FILE = "router.json"
-SCHEMA_VERSION = 1
-DEFAULT_MAX_REQUEST_BYTES = 32 * 1024 * 1024  # aml_local/serving.py's cap today
+__all__ = ["DEFAULT_MAX_REQUEST_BYTES", "main", "parse_table", "read_table", "serve"]
+
 RELOAD_POLL_S = 0.1  # how often routing.json is looked at (one stat() call)
-STOP_GRACE_S = 10  # a server being replaced gets this long after SIGTERM before SIGKILL
-# Below gunicorn's default keep-alive (2 s): a pooled connection is dropped before the server closes it.
-BACKEND_KEEPALIVE_S = 1.0
 MODEL_DEPLOYMENT = "azureml-model-deployment"
 # https://www.rfc-editor.org/rfc/rfc9110#section-7.6.1 plus what the router sets itself (length, host, ids) and the key.
 REQUEST_HEADERS_NOT_FORWARDED = frozenset(
@@ -174,8 +145,6 @@ RESPONSE_HEADERS_NOT_FORWARDED = frozenset(
 )
 CLIENT_REQUEST_ID_CHARS = re.compile(r"[^A-Za-z0-9_-]")
 CLIENT_REQUEST_ID_MAX = 40
-DRAW_PAGE_DIR = Path(__file__).resolve().parents[2] / "web" / "draw"
-DRAW_TYPES = {".html": "text/html; charset=utf-8", ".js": "text/javascript", ".css": "text/css"}
 UNAUTHORIZED = (
     "missing or invalid key: send 'Authorization: Bearer <key>' with a key from online-endpoint get-credentials"
 )
@@ -187,435 +156,6 @@ def log(message: str):
     sys.stderr.flush()
 
 
-# ---------------------------------------------------------------------------------------------------------------------
-# The routing table, read and checked
-# ---------------------------------------------------------------------------------------------------------------------
-
-
-@dataclass(frozen=True)
-class Probe:
-    initial_delay: float
-    period: float
-    timeout: float
-    failure_threshold: int
-
-
-@dataclass(frozen=True)
-class ServerSpec:
-    host: str
-    port: int
-    pid: int | None
-    started: float | None
-    restart: dict | None  # {"argv": [...], "env": {...} | None, "cwd": str | None, "log": str | None}
-
-    @property
-    def address(self) -> tuple[str, int]:
-        return self.host, self.port
-
-
-@dataclass(frozen=True)
-class DeploymentSpec:
-    name: str
-    instance_count: int
-    max_concurrent_requests_per_instance: int
-    request_timeout_ms: int
-    max_request_bytes: int
-    liveness_probe: Probe
-    servers: tuple[ServerSpec, ...]
-
-    @property
-    def capacity(self) -> int:
-        """Requests in progress at once, beyond which Azure answers 429."""
-        return 2 * self.max_concurrent_requests_per_instance * self.instance_count
-
-
-@dataclass(frozen=True)
-class RoutingTable:
-    generation: int
-    endpoint: str
-    port: int
-    keys: tuple[bytes, ...]
-    weighted: tuple[tuple[str, int], ...]  # deployments with a positive traffic share, and the share
-    mirror: tuple[str, int] | None  # (deployment, percent) when a positive share is mirrored
-    deployments: dict
-
-    @functools.cached_property
-    def draw(self) -> tuple[tuple[str, ...], tuple[int, ...]]:
-        """(deployment names, cumulative weights) for random.choices, worked out once per table."""
-        names = tuple(name for name, _ in self.weighted)
-        return names, tuple(itertools.accumulate(percent for _, percent in self.weighted))
-
-
-def _fail(where: str, message: str):
-    raise AmlLocalError(f"{ROUTING_FILE}: {where}: {message}")
-
-
-def _field(container: dict, key: str, where: str, kind, *, required=True, default=None):
-    if key not in container:
-        if required:
-            _fail(where, f"missing {key!r}")
-        return default
-    value = container[key]
-    kinds = kind if isinstance(kind, tuple) else (kind,)
-    # bool is an int in Python, never a count or a port here
-    if not isinstance(value, kinds) or (isinstance(value, bool) and bool not in kinds):
-        names = " or ".join(k.__name__ for k in kinds)
-        _fail(f"{where}.{key}" if where else key, f"expected {names}, got {json.dumps(value)[:60]}")
-    return value
-
-
-def _number(container, key, where, *, minimum, integer=False, required=True, default=None):
-    value = _field(container, key, where, int if integer else (int, float), required=required, default=default)
-    if value is not None and (not math.isfinite(value) or value < minimum):
-        _fail(f"{where}.{key}", f"expected a number >= {minimum}, got {value}")
-    return value
-
-
-def _port(container, key, where, *, allow_zero=False):
-    value = _field(container, key, where, int, required=not allow_zero, default=0)
-    if not (0 if allow_zero else 1) <= value <= 65535:
-        _fail(f"{where}.{key}" if where else key, f"expected a port number from 1 to 65535, got {value}")
-    return value
-
-
-def _restart_spec(raw, where) -> dict | None:
-    if raw is None:
-        return None
-    if not isinstance(raw, dict):
-        _fail(where, "expected an object with argv (and env, cwd, log)")
-    argv = _field(raw, "argv", where, list)
-    if not argv or not all(isinstance(part, str) and part for part in argv):
-        _fail(f"{where}.argv", "expected a non-empty list of non-empty strings")
-    env = _field(raw, "env", where, dict, required=False)
-    if env is not None and not all(isinstance(k, str) and isinstance(v, str) for k, v in env.items()):
-        _fail(f"{where}.env", "expected an object of string values")
-    return {
-        "argv": list(argv),
-        "env": dict(env) if env is not None else None,
-        "cwd": _field(raw, "cwd", where, str, required=False),
-        "log": _field(raw, "log", where, str, required=False),
-    }
-
-
-def _server_spec(raw, where) -> ServerSpec:
-    if not isinstance(raw, dict):
-        _fail(where, "expected an object with host and port")
-    host = _field(raw, "host", where, str)
-    if host not in ("127.0.0.1", "localhost", "::1"):
-        _fail(f"{where}.host", f"expected a loopback address (127.0.0.1), got {host!r}")
-    return ServerSpec(
-        host=host,
-        port=_port(raw, "port", where),
-        pid=_number(raw, "pid", where, minimum=1, integer=True, required=False),
-        started=_number(raw, "started", where, minimum=0, required=False),
-        restart=_restart_spec(raw.get("restart"), f"{where}.restart"),
-    )
-
-
-def _deployment_spec(name: str, raw) -> DeploymentSpec:
-    where = f"deployments.{name}"
-    if not isinstance(raw, dict):
-        _fail(where, "expected an object")
-    probe_raw = _field(raw, "liveness_probe", where, dict)
-    probe_where = f"{where}.liveness_probe"
-    probe = Probe(
-        initial_delay=_number(probe_raw, "initial_delay", probe_where, minimum=0),
-        period=_number(probe_raw, "period", probe_where, minimum=0.01),
-        timeout=_number(probe_raw, "timeout", probe_where, minimum=0.01),
-        failure_threshold=_number(probe_raw, "failure_threshold", probe_where, minimum=1, integer=True),
-    )
-    servers_raw = _field(raw, "servers", where, list)
-    servers = tuple(_server_spec(item, f"{where}.servers[{i}]") for i, item in enumerate(servers_raw))
-    if len({server.address for server in servers}) != len(servers):
-        _fail(f"{where}.servers", "the same host and port appear twice")
-    return DeploymentSpec(
-        name=name,
-        instance_count=_number(raw, "instance_count", where, minimum=1, integer=True),
-        max_concurrent_requests_per_instance=_number(
-            raw, "max_concurrent_requests_per_instance", where, minimum=1, integer=True
-        ),
-        request_timeout_ms=_number(raw, "request_timeout_ms", where, minimum=1, integer=True),
-        max_request_bytes=_number(
-            raw, "max_request_bytes", where, minimum=0, integer=True, required=False, default=DEFAULT_MAX_REQUEST_BYTES
-        ),
-        liveness_probe=probe,
-        servers=servers,
-    )
-
-
-def _shares(raw: dict, key: str, deployments: dict) -> dict:
-    shares = _field(raw, key, "", dict, required=False, default={})
-    for name, percent in shares.items():
-        if name not in deployments:
-            known = ", ".join(sorted(deployments)) or "none"
-            _fail(f"{key}.{name}", f"no such deployment (deployments: {known})")
-        if isinstance(percent, bool) or not isinstance(percent, int) or not 0 <= percent <= 100:
-            _fail(f"{key}.{name}", f"expected a whole percentage from 0 to 100, got {json.dumps(percent)[:30]}")
-    return shares
-
-
-def parse_table(raw) -> RoutingTable:
-    """The routing table in routing.json's shape, checked whole; AmlLocalError naming the first bad field."""
-    if not isinstance(raw, dict):
-        raise AmlLocalError(f"{ROUTING_FILE}: expected a JSON object")
-    version = _field(raw, "schema_version", "", int)
-    if version != SCHEMA_VERSION:
-        _fail("schema_version", f"this router reads version {SCHEMA_VERSION}, got {version}")
-    keys_raw = _field(raw, "keys", "", dict)
-    keys = tuple(_field(keys_raw, which, "keys", str).encode() for which in ("primary", "secondary"))
-    if not all(keys):
-        _fail("keys", "primary and secondary must be non-empty")
-    deployments_raw = _field(raw, "deployments", "", dict)
-    deployments = {name: _deployment_spec(name, spec) for name, spec in deployments_raw.items()}
-    traffic = _shares(raw, "traffic", deployments)
-    if sum(traffic.values()) not in (0, 100):
-        _fail("traffic", f"the percentages add up to {sum(traffic.values())}, not 100 (or 0)")
-    mirrored = {name: p for name, p in _shares(raw, "mirror_traffic", deployments).items() if p > 0}
-    # The safe-rollout page's rules for mirrored traffic.
-    if len(mirrored) > 1:
-        _fail("mirror_traffic", f"mirrored traffic goes to one deployment only, got {', '.join(sorted(mirrored))}")
-    if sum(mirrored.values()) > 50:
-        _fail("mirror_traffic", f"at most 50% of traffic can be mirrored, got {sum(mirrored.values())}%")
-    for name in mirrored:
-        if traffic.get(name, 0) > 0:
-            _fail("mirror_traffic", f"deployment {name} takes live traffic ({traffic[name]}%); it cannot also mirror")
-    return RoutingTable(
-        generation=_number(raw, "generation", "", minimum=0, integer=True, required=False, default=0),
-        endpoint=_field(raw, "endpoint", "", str),
-        port=_port(raw, "port", "", allow_zero=True),
-        keys=keys,
-        weighted=tuple((name, percent) for name, percent in traffic.items() if percent > 0),
-        mirror=next(iter(mirrored.items()), None),
-        deployments=deployments,
-    )
-
-
-def read_table(path: Path) -> RoutingTable:
-    try:
-        text = path.read_bytes()
-    except FileNotFoundError:
-        raise AmlLocalError(f"no routing table at {path}: the online-endpoint verbs write it") from None
-    except OSError as err:
-        raise AmlLocalError(f"{path}: cannot read it ({err.strerror})") from None
-    try:
-        raw = json.loads(text)
-    except ValueError as err:
-        raise AmlLocalError(f"{path}: not valid JSON ({err})") from None
-    return parse_table(raw)
-
-
-def write_json_atomically(path: Path, document: dict):
-    temporary = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    with open(temporary, "w") as handle:
-        json.dump(document, handle, indent=1)
-    os.replace(temporary, path)
-
-
-# ---------------------------------------------------------------------------------------------------------------------
-# Servers: health, probes and restarts
-# ---------------------------------------------------------------------------------------------------------------------
-
-
-class Server:
-    """One inference server (host:port), kept across routing table versions while it stays in the table."""
-
-    def __init__(self, spec: ServerSpec, deployment: str):
-        self.spec = spec
-        self.deployment = deployment
-        self.idle: list[BackendConnection] = []  # kept-alive connections, the most recently used last
-        self.up = True  # the verbs hand over servers that answered their readiness probe; the first probe confirms
-        self.failures = 0
-        self.in_progress = 0
-        self.restarts = 0
-        self.process: subprocess.Popen | None = None  # the process the router started, after a restart
-        self.pid, self.started = spec.pid, spec.started
-        self.grace_until = 0.0  # monotonic time before which failed probes are not counted (initial_delay)
-        self.watcher: asyncio.Task | None = None
-
-    def describe(self) -> dict:
-        return {
-            "host": self.spec.host,
-            "port": self.spec.port,
-            "up": self.up,
-            "failures": self.failures,
-            "restarts": self.restarts,
-            "pid": self.pid,
-            "started": self.started,
-        }
-
-
-def _process_if_ours(pid: int | None, started: float | None):
-    """The process with this pid if it is still the one recorded (same start time), else None."""
-    if not pid or started is None:
-        return None
-    try:
-        process = psutil.Process(pid)
-        if abs(process.create_time() - started) < 1 and process.status() != psutil.STATUS_ZOMBIE:
-            return process
-    except psutil.Error:
-        pass
-    return None
-
-
-async def _stop_process_group(pid: int):
-    """SIGTERM to the server's process group (it was started in a session of its own), SIGKILL after the grace."""
-    with contextlib.suppress(ProcessLookupError, PermissionError):
-        os.killpg(pid, signal.SIGTERM)
-    deadline = time.monotonic() + STOP_GRACE_S
-    while time.monotonic() < deadline:
-        with contextlib.suppress(ChildProcessError):
-            os.waitpid(pid, os.WNOHANG)
-        if not psutil.pid_exists(pid) or psutil.Process(pid).status() == psutil.STATUS_ZOMBIE:
-            return
-        await asyncio.sleep(0.1)
-    with contextlib.suppress(ProcessLookupError, PermissionError):
-        os.killpg(pid, signal.SIGKILL)
-
-
-# ---------------------------------------------------------------------------------------------------------------------
-# Talking to the servers: kept-alive connections, one request at a time on each
-# ---------------------------------------------------------------------------------------------------------------------
-
-
-class ConnectionDropped(Exception):
-    """The server closed the connection, or sent something that is not HTTP, before its whole answer came."""
-
-
-class BackendConnection(asyncio.Protocol):
-    """A connection to one inference server; answers are read with httptools (llhttp, Node.js' parser)."""
-
-    def __init__(self):
-        self.transport = None
-        self.parser = httptools.HttpResponseParser(self)
-        self.waiter: asyncio.Future | None = None
-        self.usable = True
-        self.last_used = 0.0
-        self.headers: list = []
-        self.body: list = []
-        self.head_only = False
-
-    def connection_made(self, transport):
-        self.transport = transport
-
-    def connection_lost(self, exc):
-        self.usable = False
-        self._fail(ConnectionDropped("the server closed the connection"))
-
-    def data_received(self, data):
-        try:
-            self.parser.feed_data(data)
-        except httptools.HttpParserError as err:
-            self.usable = False
-            self.transport.close()
-            self._fail(ConnectionDropped(f"not an HTTP answer ({err})"))
-
-    def on_header(self, name: bytes, value: bytes):
-        self.headers.append((name, value))
-
-    def on_headers_complete(self):
-        if self.head_only:  # an answer to HEAD has no body, whatever its Content-Length says: done, and not reusable
-            self.usable = False
-            self._done(False)
-            self.transport.close()
-
-    def on_body(self, body: bytes):
-        self.body.append(body)
-
-    def on_message_complete(self):
-        self._done(self.parser.should_keep_alive())
-
-    def _done(self, keep_alive: bool):
-        if self.waiter is not None and not self.waiter.done():
-            status = self.parser.get_status_code()
-            self.waiter.set_result((status, self.headers, b"".join(self.body), keep_alive))
-
-    def _fail(self, error: Exception):
-        if self.waiter is not None and not self.waiter.done():
-            self.waiter.set_exception(error)
-
-    def send(self, parts: list, head_only: bool) -> asyncio.Future:
-        self.headers, self.body, self.head_only = [], [], head_only
-        self.waiter = asyncio.get_running_loop().create_future()
-        self.transport.writelines(parts)  # head and body as they are: a 6 MB body is not copied once more
-        return self.waiter
-
-    def expire(self):
-        """The deadline passed: give up on this answer and on the connection."""
-        self.usable = False
-        self.transport.close()
-        if self.waiter is not None and not self.waiter.done():
-            self.waiter.set_exception(TimeoutError())
-
-
-async def _connect(server: Server, timeout: float) -> BackendConnection:
-    loop = asyncio.get_running_loop()
-    _, connection = await asyncio.wait_for(
-        loop.create_connection(BackendConnection, server.spec.host, server.spec.port), timeout
-    )
-    connection.transport.get_extra_info("socket").setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-    return connection
-
-
-def _idle_connection(server: Server) -> BackendConnection | None:
-    """A kept-alive connection to server that the server has not closed, nor would be about to close (idle too long)."""
-    now = time.monotonic()
-    while server.idle:
-        connection = server.idle.pop()
-        if connection.usable and now - connection.last_used < BACKEND_KEEPALIVE_S:
-            return connection
-        connection.transport.close()
-    return None
-
-
-@dataclass
-class Answer:
-    """An HTTP answer to a client: status, headers (name, value pairs of bytes) and body."""
-
-    status: int
-    headers: list
-    body: bytes = b""
-    close: bool = False  # close the client's connection after it (a body left unread)
-
-
-def json_answer(status: int, message: str, headers=(), close=False) -> Answer:
-    return Answer(
-        status, [(b"Content-Type", b"application/json"), *headers], json.dumps({"message": message}).encode(), close
-    )
-
-
-def _header(name: str, value: str) -> tuple[bytes, bytes]:
-    return name.encode("latin-1"), value.encode("latin-1")
-
-
-@dataclass
-class Route:
-    """Where a request goes, decided from its head: the deployment, and the headers of the router's answer."""
-
-    deployment: DeploymentSpec
-    named: bool  # sent with the azureml-model-deployment header: never mirrored
-    answer_headers: list
-    request_id: str
-    client_request_id: str | None
-
-
-@dataclass
-class IncomingRequest:
-    method: str = ""
-    target: bytes = b""
-    raw_headers: list = field(default_factory=list)
-    headers: dict = field(default_factory=dict)  # lower-case name -> value, as str
-    decision: object = None  # an Answer (refused or served by the router) or a Route
-    body: list = field(default_factory=list)
-    size: int = 0
-    too_large: bool = False
-    keep_alive: bool = True
-
-
-# ---------------------------------------------------------------------------------------------------------------------
-# The front end
-# ---------------------------------------------------------------------------------------------------------------------
-
-
 class Router:
     def __init__(self, state_dir: Path, table: RoutingTable):
         self.state_dir = state_dir
@@ -623,7 +163,10 @@ class Router:
         self.router_path = state_dir / ROUTER_FILE
         self.table = table
         self.servers: dict[tuple[str, int], Server] = {}
-        self.in_progress: dict[str, int] = {}  # per deployment name, across table versions
+        self.in_progress: dict[str, int] = {}  # clients' requests, per deployment name, across table versions
+        # Mirrored copies in progress, per deployment, counted apart: copies piled up on a slow mirror must not make
+        # its first live requests 429 when traffic moves to it (a copy never fails a client's request).
+        self.mirrored: dict[str, int] = {}
         self.turn = 0  # rotates the choice among equally busy servers
         self.port = 0
         self.applied_at = ""
@@ -681,8 +224,8 @@ class Router:
         self.write_state()
         log(
             f"routing table generation {table.generation} in force: traffic {dict(table.weighted) or 'none'}, "
-            f"mirror {dict([table.mirror]) if table.mirror else 'none'}, "
-            + ", ".join(f"{n} on {len(d.servers)} server(s)" for n, d in table.deployments.items())
+            f"mirror {dict([table.mirror]) if table.mirror else 'none'}, deployments: "
+            + (", ".join(f"{n} on {len(d.servers)} server(s)" for n, d in table.deployments.items()) or "none")
         )
 
     def _retire(self, server: Server):
@@ -695,7 +238,7 @@ class Router:
 
     async def _stop_after(self, process: subprocess.Popen, seconds: float):
         await asyncio.sleep(seconds)
-        await _stop_process_group(process.pid)
+        await stop_process_group(process.pid)
         with contextlib.suppress(subprocess.TimeoutExpired):
             process.wait(timeout=1)
 
@@ -738,7 +281,7 @@ class Router:
         loop = asyncio.get_running_loop()
         deadline = loop.time() + timeout
         try:
-            connection = await _connect(server, timeout)
+            connection = await connect(server, timeout)
         except (OSError, TimeoutError):
             return False
         timer = loop.call_at(deadline, connection.expire)
@@ -783,10 +326,10 @@ class Router:
         log(f"{server.deployment} server {server.spec.port}: {server.failures} failed liveness probes, restarting it")
         running = server.process if server.process is not None and server.process.poll() is None else None
         if running is not None:
-            await _stop_process_group(running.pid)
+            await stop_process_group(running.pid)
             running.wait()
-        elif _process_if_ours(server.pid, server.started) is not None:
-            await _stop_process_group(server.pid)
+        elif process_if_ours(server.pid, server.started) is not None:
+            await stop_process_group(server.pid)
         log_file = open(restart["log"], "ab") if restart["log"] else subprocess.DEVNULL  # noqa: SIM115
         try:
             process = subprocess.Popen(
@@ -826,11 +369,11 @@ class Router:
             return draw_page(path)
         table = self.table
         request_id = str(uuid.uuid4())
-        answer_headers = [_header("x-request-id", request_id)]
+        answer_headers = [header("x-request-id", request_id)]
         client_request_id = headers.get("x-ms-client-request-id")
         if client_request_id is not None:
             client_request_id = CLIENT_REQUEST_ID_CHARS.sub("", client_request_id)[:CLIENT_REQUEST_ID_MAX]
-            answer_headers.append(_header("x-ms-client-request-id", client_request_id))
+            answer_headers.append(header("x-ms-client-request-id", client_request_id))
         if not authorized(headers.get("authorization", ""), table.keys):
             return json_answer(401, UNAUTHORIZED, [*answer_headers, (b"WWW-Authenticate", b"Bearer")])
         named = headers.get(MODEL_DEPLOYMENT, "").strip()
@@ -853,7 +396,7 @@ class Router:
                 f"(online-endpoint update --traffic) or name one in the {MODEL_DEPLOYMENT} header",
                 answer_headers,
             )
-        answer_headers.append(_header(MODEL_DEPLOYMENT, deployment.name))
+        answer_headers.append(header(MODEL_DEPLOYMENT, deployment.name))
         length = headers.get("content-length")
         if length is not None and int(length) > deployment.max_request_bytes:
             return self.too_large(deployment, answer_headers)
@@ -931,10 +474,10 @@ class Router:
                 return self._timed_out(deployment, answer_headers)
             server.in_progress += 1
             try:
-                connection = _idle_connection(server)
+                connection = idle_connection(server)
                 if connection is None:
                     try:
-                        connection = await _connect(server, remaining)
+                        connection = await connect(server, remaining)
                     except TimeoutError:
                         return self._timed_out(deployment, answer_headers)
                     except OSError:
@@ -992,9 +535,9 @@ class Router:
         """Send a copy to the mirror deployment on its own task: its answer is dropped, its failures stay there."""
         name = table.mirror[0]
         deployment = table.deployments[name]
-        if self.in_progress.get(name, 0) >= deployment.capacity:
+        if self.mirrored.get(name, 0) >= deployment.capacity:
             return  # the mirror is full: the copy is skipped, as a 429 to it would be discarded anyway
-        self.in_progress[name] = self.in_progress.get(name, 0) + 1
+        self.mirrored[name] = self.mirrored.get(name, 0) + 1
 
         async def send_copy():
             try:
@@ -1002,165 +545,9 @@ class Router:
             except Exception as err:  # nothing of the copy may reach the client or stop the router
                 log(f"mirror copy to {name} failed: {type(err).__name__}")
             finally:
-                self.in_progress[name] -= 1
+                self.mirrored[name] -= 1
 
         self._spawn(send_copy())
-
-
-class ClientConnection(asyncio.Protocol):
-    """One client connection: requests parsed by httptools, answered in order, kept alive as the client asks."""
-
-    def __init__(self, router: Router):
-        self.router = router
-        self.parser = httptools.HttpRequestParser(self)
-        self.transport = None
-        self.request = IncomingRequest()
-        self.waiting: collections.deque[IncomingRequest] = collections.deque()
-        self.busy = False  # a request is being answered
-        self.closed = False
-
-    # asyncio.Protocol
-    def connection_made(self, transport):
-        self.transport = transport
-        transport.get_extra_info("socket").setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-        self.router.connections.add(self)
-
-    def connection_lost(self, exc):
-        self.closed = True
-        self.router.connections.discard(self)
-
-    def data_received(self, data):
-        if self.closed:
-            return
-        try:
-            self.parser.feed_data(data)
-        except httptools.HttpParserUpgrade:
-            self._refuse(json_answer(400, "protocol upgrades are not served here", close=True))
-        except httptools.HttpParserError as err:
-            self._refuse(json_answer(400, f"malformed HTTP request ({err})", close=True))
-
-    # httptools callbacks
-    def on_message_begin(self):
-        self.request = IncomingRequest()
-
-    def on_url(self, url: bytes):
-        self.request.target += url
-
-    def on_header(self, name: bytes, value: bytes):
-        self.request.raw_headers.append((name, value))
-
-    def on_headers_complete(self):
-        request = self.request
-        request.method = self.parser.get_method().decode("ascii")
-        request.headers = {
-            name.decode("latin-1").lower(): value.decode("latin-1") for name, value in request.raw_headers
-        }
-        path = unquote(httptools.parse_url(request.target).path.decode("latin-1"))
-        request.decision = self.router.decide(request.method, path, request.headers)
-        idle = not self.busy and not self.waiting
-        if isinstance(request.decision, Answer) and request.decision.close and idle:
-            self._refuse(request.decision)  # 413 without reading the body
-        elif "100-continue" in request.headers.get("expect", "").lower() and idle:
-            if isinstance(request.decision, Route):
-                self.transport.write(b"HTTP/1.1 100 Continue\r\n\r\n")
-            else:  # refused: say so now, rather than have the client send a body for nothing
-                request.decision.close = True
-                self._refuse(request.decision)
-
-    def on_body(self, body: bytes):
-        request = self.request
-        if not isinstance(request.decision, Route) or request.too_large:
-            return  # answered without its body
-        request.size += len(body)
-        if request.size > request.decision.deployment.max_request_bytes:
-            request.too_large, request.body = True, []  # chunked: stop keeping it one byte past the limit
-        else:
-            request.body.append(body)
-
-    def on_message_complete(self):
-        if self.closed:
-            return
-        self.request.keep_alive = self.parser.should_keep_alive()
-        self.waiting.append(self.request)
-        if len(self.waiting) > 1:
-            self.transport.pause_reading()  # pipelined requests: no more is read until these are answered
-        if not self.busy:
-            self.busy = True
-            self.router._spawn(self._answer_in_order())
-
-    async def _answer_in_order(self):
-        try:
-            while self.waiting and not self.closed:
-                request = self.waiting.popleft()
-                decision = request.decision
-                answer = decision if isinstance(decision, Answer) else await self.router.answer(request)
-                self._write(answer, request.method == "HEAD", request.keep_alive and not answer.close)
-                if answer.close or not request.keep_alive:
-                    self.closed = True
-                    self.transport.close()
-                    return
-                self.transport.resume_reading()
-        finally:
-            self.busy = False
-
-    def _refuse(self, answer: Answer):
-        self._write(answer, False, False)
-        self.closed = True
-        self.transport.close()
-
-    def _write(self, answer: Answer, head_only: bool, keep_alive: bool):
-        if self.transport.is_closing():
-            return
-        phrase = http.HTTPStatus(answer.status).phrase if answer.status in _KNOWN_STATUSES else "Unknown"
-        lines = [f"HTTP/1.1 {answer.status} {phrase}\r\n".encode()]
-        for key, value in answer.headers:
-            lines += [key, b": ", value, b"\r\n"]
-        lines.append(f"Content-Length: {len(answer.body)}\r\n".encode())
-        if not keep_alive:
-            lines.append(b"Connection: close\r\n")
-        lines.append(b"\r\n")
-        if not head_only:
-            lines.append(answer.body)
-        self.transport.write(b"".join(lines))
-
-
-_KNOWN_STATUSES = frozenset(status.value for status in http.HTTPStatus)
-
-
-def authorized(header: str, keys: tuple[bytes, ...]) -> bool:
-    scheme, _, token = header.partition(" ")
-    if scheme.lower() != "bearer":
-        return False
-    supplied = token.strip().encode()
-    # Every key compared, each in constant time: the time taken says nothing about which one matched.
-    matches = [hmac.compare_digest(supplied, key) for key in keys]
-    return any(matches)
-
-
-def draw_page(path: str) -> Answer:
-    """GET /draw/<file>: the page's own files, looked up by name (no path can reach outside its folder)."""
-    if path == "/draw":  # the page's relative links need the trailing slash
-        return Answer(301, [(b"Location", b"/draw/")])
-    name = path.removeprefix("/draw/") or "index.html"
-    files = {f.name: f for f in DRAW_PAGE_DIR.iterdir() if f.suffix in DRAW_TYPES}
-    if name not in files:
-        return json_answer(404, f"the draw page has no file {name!r}")
-    return Answer(200, [(b"Content-Type", DRAW_TYPES[files[name].suffix].encode())], files[name].read_bytes())
-
-
-def listening_socket(port: int) -> socket.socket:
-    listener = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-    listener.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-    try:
-        listener.bind(("127.0.0.1", port))
-        listener.listen(1024)
-    except OSError as err:
-        listener.close()
-        if err.errno == errno.EADDRINUSE:
-            raise AmlLocalError(f"port {port} on 127.0.0.1 is in use: the router cannot listen there") from None
-        raise AmlLocalError(f"cannot listen on 127.0.0.1:{port} ({err.strerror})") from None
-    listener.setblocking(False)
-    return listener
 
 
 async def serve(state_dir: Path):

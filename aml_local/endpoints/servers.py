@@ -1,0 +1,256 @@
+"""A deployment's inference servers as processes: the environment each runs in (prepared as a job's is, see
+assets/environment.py: the project venv when it has every requirement, else a venv built from the environment, whose
+python and own azureml-inference-server-http then run the server), its command line (gunicorn on the inference
+server's Flask app, on 127.0.0.1), starting instance_count of them and waiting for their readiness, and their log."""
+
+import http.client
+import math
+import os
+import re
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+from aml_local import AmlLocalError, processes, progress
+from aml_local.assets import env_build, environment
+from aml_local.endpoints import records, routing
+
+READY_POLL_S = 0.25
+EXCEPTION_LINE = re.compile(r"^[A-Za-z_][\w.]*(Error|Exception|Exit|Interrupt)\b(: .*)?$")
+NOT_INHERITED = ("AML_LOCAL_PORT", "GUNICORN_CMD_ARGS", "MLFLOW_RUN_ID")
+STOP_GRACE_S = 10
+
+
+def server_environment(record: dict, port: int) -> dict:
+    """The process environment of one of the deployment's servers, as the container's: this process's environment
+    (less NOT_INHERITED) with the deployment's environment first on PATH, its environment_variables, and the
+    inference server's settings."""
+    runtime = record.get("runtime") or {"python": sys.executable, "venv": None}
+    base = {k: v for k, v in os.environ.items() if k not in NOT_INHERITED}
+    env = env_build.process_env(runtime["python"], runtime["venv"], base)
+    path = env["PATH"]  # the environment's python first, whatever environment_variables say
+    server_version = record.get("server_version") or server_version_of(sys.executable, record)
+    env.update(record["environment_variables"])
+    env.setdefault("SCORING_TIMEOUT_MS", str(record["request_settings"]["request_timeout_ms"]))
+    env.setdefault("SERVICE_NAME", record["endpoint_name"])
+    env.update(
+        {
+            "AML_APP_ROOT": record["app_root"],
+            "AZUREML_SOURCE_DIRECTORY": record["code_folder"],
+            "AZUREML_ENTRY_SCRIPT": f"{record['code_folder']}/{record['scoring_script']}",
+            "WORKER_COUNT": str(record["worker_count"]),
+            "SERVER_PORT": str(port),
+            "HEALTH_PORT": str(port),
+            "AML_APP_INSIGHTS_ENABLED": "false",
+            "HTTP_X_MS_SERVER_VERSION": f"azmlinfsrv/{server_version}",
+            "PYTHONUNBUFFERED": "1",
+            "PATH": path,
+        }
+    )
+    if record["model_dir"]:
+        env["AZUREML_MODEL_DIR"] = record["model_dir"]
+    return env
+
+
+def server_command(record: dict, port: int) -> list[str]:
+    """The argv of one of the deployment's servers: gunicorn on the inference server's Flask app (as azmlinfsrv runs
+    it, azureml_inference_server_http/amlserver_linux.py), on 127.0.0.1:port, with the threaded worker: each worker
+    takes max_concurrent_requests_per_instance requests at once and keeps the router's connections alive."""
+    request_timeout_s = record["request_settings"]["request_timeout_ms"] / 1000
+    # gunicorn's worker timeout must outlast the scoring timeout, or it kills the worker before the server answers.
+    worker_timeout = max(
+        int(record["environment_variables"].get("WORKER_TIMEOUT", 300)), math.ceil(request_timeout_s) + 30
+    )
+    return [
+        (record.get("runtime") or {}).get("python") or sys.executable,
+        "-m",
+        "gunicorn",
+        "--bind",
+        f"127.0.0.1:{port}",
+        "--workers",
+        str(record["worker_count"]),
+        "--worker-class",
+        "gthread",
+        "--threads",
+        str(record["request_settings"]["max_concurrent_requests_per_instance"]),
+        "--timeout",
+        str(worker_timeout),
+        "--graceful-timeout",
+        str(STOP_GRACE_S),
+        "--error-logfile",
+        "-",
+        # gunicorn's control socket is one path per user: two deployments would fight over it, and nothing uses it.
+        "--no-control-socket",
+        "azureml_inference_server_http.server.entry:app",
+    ]
+
+
+def free_port() -> int:
+    """A port free on 127.0.0.1 now (gunicorn binds it a moment later, retrying if another program took it)."""
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
+
+
+def start_servers(record: dict, on_disk: dict | None = None) -> list[dict]:
+    """Start instance_count servers and wait until every one is ready; their {host, port, pid, started, restart}.
+    If one fails, all of them are stopped and the error names the cause from the log. Each is in the record's
+    pending_servers from its start until it is in `servers` (or stopped), so that a command interrupted meanwhile
+    leaves none that delete would not find: the record saved is on_disk (during an update, the old record), or
+    record."""
+    on_disk = record if on_disk is None else on_disk
+    servers = []
+    try:
+        for _ in range(record["instance_count"]):
+            port = free_port()
+            restart = {
+                "argv": server_command(record, port),
+                "env": server_environment(record, port),
+                "cwd": record["app_root"],
+                "log": str(records.log_path(record)),
+            }
+            with open(restart["log"], "ab") as log:
+                try:
+                    process = subprocess.Popen(
+                        restart["argv"],
+                        cwd=restart["cwd"],
+                        env=restart["env"],
+                        stdin=subprocess.DEVNULL,
+                        stdout=log,
+                        stderr=subprocess.STDOUT,
+                        start_new_session=True,  # its own process group: stopping it stops the master and workers
+                    )
+                except OSError as err:
+                    raise AmlLocalError(
+                        f"online deployment {record['name']}: cannot start gunicorn ({err.strerror})"
+                    ) from None
+            started = processes.start_time(process.pid)
+            servers.append({"host": "127.0.0.1", "port": port, "pid": process.pid, "started": started})
+            on_disk["pending_servers"] = recorded(servers)
+            records.save_deployment(on_disk)
+            servers[-1]["process"], servers[-1]["restart"] = process, restart
+        wait_until_ready(record, servers)
+    except BaseException:
+        for server in servers:
+            routing.stop_process(server["pid"], server["started"], STOP_GRACE_S + 2)
+        raise
+    for server in servers:
+        del server["process"]
+    return servers
+
+
+def answers(port: int, timeout: float) -> bool:
+    """Whether a server answers its liveness/readiness route (`GET /`) with 200."""
+    connection = http.client.HTTPConnection("127.0.0.1", port, timeout=timeout)
+    try:
+        connection.request("GET", "/")
+        return connection.getresponse().status == 200
+    except (OSError, http.client.HTTPException):
+        return False
+    finally:
+        connection.close()
+
+
+def wait_until_ready(record: dict, servers: list[dict]):
+    # The readiness wait is shown live on a terminal (stderr: stdout carries the JSON).
+    probe = record["readiness_probe"]
+    budget = probe["initial_delay"] + probe["period"] * probe["failure_threshold"]
+    started = time.monotonic()
+    deadline = started + budget
+    waiting = list(servers)
+    status_line = progress.StatusLine(sys.stderr)
+    try:
+        while True:
+            for server in list(waiting):
+                code = server["process"].poll()
+                if code is not None:
+                    raise AmlLocalError(
+                        f"online deployment {record['name']}: its inference server exited with code {code} before "
+                        f"it was ready; last log lines: {tail_for_error(record)}"
+                    )
+                if answers(server["port"], timeout=probe["timeout"]):
+                    waiting.remove(server)
+            if not waiting:
+                status_line.finish(f"deployment {record['name']}: ready after {time.monotonic() - started:.1f} s")
+                return
+            if time.monotonic() > deadline:
+                raise AmlLocalError(
+                    f"online deployment {record['name']}: not ready after {budget} s (readiness_probe initial_delay "
+                    f"+ period x failure_threshold); last log lines: {tail_for_error(record)}"
+                )
+            waited = time.monotonic() - started
+            status_line.show(
+                f"deployment {record['name']}: waiting for {len(waiting)} of {len(servers)} servers to be ready, "
+                f"{waited:.0f} s of {budget} s"
+            )
+            time.sleep(READY_POLL_S)
+    finally:
+        status_line.clear()
+
+
+def tail_for_error(record: dict, count: int = 3) -> str:
+    """The scoring script's own exception (the root cause, not the server's wrapper of it) and the last lines."""
+    lines = [line.strip() for line in tail(records.log_path(record), 300).splitlines() if line.strip()]
+    causes = [line for line in lines if EXCEPTION_LINE.match(line) and "azureml_inference_server_http" not in line]
+    shown = causes[-1:] + [line for line in lines[-count:] if line not in causes[-1:]]
+    return (" | ".join(shown) or "(the log is empty)") + (
+        f" (whole log: online-deployment get-logs --name {record['name']} --endpoint-name {record['endpoint_name']})"
+    )
+
+
+def tail(path: Path, lines: int) -> str:
+    try:
+        with open(path, "rb") as handle:
+            handle.seek(0, os.SEEK_END)
+            size = handle.tell()
+            handle.seek(max(0, size - 1024 * 1024))  # the last MiB holds the last lines anyone asks for
+            text = handle.read().decode("utf-8", errors="replace")
+    except FileNotFoundError:
+        return ""
+    return "\n".join(text.splitlines()[-lines:]) if lines > 0 else ""
+
+
+def server_version_of(python: str, record: dict) -> str:
+    """The version of the azureml-inference-server-http that `python` imports: the environment's own copy."""
+    if python == sys.executable:
+        from azureml_inference_server_http import __version__
+
+        return __version__
+    answer = subprocess.run(
+        [python, "-c", "from azureml_inference_server_http import __version__; print(__version__)"],
+        capture_output=True, text=True, timeout=120, check=False,
+    )  # fmt: skip
+    if answer.returncode != 0:
+        raise AmlLocalError(
+            f"online deployment {record['name']}: its environment {record['environment']} has no "
+            "azureml-inference-server-http (the server a managed online deployment runs); add it to the "
+            "environment's conda file pip list"
+        )
+    return answer.stdout.strip()
+
+
+def prepare_environment(spec, record: dict) -> None:
+    """The deployment's environment (an EnvSpec, or None for none), prepared before its server starts; what it runs
+    in goes into the record."""
+    if spec is None:
+        return
+    log_path = records.log_path(record)
+    with open(log_path, "a") as log_file:
+
+        def log(line):
+            for stream in (log_file, sys.stderr):
+                stream.write(line + "\n")
+                stream.flush()
+
+        prepared = environment.prepare(spec.to_record(), log)
+    # The servers run the environment's own azureml-inference-server-http: nothing of aml_local is imported there.
+    record["runtime"] = {"python": prepared.python, "venv": prepared.venv}
+    record["server_version"] = server_version_of(prepared.python, record)
+    record["environment_details"] = prepared.as_dict()  # saved with the servers (start_servers)
+
+
+def recorded(servers: list[dict]) -> list[dict]:
+    """The servers as deployment.json keeps them (without the environment, which stays in routing.json, 0600)."""
+    return [{key: server[key] for key in ("host", "port", "pid", "started")} for server in servers]

@@ -117,14 +117,13 @@ class CommandsLoader(CLICommandsLoader):
                 help="This deployment, not one picked by the traffic split.",
             )
         with ArgumentsContext(self, "online-deployment") as c:
-            c.argument("file", help="Deployment YAML, e.g. endpoints/blue-deployment.yml.")
             c.argument("name", help="Deployment name (create: overrides the YAML's).")
             c.argument("endpoint_name", help="Endpoint name (create: overrides the YAML's).")
             c.argument("all_traffic", options_list=["--all-traffic"], help="Send all of the endpoint's traffic to it.")
-            c.argument("file", options_list=["--file", "-f"], help="Deployment YAML (update: default, its own).")
+            c.argument(
                 "file",
                 options_list=["--file", "-f"],
-                help="Deployment YAML (update: default, the one it was made from).",
+                help="Deployment YAML, e.g. endpoints/blue-deployment.yml (update: default, the one it was made from).",
             )
             c.argument("params_override", help="Override YAML fields, e.g. --set model=azureml:mnist-mlp:2.")
             c.argument("lines", options_list=["--lines", "-l"], type=int, help="How many of the last lines.")

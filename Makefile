@@ -36,7 +36,7 @@ help:
 	@echo "make lock   re-resolve requirements.lock from pyproject.toml (UPGRADE=1: newest allowed versions)"
 	@echo "make lint   ruff, shellcheck, yamllint, actionlint, a secrets scan (detect-secrets)"
 	@echo "make bench  benchmarks (bench-train: train.py vs the reference loop; bench-sweep: Bandit vs no policy;"
-	@echo "            bench-serve: the endpoint vs a straightforward score.py and mlflow models serve, with wrk)"
+	@echo "            bench-serve: the deployment direct and through the router vs a straightforward score.py and mlflow, with wrk)"
 	@echo "make data   download MNIST into the local cache (checksums verified)"
 	@echo "make explore  pictures of the data and class counts in outputs/explore/ (SAMPLE=N: a request for test image N)"
 	@echo "make ui       the MLflow UI on the local store, at http://127.0.0.1:5000 (UI_PORT=...)"

@@ -19,7 +19,7 @@ import threading
 import pytest
 
 from aml_local import progress
-from aml_local.endpoints import deployment as online_deployment
+from aml_local.endpoints import servers
 
 REPO_ROOT = pathlib.Path(__file__).resolve().parents[1]
 
@@ -198,18 +198,18 @@ class StillStarting:
 @pytest.mark.parametrize("ci", [False, True])
 def test_the_readiness_wait_counts_seconds_on_a_terminal(monkeypatch, ci):
     answers = iter([False, False, True])
-    monkeypatch.setattr(online_deployment, "_answers", lambda record, timeout: next(answers))
-    monkeypatch.setattr(online_deployment, "READY_POLL_S", 0.01)
+    monkeypatch.setattr(servers, "answers", lambda port, timeout: next(answers))
+    monkeypatch.setattr(servers, "READY_POLL_S", 0.01)
     monkeypatch.setattr(sys, "stderr", FakeTerminal())
     if ci:
         monkeypatch.setenv("CI", "true")
     else:
         monkeypatch.delenv("CI", raising=False)
     probe = {"initial_delay": 1, "period": 1, "failure_threshold": 5, "timeout": 1}
-    online_deployment._wait_until_ready({"name": "blue", "readiness_probe": probe}, StillStarting())
+    servers.wait_until_ready({"name": "blue", "readiness_probe": probe}, [{"process": StillStarting(), "port": 1}])
     shown = sys.stderr.getvalue()
     if ci:
         assert shown == ""
     else:
-        assert shown.count("\r\x1b[Kdeployment blue: waiting for the server to be ready, 0 s of 6 s") == 2
+        assert shown.count("\r\x1b[Kdeployment blue: waiting for 1 of 1 servers to be ready, 0 s of 6 s") == 2
         assert shown.endswith("\r\x1b[Kdeployment blue: ready after 0.0 s\n")

@@ -211,7 +211,7 @@ def test_a_requirement_that_cannot_be_installed_fails_the_job_before_its_command
 
 def test_an_environment_that_is_neither_registered_nor_in_the_project_is_refused(project, capsys):
     code, _, err = run_cli(capsys, "job", "create", "-f", job_yaml(project, "nowhere", "echo hi", "azureml:nowhere:3"))
-    assert code == 2
+    assert code == 1  # a user error, as az exits (aml_local/cli/app.py)
     assert "environment azureml:nowhere:3: not registered here" in err and "has name: nowhere and version: 3" in err
 
 

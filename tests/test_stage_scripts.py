@@ -841,6 +841,7 @@ def rollout_calls(made):
     return shown
 
 
+@pytest.mark.slow  # real traffic through the fake front end at every rollout step
 def test_an_update_rolls_green_out_step_by_step_and_deletes_blue(azure):
     run_script, calls, _ = azure
     result = run_script("deploy.sh", "--set", "model=azureml:mnist-mlp:4", scenario=LIVE_BLUE)
@@ -875,6 +876,7 @@ def test_an_update_rolls_green_out_step_by_step_and_deletes_blue(azure):
     assert "deployment:  blue (100% of traffic; green deleted)" in again.stdout
 
 
+@pytest.mark.slow  # real traffic through the fake front end at every rollout step
 def test_the_traffic_check_fails_on_a_wrong_split_a_refused_key_or_a_failing_deployment(azure):
     run_script, _, _ = azure
     endpoint = endpoint_for()
@@ -926,6 +928,7 @@ def test_a_failing_smoke_test_rolls_back_before_any_traffic_moves(azure):
     assert state()["endpoints"][endpoint]["deployments"] == ["blue"]
 
 
+@pytest.mark.slow  # real traffic through the fake front end at every rollout step
 def test_a_wrong_prediction_and_a_failed_create_roll_back_too(azure):
     run_script, calls, _ = azure
     wrong = run_script("rollout.sh", scenario=LIVE_BLUE | {"invoke": {"green": {"predictions": [1]}}})

@@ -4,13 +4,14 @@
 # Usage: scripts/demo.sh [SWEEP_OR_JOB_YAML]    (default jobs/sweep-quick.yml; AML_BACKEND=local|azure)
 set -euo pipefail
 cd "$(dirname "$0")/.."
+# Show the sweep's progress as it runs, and notice its end within 2 s (a local job ends on this machine). Set before
+# lib.sh, which gives AML_POLL_S its own default (30 s, for Azure) when it is unset.
+export AML_STREAM_LOGS=${AML_STREAM_LOGS:-1} AML_POLL_S=${AML_POLL_S:-2}
 # shellcheck source=scripts/lib.sh
 source scripts/lib.sh
 
 file=${1:-jobs/sweep-quick.yml}
 name="mnist_demo_$(date +%Y%m%d_%H%M%S)"
-# Show the sweep's progress as it runs, and notice its end within 2 s (a local job ends on this machine).
-export AML_STREAM_LOGS=${AML_STREAM_LOGS:-1} AML_POLL_S=${AML_POLL_S:-2}
 
 log "1/4 train: $file as job $name"
 scripts/train.sh "$file" --name "$name"

@@ -7,15 +7,17 @@ no permission to mount a tmpfs), and exits 1 if any check failed. Everything run
 AML_LOCAL_HOME, with bounded counts and durations (about 6 minutes on 2 cores). The scenarios are the library in
 faults/, run here with its LONG settings (tests/ runs them with SHORT; --quick does too). Sections (--only picks some):
 
-- endpoint:  a model trained on MNIST_DATA, deployed with endpoints/blue-deployment.yml; wrk for --load-seconds at
-             16 then 64 connections: no non-2xx, no timeouts, p99; server RSS after both within 10% of after warm-up.
+- endpoint:  a model trained on MNIST_DATA, deployed with endpoints/blue-deployment.yml, called through its
+             endpoint's scoring URI; wrk for --load-seconds at 8, 16 and 64 connections: within the capacity (8) no
+             non-2xx, beyond it only 429s, never a timeout; p99; server RSS after all within 10% of after warm-up.
 - overload:  a deployment whose run() sleeps as long as asked, max_concurrent 2 and request_timeout_ms 1500:
-             16 clients at once get only 200 or 429 and never wait past the timeout; a stuck run() gets 408.
+             16 clients at once get only 200, 429 or 408 and never wait past the timeout; a stuck run() gets 408.
 - badinput:  the hand-written malformed requests and --examples generated ones (faults/bad_requests.py) against
              the real deployment: each a 4xx with a JSON message; a good request is still answered right after.
-- security:  401 without or with a wrong key, 413 past the size limit, listening on 127.0.0.1 only, and neither
-             the key nor any request body in the server's log or the store.
-- recovery:  the server killed (SIGKILL to its group): `show` says Failed, `create` again brings it back.
+- security:  401 without or with a wrong key, listening on 127.0.0.1 only (router and servers), and neither the
+             key nor any request body in the server's log, the router's, or the store.
+- recovery:  the servers killed (SIGKILL to their groups): `show` says Failed, the endpoint answers 424 at once,
+             `create` again brings it back.
 - training:  train.py SIGKILLed --kills times at random instants (seeded) and 3 times while a checkpoint is being
              written, resumed each time; it ends within 0.3 points of an uninterrupted run; disk full and a
              read-only output folder fail with one clear line.

@@ -5,7 +5,7 @@ import dataclasses
 
 @dataclasses.dataclass(frozen=True)
 class Check:
-    name: str  # the row's name in `make soak`'s table, e.g. "overload: 429 past the slots"
+    name: str  # the row's name in `make soak`'s table, e.g. "overload: 429 past the capacity"
     figure: str  # what was seen, e.g. "a 10 s run(): 408 after 1.50 s"
     passed: bool | None  # None: this machine cannot do it (skipped), `figure` says why
     problems: tuple[str, ...] = ()  # each criterion that failed, in words

@@ -249,7 +249,7 @@ def overload_and_stuck(aml: Aml, target: Target, settings: Settings) -> list[Che
     )
     statuses, slowest = overload(target, clients, per_client, sleep_s)
     figure = (
-        f"{clients} clients x {per_client} of a {sleep_s} s run(), {slots} slots: statuses {statuses}; slowest "
+        f"{clients} clients x {per_client} of a {sleep_s} s run(), capacity {2 * slots}: statuses {statuses}; slowest "
         f"{slowest:.2f} s (request_timeout {timeout_ms / 1000:.1f} s)"
     )
     criteria = {
@@ -258,7 +258,7 @@ def overload_and_stuck(aml: Aml, target: Target, settings: Settings) -> list[Che
         f"at least one 429 ({clients} at once, capacity {2 * slots})": statuses.get(429, 0) >= 1,
         "none answered later than request_timeout_ms + 0.5 s": slowest <= timeout_ms / 1000 + 0.5,
     }
-    checks = [judge("overload: 429 past the slots", figure, criteria)]
+    checks = [judge("overload: 429 past the capacity", figure, criteria)]
 
     status, content_type, raw, seconds = sleep_request(target, 10)
     refusal = problem_with_refusal(status, content_type, raw)

@@ -3,6 +3,7 @@ servers of tests/stub_inference_server.py, one process each, so they can be slow
 expectation is Azure's documented behaviour (the router's docstring cites the pages). Request counts and waits are
 bounded; each test stops its own processes."""
 
+import asyncio
 import concurrent.futures
 import contextlib
 import http.client
@@ -21,6 +22,7 @@ import pytest
 
 from aml_local import AmlLocalError
 from aml_local.endpoints import router as router_module
+from aml_local.endpoints.client_side import IncomingRequest
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 STUB = Path(__file__).with_name("stub_inference_server.py")
@@ -473,6 +475,30 @@ def test_routing_table_changes_mid_traffic_fail_no_request(endpoint):
     assert not problems, problems[:10]
     assert len(served) > 200
     assert set(served[switched:]) == {new_green}
+
+
+def test_a_request_routed_just_before_a_table_change_still_reaches_a_server(endpoint):
+    """A request's head is routed by the table in force; if the table changes before it is sent (an update replaced
+    the deployment's servers, or a delete removed it), it goes to the servers in force now, or to the old ones, which
+    the verbs drain before they stop: never a 424 for servers the router just let go."""
+    old, new = endpoint.backend("green"), endpoint.backend("green")
+    first = router_module.parse_table(table_with(traffic={"green": 100}, deployments={"green": deployment([old])}))
+    replaced = router_module.parse_table(table_with(traffic={"green": 100}, deployments={"green": deployment([new])}))
+    emptied = router_module.parse_table(table_with(traffic={}, deployments={}))
+    head = [(b"Authorization", f"Bearer {KEYS['primary']}".encode()), (b"Content-Type", b"application/json")]
+
+    async def routed_then(table):
+        router = router_module.Router(endpoint.folder, first)
+        router.apply(first)
+        request = IncomingRequest(method="POST", target=b"/score", raw_headers=head, body=[b"{}"])
+        request.decision = router.decide("POST", "/score", {"authorization": f"Bearer {KEYS['primary']}"})
+        router.apply(table)
+        return await router.answer(request)
+
+    answer = asyncio.run(routed_then(replaced))
+    assert answer.status == 200 and json.loads(answer.body)["port"] == new
+    answer = asyncio.run(routed_then(emptied))
+    assert answer.status == 200 and json.loads(answer.body)["port"] == old
 
 
 def test_a_table_that_breaks_a_rule_is_refused_and_the_old_one_stays(endpoint):

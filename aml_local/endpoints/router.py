@@ -163,6 +163,9 @@ class Router:
         self.router_path = state_dir / ROUTER_FILE
         self.table = table
         self.servers: dict[tuple[str, int], Server] = {}
+        # Servers that left the table, kept for as long as a request can last: a request whose head was routed by the
+        # table before (its deployment decided, not yet sent) still reaches them while the verbs drain them.
+        self.retired: dict[tuple[str, int], Server] = {}
         self.in_progress: dict[str, int] = {}  # clients' requests, per deployment name, across table versions
         # Mirrored copies in progress, per deployment, counted apart: copies piled up on a slow mirror must not make
         # its first live requests 429 when traffic moves to it (a copy never fails a client's request).
@@ -211,9 +214,12 @@ class Router:
                     server.pid, server.started, server.process = server_spec.pid, server_spec.started, None
                 server.spec = server_spec
                 wanted[server_spec.address] = server
+        drain = max((d.request_timeout_ms for d in self.table.deployments.values()), default=0) / 1000 + 1
         for address, server in self.servers.items():
             if wanted.get(address) is not server:
                 self._retire(server)
+                self.retired[address] = server
+                asyncio.get_running_loop().call_later(drain, self._forget, address, server)
         self.servers = wanted
         self.table = table
         for server in wanted.values():
@@ -235,6 +241,13 @@ class Router:
             # Started by the router, so stopped by it, after the longest time a request on it can take.
             drain = max((d.request_timeout_ms for d in self.table.deployments.values()), default=0) / 1000
             self._spawn(self._stop_after(server.process, drain + 1))
+
+    def _forget(self, address: tuple[str, int], server: Server):
+        if self.retired.get(address) is server:
+            del self.retired[address]
+        for connection in server.idle:
+            connection.transport.close()
+        server.idle.clear()
 
     async def _stop_after(self, process: subprocess.Popen, seconds: float):
         await asyncio.sleep(seconds)
@@ -411,7 +424,9 @@ class Router:
     async def answer(self, request: IncomingRequest) -> Answer:
         """The answer to a whole request whose head was routed."""
         route: Route = request.decision
-        deployment = route.deployment
+        # The table may have changed since the request's head was routed: the deployment's servers and limits now in
+        # force (one deleted meanwhile keeps its old servers, which are drained before they stop).
+        deployment = self.table.deployments.get(route.deployment.name, route.deployment)
         if request.too_large:
             return self.too_large(deployment, route.answer_headers)
         name = deployment.name
@@ -442,11 +457,19 @@ class Router:
         finally:
             self.in_progress[name] -= 1
 
+    def _server(self, address: tuple[str, int], deployment: str) -> Server | None:
+        server = self.servers.get(address)
+        if server is None or server.deployment != deployment:
+            server = self.retired.get(address)
+        return server if server is not None and server.deployment == deployment else None
+
     def _pick(self, deployment: DeploymentSpec, excluded: set) -> Server | None:
         candidates = [
             server
             for spec in deployment.servers
-            if (server := self.servers.get(spec.address)) is not None and server.up and server not in excluded
+            if (server := self._server(spec.address, deployment.name)) is not None
+            and server.up
+            and server not in excluded
         ]
         if not candidates:
             return None

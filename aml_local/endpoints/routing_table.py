@@ -33,8 +33,10 @@ file in DIR, then rename it over routing.json: the router never reads half a tab
     }
 
 A new version is picked up within the router's RELOAD_POLL_S (or at once on SIGHUP). Requests already in progress finish
-where they started; new ones follow the new table; a server that stays in the table keeps its health and connections. A
-table that cannot be read or breaks a rule is refused whole (the one in force stays, and router.json says why).
+where they started; new ones follow the new table (one routed by the old table but not yet sent goes to its deployment's
+servers in force now, or, for a deployment just deleted, to its old servers, which the verbs drain before they stop
+them); a server that stays in the table keeps its health and connections. A table that cannot be read or breaks a rule
+is refused whole (the one in force stays, and router.json says why).
 
 What the router writes: DIR/router.json, replaced atomically (write then rename) at start and at every change of the
 table in force or of a server's health:

@@ -172,6 +172,7 @@ def test_mirror_traffic_follows_azures_rules(endpoint_with_two_deployments, caps
     code, _, err = run_cli(capsys, "online-endpoint", "update", "-n", name)
     assert code == 1 and "give --traffic" in err
 
+
 def test_a_delete_that_cannot_remove_the_folder_says_so(home, capsys, monkeypatch):
     # The folder removal is made to fail (as a busy mount point or a read-only file system would): delete must not
     # report success, and the error names the folder.

@@ -40,7 +40,7 @@ import shutil
 import time
 from pathlib import Path
 
-from aml_local import AmlLocalError, processes, specs, store
+from aml_local import AmlLocalError, ResourceNotFound, processes, specs, store
 from aml_local.assets import environment, model
 from aml_local.endpoints import records, routing
 from aml_local.endpoints import servers as server_processes
@@ -249,7 +249,8 @@ def create(file, name=None, endpoint_name=None, all_traffic=False, set_pairs=())
     try:
         records.load_endpoint(endpoint_name)
     except AmlLocalError:
-        raise AmlLocalError(
+        # Not found, as az ml's create reports it: the SDK GETs the endpoint first (exit 3, tests/test_cli.py).
+        raise ResourceNotFound(
             f"endpoint_name {endpoint_name}: no such local online endpoint; create it first "
             "(online-endpoint create --file endpoints/endpoint.yml)"
         ) from None

@@ -105,7 +105,8 @@ def state(endpoint: str) -> dict | None:
         return None
 
 
-def _answers(port: int, timeout: float = HEALTH_TIMEOUT_S) -> bool:
+def answers(port: int, timeout: float = HEALTH_TIMEOUT_S) -> bool:
+    """Whether 127.0.0.1:port answers `GET /` with 200: the router's health route and a server's liveness route."""
     connection = http.client.HTTPConnection("127.0.0.1", port, timeout=timeout)
     try:
         connection.request("GET", "/")
@@ -175,7 +176,7 @@ def start(endpoint: str) -> int:
                 f"online endpoint {endpoint}: its router exited with code {code} at start: {_last_log_line(endpoint)}"
             )
         found = state(endpoint)
-        if found and found.get("pid") == process.pid and found.get("port") and _answers(found["port"]):
+        if found and found.get("pid") == process.pid and found.get("port") and answers(found["port"]):
             port = int(found["port"])
             break
         if time.monotonic() > deadline:
@@ -196,7 +197,7 @@ def ensure(endpoint: str) -> int:
     if found is not None:
         deadline = time.monotonic() + 3 * HEALTH_TIMEOUT_S
         while time.monotonic() < deadline:
-            if _answers(found["port"]):
+            if answers(found["port"]):
                 return int(found["port"])
             time.sleep(0.2)
         processes.stop_group(found["pid"], grace=STOP_GRACE_S)  # alive, but not answering its health route: hung

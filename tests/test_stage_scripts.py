@@ -206,11 +206,14 @@ def test_register_takes_a_sweeps_model_from_its_best_trial(env, tmp_path, traine
 
 
 @pytest.mark.slow
-def test_wait_and_register_take_a_pipelines_model_from_its_sweep_node_locally(env, tmp_path, trained_model_dir):
+def test_wait_and_register_take_a_pipelines_model_from_its_sweep_node_locally(
+    env, tmp_path, trained_model_dir, project_environments
+):
     """The pipeline path with aml-local: the sweep node is found by the node types in the pipeline's record and by
     its child job's display name (the node's name), as on Azure (see the fake-az pipeline test)."""
     project = tmp_path / "project"
     (project / "code").mkdir(parents=True)
+    project_environments(project)
     (project / "code" / "trial.py").write_text(
         "import shutil, sys, mlflow\n"
         "score, source, out = float(sys.argv[1]), sys.argv[2], sys.argv[3]\n"

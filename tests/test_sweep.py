@@ -428,12 +428,13 @@ def test_bad_pipeline_bindings_are_named(home, project, capsys, change, expected
 
 
 @pytest.mark.slow
-def test_a_real_sweep_of_train_py_stops_a_hopeless_trial(home, small_mnist_dir, tmp_path, capsys):
+def test_a_real_sweep_of_train_py_stops_a_hopeless_trial(home, small_mnist_dir, tmp_path, capsys, project_environments):
     """train.py itself as the trial: a learning rate far too small falls behind and is stopped."""
     # The quick sweep's trial, cut down: one small network, a good and a hopeless learning rate, judged every epoch.
     quick = (REPO / "jobs/sweep-quick.yml").read_text()
     trial = quick[quick.index("trial:") : quick.index("inputs:")].replace("code: ../src", f"code: {REPO / 'src'}")
     spec = tmp_path / "real-sweep.yml"
+    project_environments(tmp_path)
     spec.write_text(
         "$schema: https://azuremlschemas.azureedge.net/latest/sweepJob.schema.json\ntype: sweep\n"
         + trial

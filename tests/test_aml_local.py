@@ -6,13 +6,14 @@ import re
 import shutil
 import signal
 import textwrap
+import threading
 import time
 
 import psutil
 import pytest
 
 from aml_local import AmlLocalError, cli, store
-from aml_local.jobs import common
+from aml_local.jobs import common, runner
 from aml_local.jobs import verbs as job
 
 
@@ -347,3 +348,26 @@ def test_an_input_can_read_another_jobs_output_by_its_azureml_uri(home, project,
         capsys, "job", "create", "-f", str(spec), "--set", "inputs.previous.path=azureml://jobs/producer/outputs/model"
     )
     assert code == 1 and "has no output 'model' (outputs: out)" in err
+
+
+@pytest.mark.parametrize("when", ["immediate", "deferred-before-sleep", "deferred-during-sleep"])
+def test_a_drivers_cancel_signal_raises_at_once_or_at_its_next_sleep(when):
+    # A sweep's driver defers: a signal that lands while it writes to the store must not cut the write short.
+    signals = runner.Signals(deferred=when != "immediate")
+    previous = signal.signal(signal.SIGUSR1, signals.on_signal)
+    started = time.monotonic()
+    try:
+        with pytest.raises(runner.Canceled, match="SIGUSR1"):
+            if when == "immediate":
+                os.kill(os.getpid(), signal.SIGUSR1)
+                time.sleep(5)
+            elif when == "deferred-before-sleep":
+                os.kill(os.getpid(), signal.SIGUSR1)
+                assert signals.pending == "SIGUSR1"  # noted; nothing raised yet
+                signals.sleep(5)
+            else:
+                threading.Timer(0.2, os.kill, (os.getpid(), signal.SIGUSR1)).start()
+                signals.sleep(5)
+    finally:
+        signal.signal(signal.SIGUSR1, previous)
+    assert time.monotonic() - started < 4  # never the whole sleep

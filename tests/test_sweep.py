@@ -243,7 +243,8 @@ def test_canceling_a_sweep_stops_every_trial_process(home, project, how):
     while time.monotonic() < deadline and any(_alive(pid) for pid in trial_pids):
         time.sleep(0.5)
     assert not any(_alive(pid) for pid in trial_pids)
-    assert job.show("sw")["status"] == "Canceled"
+    shown = job.show("sw")
+    assert shown["status"] == "Canceled", shown["properties"].get("aml_local.status_message")
     for trial in trials_of("sw").values():
         assert trial["status"] == "Canceled"
         assert "the sweep was canceled" in trial["properties"]["aml_local.status_message"]

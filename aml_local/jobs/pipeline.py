@@ -328,7 +328,7 @@ def run(job_dir: Path, echo=None) -> str:
     pipeline.events = runner.EventLog(job_dir, "pipeline", echo)
     run_id = pipeline.spec["mlflow_run_id"]
     status, message = "Failed", None
-    with runner.driving(job_dir) as hold:
+    with runner.driving(job_dir) as signals:
         try:
             store.set_status(run_id, "Running")
             pipeline.say(f"nodes in order: {', '.join(pipeline.spec['nodes'])}")
@@ -338,7 +338,7 @@ def run(job_dir: Path, echo=None) -> str:
         except Exception as err:
             status, message = "Failed", f"aml-local could not run the pipeline: {err}"
         finally:
-            hold()
+            signals.hold()
             store.set_status(run_id, status, message)
             pipeline.say(f"pipeline {status}" + (f": {message}" if message else ""))
             pipeline.events.close()

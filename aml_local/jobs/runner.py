@@ -35,29 +35,54 @@ class Canceled(Exception):
 _SIGNALS = (signal.SIGTERM, signal.SIGINT, signal.SIGHUP)
 
 
-@contextlib.contextmanager
-def driving(job_dir: Path):
-    """While this process drives the job in job_dir: runner.json names it (so `job show` can tell a running job
-    from one whose driver died) and the cancel signals raise Canceled. Yields `hold()`, which ignores further
-    signals: call it before recording the end, so a second Ctrl-C cannot interrupt that."""
+class Signals:
+    """The cancel signals while a process drives a job. Immediate (the default): a signal raises Canceled wherever
+    the process is, right for a runner that mostly waits on its command. Deferred: a signal is noted, and Canceled
+    is raised from `sleep()` only, so a driver that writes to the store between its sleeps (a sweep) is never
+    interrupted in the middle of a write (a SQLite transaction cut short leaves the store's session unusable, and
+    the cancel then ends as Failed)."""
 
-    def cancel(signum, _frame):
-        raise Canceled(signal.Signals(signum).name)
+    def __init__(self, deferred: bool):
+        self.deferred = deferred
+        self.pending: str | None = None
+        self.sleeping = False
 
-    def hold():
+    def on_signal(self, signum, _frame):
+        self.pending = signal.Signals(signum).name
+        if not self.deferred or self.sleeping:
+            raise Canceled(self.pending)
+
+    def sleep(self, seconds: float):
+        """time.sleep that raises Canceled for a signal noted before it or arriving during it."""
+        if self.pending:
+            raise Canceled(self.pending)
+        self.sleeping = True
+        try:
+            time.sleep(seconds)
+        finally:
+            self.sleeping = False
+
+    def hold(self):
+        """Ignore further signals: call it before recording the end, so a second Ctrl-C cannot interrupt that."""
         for sig in _SIGNALS:
             signal.signal(sig, signal.SIG_IGN)
 
-    previous = {sig: signal.signal(sig, cancel) for sig in _SIGNALS}
+
+@contextlib.contextmanager
+def driving(job_dir: Path, deferred: bool = False):
+    """While this process drives the job in job_dir: runner.json names it (so `job show` can tell a running job
+    from one whose driver died) and the cancel signals raise Canceled (see Signals). Yields the Signals."""
+    signals = Signals(deferred)
+    previous = {sig: signal.signal(sig, signals.on_signal) for sig in _SIGNALS}
     pid_file = job_records.runner_file(job_dir)
     processes.write_pid_file(pid_file)
     # Should this process be killed before it records the end, its watchdog records Failed (the one writer of that).
     settle = [sys.executable, "-m", "aml_local.job_records", "--settle", str(job_dir)]
     watchdog = processes.guard(then=settle, sentinel=pid_file)
     try:
-        yield hold
+        yield signals
     finally:
-        hold()
+        signals.hold()
         pid_file.unlink(missing_ok=True)
         processes.release([watchdog])
         for sig, handler in previous.items():
@@ -293,7 +318,7 @@ def run(job_dir: Path, echo=None) -> str:
     last_lines = [[""] for _ in paths]  # each process's last output line: usually its own error message
     status, message = "Failed", None
     parent_gone = threading.Event()
-    with driving(job_dir) as hold:
+    with driving(job_dir) as signals:
         if spec.get("parent_job_name"):
             follow = (job_dir, spec["parent_job_name"], parent_gone)
             threading.Thread(target=_follow_parent, args=follow, daemon=True).start()
@@ -317,7 +342,7 @@ def run(job_dir: Path, echo=None) -> str:
             _stop(procs)
             status, message = "Failed", f"aml-local could not run the job: {err}"
         finally:
-            hold()
+            signals.hold()
             parent_gone.set()  # stops the parent-following thread (it sleeps in Event.wait)
             for pump in pumps:
                 pump.join(timeout=5)

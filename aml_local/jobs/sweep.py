@@ -209,6 +209,7 @@ class Sweep:
         self.template = self.spec["trial_template"]
         self.echo = echo
         self.events = None  # a runner.EventLog while run() drives the job
+        self.sleep = time.sleep  # the driver's Signals.sleep while run() drives the job (a Ctrl-C raises there)
         self.status_line = progress.StatusLine(echo)  # trials by state and the best so far, live on a terminal
         objective = self.sdk_job.objective
         self.metric = objective.primary_metric
@@ -417,7 +418,7 @@ class Sweep:
             if not self.running() and (self.exhausted or timed_out):
                 break
             self.status_line.show(f"[sweep {clock() - started:5.0f} s] {self.summary()}")
-            time.sleep(POLL_SECONDS)
+            self.sleep(POLL_SECONDS)
         self.status_line.clear()
         return self.conclude(timed_out)
 
@@ -535,22 +536,27 @@ def run(job_dir: Path, echo=None) -> str:
 
     run_id = sweep.spec["mlflow_run_id"]
     status, message = "Failed", None
-    with runner.driving(job_dir) as hold:
+    # Deferred signals: the loop writes to the store between its sleeps; a Ctrl-C is acted on at the next sleep.
+    with runner.driving(job_dir, deferred=True) as signals:
+        sweep.sleep = signals.sleep
         try:
             store.set_status(run_id, "Running")
             status, message = sweep.run()
         except runner.Canceled as signame:
-            hold()  # a second Ctrl-C must not leave trials behind
-            sweep.say(f"canceled by {signame}: stopping {len(sweep.running())} running trials")
-            sweep.cancel_all(f"the sweep was canceled ({signame})")
-            sweep.conclude()
+            signals.hold()  # a second Ctrl-C must not leave trials behind
             status, message = "Canceled", f"canceled by {signame}"
+            sweep.say(f"canceled by {signame}: stopping {len(sweep.running())} running trials")
+            try:
+                sweep.cancel_all(f"the sweep was canceled ({signame})")
+                sweep.conclude()
+            except Exception as err:  # still canceled; say what was not done
+                message += f"; stopping its trials did not finish: {err}"
         except Exception as err:
-            hold()
+            signals.hold()
             sweep.cancel_all(f"the sweep failed: {err}")
             status, message = "Failed", f"aml-local could not run the sweep: {err}"
         finally:
-            hold()
+            signals.hold()
             store.set_status(run_id, status, message)
             if message:
                 sweep.say(f"{status}: {message}")

@@ -68,6 +68,10 @@ lock: | $(UV)
 demo: setup
 	PATH="$(abspath $(BIN)):$$PATH" scripts/demo.sh
 
+# pytest-xdist workers for test and test-fast (auto: one per CPU core; most tests wait on processes they start, so
+# two workers nearly halve the time on a 2-core machine). tests/conftest.py keeps the tests that share a server on one.
+TEST_WORKERS ?= auto
+
 # Two tiers (tests/conftest.py says which tests are slow): test-fast for every change (no training, no inference
 # server, no environment build), test for everything (what .ci/run and CI run). With MNIST_DATA set, as here when
 # ../shared has it, a test that skips fails the run: so test installs what the tests need first: actionlint and
@@ -81,10 +85,10 @@ test: setup $(ACTIONLINT) $(NEWMAN) browser
 	@command -v hey >/dev/null || { [ "$$(id -u)" = 0 ] && { apt-get install -y -q hey >/dev/null \
 	       || { apt-get update -q >/dev/null && apt-get install -y -q hey >/dev/null; }; }; } \
 	  || { echo "make test needs hey: sudo apt-get install hey"; exit 1; }
-	PATH="$(abspath $(BIN)):$$PATH" $(BIN)/python -m pytest -q
+	PATH="$(abspath $(BIN)):$$PATH" $(BIN)/python -m pytest -q -n $(TEST_WORKERS)
 
 test-fast: setup $(ACTIONLINT)
-	PATH="$(abspath $(BIN)):$$PATH" $(BIN)/python -m pytest -q -m "not slow"
+	PATH="$(abspath $(BIN)):$$PATH" $(BIN)/python -m pytest -q -n $(TEST_WORKERS) -m "not slow"
 
 # Debian's chromium for the draw-page browser test, installed when we may (root, apt reachable); or Google Chrome,
 # or CHROMIUM=/path. Without one the browser test fails under MNIST_DATA (and says why).

@@ -136,21 +136,47 @@ def small_mnist_dir(tmp_path_factory) -> pathlib.Path:
 def trained_model_dir(small_mnist_dir, tmp_path_factory) -> pathlib.Path:
     """A real model folder as train.py writes it (MLflow keras flavour, MLmodel at its top), trained for
     3 epochs (SGD, momentum 0.9) on small_mnist_dir; its own tracking store is a throwaway sqlite file.
-    Shared by the serving tests."""
+    Shared by the serving tests, and trained once per run: the xdist workers share it (see _once_per_run)."""
     import subprocess
     import sys
 
-    workdir = tmp_path_factory.mktemp("trained-model")
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("MLFLOW_", "TF_CONFIG", "AZUREML_"))}
-    env["MLFLOW_TRACKING_URI"] = f"sqlite:///{workdir / 'mlflow.db'}"
-    env["PYTHONPATH"] = str(REPO_ROOT / "src")
-    args = ["--data-folder", str(small_mnist_dir), "--epochs", "3", "--momentum", "0.9", "--validation-size", "500"]
-    args += ["--model-output", str(workdir / "model"), "--checkpoint-dir", str(workdir / "checkpoints")]
-    result = subprocess.run(
-        [sys.executable, str(REPO_ROOT / "src/train.py"), *args], cwd=workdir, env=env, capture_output=True, text=True
-    )
-    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
-    return workdir / "model"
+    def train(workdir: pathlib.Path):
+        env = {k: v for k, v in os.environ.items() if not k.startswith(("MLFLOW_", "TF_CONFIG", "AZUREML_"))}
+        env["MLFLOW_TRACKING_URI"] = f"sqlite:///{workdir / 'mlflow.db'}"
+        env["PYTHONPATH"] = str(REPO_ROOT / "src")
+        args = ["--data-folder", str(small_mnist_dir), "--epochs", "3", "--momentum", "0.9", "--validation-size", "500"]
+        args += ["--model-output", str(workdir / "model"), "--checkpoint-dir", str(workdir / "checkpoints")]
+        result = subprocess.run(
+            [sys.executable, str(REPO_ROOT / "src/train.py"), *args],
+            cwd=workdir,
+            env=env,
+            capture_output=True,
+            text=True,
+        )
+        assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
+
+    return _once_per_run(tmp_path_factory, "trained-model", train) / "model"
+
+
+def _once_per_run(tmp_path_factory, name: str, make) -> pathlib.Path:
+    """The folder `name`, made by make(folder) once for the whole run: under pytest-xdist each worker is its own
+    process with its own session fixtures, so the first to get here makes it (under a lock) in the folder all
+    workers share, and the others wait for it and reuse it."""
+    import fcntl
+
+    if not os.environ.get("PYTEST_XDIST_WORKER"):
+        folder = tmp_path_factory.mktemp(name)
+        make(folder)
+        return folder
+    shared = tmp_path_factory.getbasetemp().parent  # every worker's basetemp is a folder of one run's base
+    folder, done = shared / name, shared / f"{name}.done"
+    with open(shared / f"{name}.lock", "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        if not done.exists():
+            folder.mkdir(exist_ok=True)
+            make(folder)
+            done.touch()
+    return folder
 
 
 @pytest.fixture(scope="session")
@@ -217,10 +243,45 @@ SLOW_FIXTURES = {
 }
 
 
+# `make test` runs the suite on pytest-xdist workers, handing tests out one by one, except that the tests sharing a
+# costly server stay on one worker, so that it starts once: the session's deployment (mnist_deployment; its files
+# here) and the files whose module-scoped fixtures train or serve. (xdist's own xdist_group marks would say this per
+# test, but pytest 9 ignores the group suffix they add to node ids: our scheduler groups by file instead.)
+SAME_WORKER = {
+    "test_bad_requests.py": "mnist_deployment",
+    "test_postman.py": "mnist_deployment",
+    "test_security.py": "mnist_deployment",
+    "test_draw_page.py": "test_draw_page.py",
+    "test_environments.py": "test_environments.py",
+    "test_score.py": "test_score.py",
+    "test_train.py": "test_train.py",
+}
+
+
+GROUPING_PROBLEMS: list[str] = []  # tests that would start the session's deployment on a second worker
+
+
+def pytest_xdist_make_scheduler(config, log):
+    from xdist.scheduler import LoadScopeScheduling
+
+    class SharedServerScheduling(LoadScopeScheduling):
+        """LoadScopeScheduling whose unit of work is one test, or a whole group of SAME_WORKER."""
+
+        def _split_scope(self, nodeid: str) -> str:
+            return SAME_WORKER.get(nodeid.split("::", 1)[0].rsplit("/", 1)[-1], nodeid)
+
+    return SharedServerScheduling(config, log)
+
+
+@pytest.hookimpl(tryfirst=True)  # the slow marks are in place before -m deselects by them
 def pytest_collection_modifyitems(config, items):
     for item in items:
-        if item.path.name in SLOW_FILES or SLOW_FIXTURES & set(getattr(item, "fixturenames", ())):
+        fixtures = set(getattr(item, "fixturenames", ()))
+        if item.path.name in SLOW_FILES or SLOW_FIXTURES & fixtures:
             item.add_marker(pytest.mark.slow)
+        if "mnist_deployment" in fixtures and SAME_WORKER.get(item.path.name) != "mnist_deployment":
+            # Said by tests/test_layout.py (an error raised here, in an xdist worker, reads as a scheduler crash).
+            GROUPING_PROBLEMS.append(f"{item.nodeid} uses mnist_deployment, but {item.path.name} is not in SAME_WORKER")
 
 
 # An environment the project venv satisfies (it asks only for mlflow, at no version), as a test project names it.

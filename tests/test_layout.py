@@ -124,3 +124,11 @@ def test_the_checker_sees_a_cycle_hidden_in_a_function(tmp_path, monkeypatch):
     monkeypatch.setattr(__import__(__name__), "MODULES", modules)
     assert imports_of("aml_local.store") == {"aml_local.assets.model"}
     assert imports_of("aml_local.assets.model") == {"aml_local.store"}
+
+
+def test_the_tests_sharing_the_session_deployment_run_on_one_worker():
+    # tests/conftest.py's scheduler keeps SAME_WORKER's files on one xdist worker: a file using mnist_deployment
+    # outside it would start a second deployment (and a second model training) on the other worker.
+    import conftest
+
+    assert conftest.GROUPING_PROBLEMS == []

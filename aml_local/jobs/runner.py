@@ -54,10 +54,10 @@ class Signals:
 
     def sleep(self, seconds: float):
         """time.sleep that raises Canceled for a signal noted before it or arriving during it."""
-        if self.pending:
-            raise Canceled(self.pending)
-        self.sleeping = True
+        self.sleeping = True  # first: a signal landing between the check below and the sleep then raises too
         try:
+            if self.pending:
+                raise Canceled(self.pending)
             time.sleep(seconds)
         finally:
             self.sleeping = False

@@ -485,28 +485,71 @@ def test_routing_table_changes_mid_traffic_fail_no_request(endpoint):
     assert set(served[switched:]) == {new_green}
 
 
-def test_a_request_routed_just_before_a_table_change_still_reaches_a_server(endpoint):
-    """A request's head is routed by the table in force; if the table changes before it is sent (an update replaced
-    the deployment's servers, or a delete removed it), it goes to the servers in force now, or to the old ones, which
-    the verbs drain before they stop: never a 424 for servers the router just let go."""
-    old, new = endpoint.backend("green"), endpoint.backend("green")
-    first = router_module.parse_table(table_with(traffic={"green": 100}, deployments={"green": deployment([old])}))
-    replaced = router_module.parse_table(table_with(traffic={"green": 100}, deployments={"green": deployment([new])}))
+def test_a_request_routed_just_before_a_table_change_follows_the_new_table(endpoint):
+    """A request's head is routed by the table in force; if the table changes before it is sent, it goes by the new
+    one: to its deployment's servers in force now (an update replaced them), or, when its deployment was deleted, to
+    a deployment the new table chooses (the header's name: 404, as for any unknown name). A server that left the table
+    never takes a request that was not already sent to it, so the verbs may stop it once those have ended."""
+    old, new, blue = endpoint.backend("green"), endpoint.backend("green"), endpoint.backend("blue")
+    both = {"green": deployment([old]), "blue": deployment([blue])}
+    first = router_module.parse_table(table_with(traffic={"green": 100}, deployments=both))
+    replaced = router_module.parse_table(
+        table_with(traffic={"green": 100}, deployments={"green": deployment([new]), "blue": deployment([blue])})
+    )
+    green_deleted = router_module.parse_table(
+        table_with(traffic={"blue": 100}, deployments={"blue": deployment([blue])})
+    )
     emptied = router_module.parse_table(table_with(traffic={}, deployments={}))
-    head = [(b"Authorization", f"Bearer {KEYS['primary']}".encode()), (b"Content-Type", b"application/json")]
+    key = f"Bearer {KEYS['primary']}"
 
-    async def routed_then(table):
+    async def routed_then(table, named=None):
         router = router_module.Router(endpoint.folder, first)
         router.apply(first)
+        head = [(b"Authorization", key.encode()), (b"Content-Type", b"application/json")]
+        headers = {"authorization": key}
+        if named:
+            head.append((b"azureml-model-deployment", named.encode()))
+            headers["azureml-model-deployment"] = named
         request = IncomingRequest(method="POST", target=b"/score", raw_headers=head, body=[b"{}"])
-        request.decision = router.decide("POST", "/score", {"authorization": f"Bearer {KEYS['primary']}"})
+        request.decision = router.decide("POST", "/score", headers)
         router.apply(table)
-        return await router.answer(request)
+        answer = await router.answer(request)
+        return answer, dict(answer.headers)
 
-    answer = asyncio.run(routed_then(replaced))
+    answer, headers = asyncio.run(routed_then(replaced))
     assert answer.status == 200 and json.loads(answer.body)["port"] == new
-    answer = asyncio.run(routed_then(emptied))
-    assert answer.status == 200 and json.loads(answer.body)["port"] == old
+    assert headers[b"azureml-model-deployment"] == b"green"
+    answer, headers = asyncio.run(routed_then(green_deleted))
+    assert answer.status == 200 and json.loads(answer.body)["port"] == blue
+    assert headers[b"azureml-model-deployment"] == b"blue"
+    answer, _ = asyncio.run(routed_then(green_deleted, named="green"))
+    assert answer.status == 404 and "'green' is not a deployment of this endpoint" in json.loads(answer.body)["message"]
+    answer, _ = asyncio.run(routed_then(emptied))
+    assert answer.status == 404 and "has no deployment with traffic" in json.loads(answer.body)["message"]
+
+
+def test_a_server_that_leaves_the_table_is_listed_draining_until_its_last_request_ends(endpoint):
+    """router.json's `draining` names a server taken out of the table while a request sent to it is still in
+    progress; the request is answered by it, and the server is off the list as soon as it is (what the deployment
+    verbs wait on before they stop replaced servers)."""
+    old, new = endpoint.backend("green"), endpoint.backend("green")
+    endpoint.write({"green": deployment([old], timeout_ms=5000)}, {"green": 100})
+    client = Client(endpoint.start())
+    assert endpoint.state()["draining"] == []
+    with concurrent.futures.ThreadPoolExecutor(1) as pool:
+        slow = pool.submit(client.call, path="/score?sleep_ms=1500")
+        counted = Client(old)  # the stub itself: its /count is the requests it has received
+        wait_for(lambda: json.loads(counted.call("GET", "/count", b"", key=None)[2])["count"] == 1, 5, "the request")
+        endpoint.applied(endpoint.write({"green": deployment([new], timeout_ms=5000)}, {"green": 100}))
+        draining = endpoint.state()["draining"]
+        assert [(server["port"], server["in_progress"]) for server in draining] == [(old, 1)]
+        status, _, raw, _ = slow.result(timeout=10)
+    assert status == 200 and json.loads(raw)["port"] == old
+    wait_for(lambda: endpoint.state()["draining"] == [], 2, "the old server off the draining list")
+    assert json.loads(client.call()[2])["port"] == new
+    # A server that leaves the table with nothing in progress is never listed.
+    endpoint.applied(endpoint.write({"green": deployment([old], timeout_ms=5000)}, {"green": 100}))
+    assert endpoint.state()["draining"] == []
 
 
 def test_a_table_that_breaks_a_rule_is_refused_and_the_old_one_stays(endpoint):

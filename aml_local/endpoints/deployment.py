@@ -37,7 +37,6 @@ import datetime
 import getpass
 import re
 import shutil
-import time
 from pathlib import Path
 
 from aml_local import AmlLocalError, ResourceNotFound, processes, specs, store
@@ -223,9 +222,12 @@ def _route(record: dict, servers: list[dict], all_traffic: bool):
 
 
 def _drain_and_stop(record: dict, servers: list[dict], restarted: list):
-    """Once the router no longer routes to these servers: wait until every request they had can have finished
-    (request_timeout_ms, the longest a request lasts here, and a second), then stop them."""
-    time.sleep(record["request_settings"]["request_timeout_ms"] / 1000 + 1)
+    """Once the router no longer routes to these servers: wait until the requests already sent to them have ended
+    (the router lists the servers it still waits on; at most request_timeout_ms, the longest a request lasts here, and
+    a second), then stop them."""
+    addresses = {(server["host"], server["port"]) for server in servers}
+    longest = record["request_settings"]["request_timeout_ms"] / 1000 + 1
+    routing.wait_drained(record["endpoint_name"], addresses, longest)
     _stop_servers(record["name"], servers, restarted)
 
 

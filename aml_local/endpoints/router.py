@@ -64,8 +64,9 @@ stderr to DIR/router.log; it is up when router.json shows the child's pid and `G
 write the port it took into routing.json, so that a router started again later takes the same one and scoring_uri never
 changes. A later command finds it by router.json (pid and start time, as psutil reports them) and starts it again if it
 is gone. To replace a deployment's servers without a failed request: start the new ones, wait for their readiness, write
-routing.json with them instead of the old, wait until router.json shows that generation, wait the old deployment's
-request_timeout_ms (no request lasts longer here), then stop the old servers.
+routing.json with them instead of the old, wait until router.json shows that generation, wait until router.json's
+`draining` list no longer names the old servers (the requests already sent to them have ended; at most the old
+deployment's request_timeout_ms, the longest a request lasts here), then stop the old servers.
 """
 
 import argparse
@@ -120,6 +121,7 @@ __all__ = ["DEFAULT_MAX_REQUEST_BYTES", "main", "parse_table", "read_table", "se
 
 RELOAD_POLL_S = 0.1  # how often routing.json is looked at (one stat() call)
 MODEL_DEPLOYMENT = "azureml-model-deployment"
+MODEL_DEPLOYMENT_HEADER = MODEL_DEPLOYMENT.encode()  # as header() writes it in the router's answer headers
 # https://www.rfc-editor.org/rfc/rfc9110#section-7.6.1 plus what the router sets itself (length, host, ids) and the key.
 REQUEST_HEADERS_NOT_FORWARDED = frozenset(
     {
@@ -163,9 +165,10 @@ class Router:
         self.router_path = state_dir / ROUTER_FILE
         self.table = table
         self.servers: dict[tuple[str, int], Server] = {}
-        # Servers that left the table, kept for as long as a request can last: a request whose head was routed by the
-        # table before (its deployment decided, not yet sent) still reaches them while the verbs drain them.
-        self.retired: dict[tuple[str, int], Server] = {}
+        # Servers that left the table with requests still on them: router.json lists them until their last request
+        # ends, and the verbs stop a replaced server once it is off that list. No new request reaches them: one routed
+        # by an older table is routed again by the one in force (answer), so only requests already sent count.
+        self.draining: dict[tuple[str, int], Server] = {}
         self.in_progress: dict[str, int] = {}  # clients' requests, per deployment name, across table versions
         # Mirrored copies in progress, per deployment, counted apart: copies piled up on a slow mirror must not make
         # its first live requests 429 when traffic moves to it (a copy never fails a client's request).
@@ -197,6 +200,9 @@ class Router:
                 "applied_at": self.applied_at,
                 "routing_error": self.routing_error,
                 "deployments": deployments,
+                "draining": [
+                    server.describe() | {"in_progress": server.in_progress} for server in self.draining.values()
+                ],
             },
         )
 
@@ -214,12 +220,11 @@ class Router:
                     server.pid, server.started, server.process = server_spec.pid, server_spec.started, None
                 server.spec = server_spec
                 wanted[server_spec.address] = server
-        drain = max((d.request_timeout_ms for d in self.table.deployments.values()), default=0) / 1000 + 1
         for address, server in self.servers.items():
             if wanted.get(address) is not server:
                 self._retire(server)
-                self.retired[address] = server
-                asyncio.get_running_loop().call_later(drain, self._forget, address, server)
+                if server.in_progress:
+                    self.draining[address] = server
         self.servers = wanted
         self.table = table
         for server in wanted.values():
@@ -235,19 +240,22 @@ class Router:
         )
 
     def _retire(self, server: Server):
+        server.retired = True
         if server.watcher is not None:
             server.watcher.cancel()
+        for connection in server.idle:  # never used again: requests go to the servers in the table only
+            connection.transport.close()
+        server.idle.clear()
         if server.process is not None and server.process.poll() is None:
             # Started by the router, so stopped by it, after the longest time a request on it can take.
             drain = max((d.request_timeout_ms for d in self.table.deployments.values()), default=0) / 1000
             self._spawn(self._stop_after(server.process, drain + 1))
 
-    def _forget(self, address: tuple[str, int], server: Server):
-        if self.retired.get(address) is server:
-            del self.retired[address]
-        for connection in server.idle:
-            connection.transport.close()
-        server.idle.clear()
+    def _drained(self, server: Server):
+        """A retired server's last request ended: off router.json's draining list, so the verbs may stop it."""
+        if self.draining.get(server.spec.address) is server:
+            del self.draining[server.spec.address]
+            self.write_state()
 
     async def _stop_after(self, process: subprocess.Popen, seconds: float):
         await asyncio.sleep(seconds)
@@ -390,6 +398,18 @@ class Router:
         if not authorized(headers.get("authorization", ""), table.keys):
             return json_answer(401, UNAUTHORIZED, [*answer_headers, (b"WWW-Authenticate", b"Bearer")])
         named = headers.get(MODEL_DEPLOYMENT, "").strip()
+        deployment = self.choose(table, named, answer_headers)
+        if isinstance(deployment, Answer):
+            return deployment
+        answer_headers.append(header(MODEL_DEPLOYMENT, deployment.name))
+        length = headers.get("content-length")
+        if length is not None and int(length) > deployment.max_request_bytes:
+            return self.too_large(deployment, answer_headers)
+        return Route(deployment, bool(named), answer_headers, request_id, client_request_id)
+
+    @staticmethod
+    def choose(table: RoutingTable, named: str, answer_headers: list) -> DeploymentSpec | Answer:
+        """The deployment a request goes to: the one its header names, else one drawn by the traffic weights."""
         if named:
             deployment = table.deployments.get(named)
             if deployment is None:
@@ -399,21 +419,16 @@ class Router:
                     f"{MODEL_DEPLOYMENT}: {named!r} is not a deployment of this endpoint (deployments: {known})",
                     answer_headers,
                 )
-        elif table.weighted:
+            return deployment
+        if table.weighted:
             names, cumulative = table.draw
-            deployment = table.deployments[random.choices(names, cum_weights=cumulative)[0]]
-        else:
-            return json_answer(
-                404,
-                f"endpoint {table.endpoint} has no deployment with traffic; give one traffic "
-                f"(online-endpoint update --traffic) or name one in the {MODEL_DEPLOYMENT} header",
-                answer_headers,
-            )
-        answer_headers.append(header(MODEL_DEPLOYMENT, deployment.name))
-        length = headers.get("content-length")
-        if length is not None and int(length) > deployment.max_request_bytes:
-            return self.too_large(deployment, answer_headers)
-        return Route(deployment, bool(named), answer_headers, request_id, client_request_id)
+            return table.deployments[random.choices(names, cum_weights=cumulative)[0]]
+        return json_answer(
+            404,
+            f"endpoint {table.endpoint} has no deployment with traffic; give one traffic "
+            f"(online-endpoint update --traffic) or name one in the {MODEL_DEPLOYMENT} header",
+            answer_headers,
+        )
 
     @staticmethod
     def too_large(deployment: DeploymentSpec, headers: list) -> Answer:
@@ -425,8 +440,16 @@ class Router:
         """The answer to a whole request whose head was routed."""
         route: Route = request.decision
         # The table may have changed since the request's head was routed: the deployment's servers and limits now in
-        # force (one deleted meanwhile keeps its old servers, which are drained before they stop).
-        deployment = self.table.deployments.get(route.deployment.name, route.deployment)
+        # force. A deployment deleted meanwhile is chosen again by the table in force (the header's name: 404 now), so
+        # a server that left the table never takes a request that was not already sent to it when it left.
+        deployment = self.table.deployments.get(route.deployment.name)
+        if deployment is None:
+            chosen_by = route.deployment.name if route.named else ""
+            headers = [item for item in route.answer_headers if item[0] != MODEL_DEPLOYMENT_HEADER]
+            deployment = self.choose(self.table, chosen_by, headers)
+            if isinstance(deployment, Answer):
+                return deployment
+            route.answer_headers = [*headers, header(MODEL_DEPLOYMENT, deployment.name)]
         if request.too_large:
             return self.too_large(deployment, route.answer_headers)
         name = deployment.name
@@ -459,8 +482,6 @@ class Router:
 
     def _server(self, address: tuple[str, int], deployment: str) -> Server | None:
         server = self.servers.get(address)
-        if server is None or server.deployment != deployment:
-            server = self.retired.get(address)
         return server if server is not None and server.deployment == deployment else None
 
     def _pick(self, deployment: DeploymentSpec, excluded: set) -> Server | None:
@@ -484,6 +505,9 @@ class Router:
         refused: set[Server] = set()
         dropped = 0
         while True:
+            # A request tried again after a dropped connection follows the table in force (servers that left it are
+            # never picked).
+            deployment = self.table.deployments.get(deployment.name, deployment)
             server = self._pick(deployment, refused)
             if server is None:
                 return json_answer(
@@ -538,6 +562,8 @@ class Router:
                     connection.transport.close()
             finally:
                 server.in_progress -= 1
+                if server.retired and not server.in_progress:
+                    self._drained(server)
             out = [(key, value) for key, value in headers if key.lower() not in RESPONSE_HEADERS_NOT_FORWARDED]
             out += answer_headers
             if status != 200:

@@ -229,6 +229,19 @@ def wait_for(endpoint: str, generation: int):
         time.sleep(0.02)
 
 
+def wait_drained(endpoint: str, addresses: set[tuple[str, int]], timeout: float):
+    """Wait until none of these servers, taken out of the routing table, has a request in progress (router.json's
+    draining list), at most timeout seconds (the longest a request lasts there). A router that is gone, or was started
+    again since, has nothing in progress on them."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        found = running(endpoint)
+        draining = {(server["host"], server["port"]) for server in (found or {}).get("draining", [])}
+        if not addresses & draining:
+            return
+        time.sleep(0.02)
+
+
 def restarted_servers(endpoint: str, deployment: str) -> list[tuple[int, float]]:
     """(pid, start time) of each of the deployment's servers that the router started again itself (router.json)."""
     found = state(endpoint) or {}

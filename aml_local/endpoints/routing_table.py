@@ -34,9 +34,10 @@ file in DIR, then rename it over routing.json: the router never reads half a tab
 
 A new version is picked up within the router's RELOAD_POLL_S (or at once on SIGHUP). Requests already in progress finish
 where they started; new ones follow the new table (one routed by the old table but not yet sent goes to its deployment's
-servers in force now, or, for a deployment just deleted, to its old servers, which the verbs drain before they stop
-them); a server that stays in the table keeps its health and connections. A table that cannot be read or breaks a rule
-is refused whole (the one in force stays, and router.json says why).
+servers in force now, or, for a deployment just deleted, to a deployment chosen again by the new table: a server that
+left the table takes no new request, and the verbs stop it once the requests already sent to it have ended); a server
+that stays in the table keeps its health and connections. A table that cannot be read or breaks a rule is refused whole
+(the one in force stays, and router.json says why).
 
 What the router writes: DIR/router.json, replaced atomically (write then rename) at start and at every change of the
 table in force or of a server's health:
@@ -44,7 +45,10 @@ table in force or of a server's health:
     {"pid": 4321, "started": 1767000000.1, "port": 41234, "state_dir": "...", "generation": 7,
      "applied_at": "2026-12-02T14:05:00+00:00", "routing_error": null,
      "deployments": {"blue": [{"host": "127.0.0.1", "port": 40001, "up": true, "failures": 0, "restarts": 1,
-                               "pid": 5678, "started": 1767000100.2}]}}
+                               "pid": 5678, "started": 1767000100.2}]},
+     "draining": [{"host": "127.0.0.1", "port": 40000, ..., "in_progress": 2}]}
+
+(`draining`: servers that left the table while requests sent to them were still in progress, until the last ends.)
 
 (`pid`/`started` of a server: the process the router started for it, when it restarted one; else those of routing.json.)
 SIGTERM or SIGINT: stop taking connections, let requests in progress finish (at most the longest request_timeout_ms),

@@ -29,6 +29,7 @@ class Server:
         self.up = True  # the verbs hand over servers that answered their readiness probe; the first probe confirms
         self.failures = 0
         self.in_progress = 0
+        self.retired = False  # left the routing table: takes no new request, drained then stopped by the verbs
         self.restarts = 0
         self.process: subprocess.Popen | None = None  # the process the router started, after a restart
         self.pid, self.started = spec.pid, spec.started

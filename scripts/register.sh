@@ -16,7 +16,18 @@ fi
 [ $# -eq 1 ] && [ -n "$1" ] || die "usage: scripts/register.sh JOB_NAME (a completed training, sweep or pipeline job)"
 job=$1
 
-job_type=$(aml job show --name "$job" --query type -o tsv) || die "no job named $job ($AML_BACKEND)"
+# One `job show` per job read: its type, status and best trial (a sweep's; None otherwise, as az prints a null in a
+# tsv list), one per line.
+shown_type="" shown_status="" shown_best=""
+read_job() {
+  local shown
+  shown=$(aml job show --name "$1" --query "[type, status, properties.best_child_run_id]" -o tsv) || return 1
+  { IFS= read -r shown_type; IFS= read -r shown_status; IFS= read -r shown_best; } <<<"$shown"
+  [ "$shown_best" != None ] || shown_best=""
+}
+
+read_job "$job" || die "no job named $job ($AML_BACKEND)"
+job_type=$shown_type
 source_job=$job
 if [ "$job_type" = pipeline ]; then
   # A pipeline's model comes from its sweep node. The pipeline's own record names its nodes with their types
@@ -43,17 +54,19 @@ print("\n".join(name for name, node in nodes.items() if isinstance(node, dict) a
   [ -n "$source_job" ] || die "pipeline job $job has no child job for its sweep node $node" \
     "($AML_CLI_NAME job list --parent-job-name $job): did the node start?"
   log "pipeline $job: its sweep node $node is job $source_job"
+  read_job "$source_job" || die "no job named $source_job ($AML_BACKEND)"
   job_type=sweep
 fi
 if [ "$job_type" = sweep ]; then
   # A sweep's model is its best trial's: the trial job is named in the sweep's properties.
   sweep=$source_job
-  source_job=$(aml job show --name "$sweep" --query properties.best_child_run_id -o tsv)
+  source_job=$shown_best
   [ -n "$source_job" ] || die "sweep job $sweep names no best trial (properties.best_child_run_id is empty):" \
     "no trial completed with its primary metric logged"
   log "sweep $sweep: the model of its best trial, $source_job"
+  read_job "$source_job" || die "no job named $source_job ($AML_BACKEND)"
 fi
-status=$(aml job show --name "$source_job" --query status -o tsv) || die "no job named $source_job ($AML_BACKEND)"
+status=$shown_status
 [ "$status" = Completed ] || die "job $source_job is $status: only a completed job's model can be registered"
 if $find_only; then
   printf '%s\n' "$source_job"

@@ -19,10 +19,8 @@ wait_for_job "$name"
 
 # The job whose `model` output holds the model: the job itself, a sweep's best trial, or a pipeline's sweep
 # node's best trial (scripts/register.sh finds it the same way).
-model_job=$name
-if [ "$(aml job show --name "$name" --query type -o tsv)" != command ]; then
-  model_job=$(scripts/register.sh --find-model-job "$name")
-fi
+# The job holding the model: this one, or a sweep's best trial (a pipeline's through its sweep node).
+model_job=$(scripts/register.sh --find-model-job "$name")
 download=$(mktemp -d)
 trap 'rm -rf "$download"' EXIT
 aml job download --name "$model_job" --output-name model --download-path "$download" >/dev/null \

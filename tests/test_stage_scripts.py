@@ -3,18 +3,23 @@ out the other colour (and roll back a failing one), invoke it, tear it down; the
 and the clear failures around them. Then the same scripts with AML_BACKEND=azure against tests/fake_az/az, a recording
 fake of the Azure CLI that checks every call's arguments against what the real `az ml` accepts."""
 
+import contextlib
 import hashlib
+import io
 import json
 import os
 import pathlib
 import subprocess
 import sys
 import textwrap
+from unittest import mock
 
 import numpy as np
 import psutil
 import pytest
 import yaml
+
+from aml_local import cli
 
 REPO_ROOT = pathlib.Path(__file__).resolve().parents[1]
 SCRIPTS = REPO_ROOT / "scripts"
@@ -41,9 +46,18 @@ def run(env, *argv, timeout=300):
 
 
 def aml_local(env, *argv):
-    result = run(env, VENV_BIN / "aml-local", *argv)
-    assert result.returncode == 0, result.stderr
-    return result.stdout
+    """aml-local in this process, with env as its environment and the repository as its folder: these calls set up
+    and check what the scripts did (the scripts themselves run aml-local as processes, as a user's shell does)."""
+    out, err = io.StringIO(), io.StringIO()
+    with (
+        mock.patch.dict(os.environ, env, clear=True),
+        contextlib.chdir(REPO_ROOT),
+        contextlib.redirect_stdout(out),
+        contextlib.redirect_stderr(err),
+    ):
+        code = cli.main([str(a) for a in argv])
+    assert code == 0, err.getvalue()
+    return out.getvalue()
 
 
 def sample_label(small_mnist_dir):
@@ -331,7 +345,8 @@ def test_the_backend_must_be_local_or_azure(env):
 def test_the_whole_chain_locally_then_a_green_rollout(env, small_mnist_dir):
     """scripts/run-all.sh for real: set-up records, a short training job on the small MNIST, registration, blue
     with all traffic, a scored sample; then an update rolls green out (mirror, canary, all traffic) and blue goes."""
-    env |= {"AML_POLL_S": "1", "ROLLOUT_OBSERVE_S": "0"}
+    # As `make demo` runs it: the job's log streamed while it runs (one process following it, not a show a second).
+    env |= {"AML_STREAM_LOGS": "1", "AML_POLL_S": "1", "ROLLOUT_OBSERVE_S": "0"}
     chain = run(
         env,
         SCRIPTS / "run-all.sh",
@@ -496,6 +511,7 @@ def test_run_all_on_azure_makes_exactly_the_calls_az_accepts(azure):
     made = calls()
     job = made[6][made[6].index("--name") + 1]
     trial = f"{job}_3"
+    shown = "[type, status, properties.best_child_run_id]"
     assert [" ".join(argv) for argv in made] == [
         "ml compute create --file compute/cpu-cluster.yml -o none",
         "ml environment create --file environments/train.yml --query version -o tsv",
@@ -506,14 +522,11 @@ def test_run_all_on_azure_makes_exactly_the_calls_az_accepts(azure):
         f"ml job show --name {job} --query status -o tsv",
         f"ml job show --name {job} --query status -o tsv",
         f"ml job show --name {job} --query status -o tsv",
-        f"ml job show --name {job} --query type -o tsv",
-        f"ml job show --name {job} --query type -o tsv",
-        f"ml job show --name {job} --query properties.best_child_run_id -o tsv",
-        f"ml job show --name {trial} --query status -o tsv",
-        f"ml job download --name {trial} --output-name model --download-path {made[13][-1]}",
-        f"ml job show --name {job} --query type -o tsv",
-        f"ml job show --name {job} --query properties.best_child_run_id -o tsv",
-        f"ml job show --name {trial} --query status -o tsv",
+        f"ml job show --name {job} --query {shown} -o tsv",  # the sweep: its type and best trial
+        f"ml job show --name {trial} --query {shown} -o tsv",  # the best trial: its status
+        f"ml job download --name {trial} --output-name model --download-path {made[11][-1]}",
+        f"ml job show --name {job} --query {shown} -o tsv",
+        f"ml job show --name {trial} --query {shown} -o tsv",
         f"ml model create --file endpoints/model.yml --path azureml://jobs/{trial}/outputs/model"
         " --query [name, version] -o tsv",
         f"ml online-endpoint show --name {endpoint} -o none",

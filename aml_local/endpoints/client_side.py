@@ -80,6 +80,10 @@ class ClientConnection(asyncio.Protocol):
         self.waiting: collections.deque[IncomingRequest] = collections.deque()
         self.busy = False  # a request is being answered
         self.closed = False
+        # One task per connection answers its requests in order, and waits on `wake` between them: a kept-alive
+        # connection costs no new task per request (a task is the largest cost of a request here after the socket).
+        self.answering = False
+        self.wake: asyncio.Future | None = None
 
     # asyncio.Protocol
     def connection_made(self, transport):
@@ -90,6 +94,7 @@ class ClientConnection(asyncio.Protocol):
     def connection_lost(self, exc):
         self.closed = True
         self.router.connections.discard(self)
+        self._wake_up()
 
     def data_received(self, data):
         if self.closed:
@@ -146,13 +151,25 @@ class ClientConnection(asyncio.Protocol):
         self.waiting.append(self.request)
         if len(self.waiting) > 1:
             self.transport.pause_reading()  # pipelined requests: no more is read until these are answered
-        if not self.busy:
-            self.busy = True
+        self.busy = True
+        if not self.answering:
+            self.answering = True
             self.router._spawn(self._answer_in_order())
+        else:
+            self._wake_up()
+
+    def _wake_up(self):
+        if self.wake is not None and not self.wake.done():
+            self.wake.set_result(None)
 
     async def _answer_in_order(self):
         try:
-            while self.waiting and not self.closed:
+            while not self.closed:
+                if not self.waiting:
+                    self.busy = False
+                    self.wake = asyncio.get_running_loop().create_future()
+                    await self.wake
+                    continue
                 request = self.waiting.popleft()
                 decision = request.decision
                 answer = decision if isinstance(decision, Answer) else await self.router.answer(request)
@@ -164,6 +181,7 @@ class ClientConnection(asyncio.Protocol):
                 self.transport.resume_reading()
         finally:
             self.busy = False
+            self.answering = False
 
     def _refuse(self, answer: Answer):
         self._write(answer, False, False)

@@ -14,7 +14,6 @@ import sys
 import textwrap
 from unittest import mock
 
-import numpy as np
 import psutil
 import pytest
 import yaml
@@ -24,7 +23,6 @@ from aml_local import cli
 REPO_ROOT = pathlib.Path(__file__).resolve().parents[1]
 SCRIPTS = REPO_ROOT / "scripts"
 VENV_BIN = pathlib.Path(sys.executable).parent
-SAMPLE_REQUEST = REPO_ROOT / "endpoints" / "sample-request.json"
 
 
 @pytest.fixture
@@ -60,45 +58,15 @@ def aml_local(env, *argv):
     return out.getvalue()
 
 
-def sample_label(small_mnist_dir):
-    """The label of endpoints/sample-request.json's image when the test data holds it (real MNIST does)."""
+def known_request(small_mnist_dir, folder):
+    """A scoring request for the test data's first test image, and that image's label: (request file, label)."""
     sys.path.insert(0, str(REPO_ROOT / "src"))
     import mnist_data
 
-    sample = np.asarray(json.loads(SAMPLE_REQUEST.read_text())["data"][0])
     data = mnist_data.load_mnist(small_mnist_dir)
-    images = data.test_images.reshape(len(data.test_images), -1) / 255.0
-    matches = np.flatnonzero(np.abs(images - sample).max(axis=1) < 1e-3)
-    return int(data.test_labels[matches[0]]) if len(matches) else None
-
-
-@pytest.fixture
-def finished_job(env, tmp_path, trained_model_dir, project_environments):
-    """A completed local command job whose `model` output is a trained model, as a training job leaves one."""
-    spec = tmp_path / "project" / "producer.yml"
-    spec.parent.mkdir()
-    project_environments(spec.parent)
-    spec.write_text(
-        textwrap.dedent(
-            f"""
-            $schema: https://azuremlschemas.azureedge.net/latest/commandJob.schema.json
-            experiment_name: stage-scripts
-            code: .
-            command: cp -r ${{{{inputs.trained}}}}/. ${{{{outputs.model}}}}
-            inputs:
-              trained:
-                type: uri_folder
-                path: {trained_model_dir}
-            outputs:
-              model:
-                type: mlflow_model
-            environment: azureml:mnist-train@latest
-            compute: azureml:cpu-cluster
-            """
-        )
-    )
-    aml_local(env, "job", "create", "--file", spec, "--name", "trained_job", "--stream")
-    return "trained_job"
+    request = pathlib.Path(folder) / "request.json"
+    request.write_text(json.dumps({"data": [(data.test_images[0].reshape(-1) / 255.0).round(4).tolist()]}))
+    return request, int(data.test_labels[0])
 
 
 def test_the_scripts_are_shellcheck_clean():
@@ -107,62 +75,6 @@ def test_the_scripts_are_shellcheck_clean():
         [str(VENV_BIN / "shellcheck"), *map(str, scripts)], capture_output=True, text=True, timeout=60, check=False
     )
     assert result.returncode == 0, result.stdout
-
-
-@pytest.mark.slow
-def test_register_deploy_invoke_teardown(env, finished_job, small_mnist_dir):
-    registered = run(env, SCRIPTS / "register.sh", finished_job)
-    assert registered.returncode == 0, registered.stderr
-    assert registered.stdout.splitlines() == ["model:   mnist-mlp", "version: 1"]
-    shown = json.loads(aml_local(env, "model", "show", "-n", "mnist-mlp", "--version", "1"))
-    assert shown["job_name"] == finished_job
-
-    deployed = run(env, SCRIPTS / "deploy.sh", "--set", "environment_variables.WORKER_COUNT=1")
-    assert deployed.returncode == 0, deployed.stderr
-    lines = dict(line.split(":", 1) for line in deployed.stdout.splitlines())
-    assert lines["endpoint"].strip() == "mnist-endpoint"
-    assert lines["scoring URI"].strip().startswith("http://127.0.0.1:")
-    record = json.loads(aml_local(env, "online-deployment", "show", "-n", "blue", "-e", "mnist-endpoint"))
-    master = psutil.Process(int(record["properties"]["aml_local.pids"]))
-    router = json.loads((pathlib.Path(env["AML_LOCAL_HOME"]) / "endpoints/mnist-endpoint/router.json").read_text())
-    processes = [master, *master.children(recursive=True), psutil.Process(router["pid"])]
-
-    # A second deploy rolls out green; a smoke test that expects another digit than green predicts fails it, and
-    # the rollback leaves blue with all traffic and green gone (the server stopped), for real.
-    label = sample_label(small_mnist_dir)
-    wrong = str(((label if label is not None else 0) + 1) % 10)
-    rollout_env = env | {"SMOKE_EXPECTED": wrong, "ROLLOUT_OBSERVE_S": "0"}
-    again = run(rollout_env, SCRIPTS / "deploy.sh", "--set", "environment_variables.WORKER_COUNT=1")
-    assert again.returncode != 0
-    # Before anything changes, real traffic through the scoring URI: all of it answered by blue.
-    assert "==> live traffic: 200 requests through http://127.0.0.1:" in again.stderr
-    assert "(expected blue 100%)" in again.stderr
-    assert "rollout of green failed (smoke test: green predicted" in again.stderr
-    assert f"expected {wrong}); rolled back: blue takes 100% of traffic" in again.stderr
-    shown = json.loads(aml_local(env, "online-endpoint", "show", "-n", "mnist-endpoint"))
-    assert shown["traffic"] == {"blue": 100} and shown["mirror_traffic"] == {}
-
-    invoked = run(env, SCRIPTS / "invoke.sh")
-    assert invoked.returncode == 0, invoked.stderr
-    prediction = invoked.stdout.splitlines()[-1]
-    if label is not None:
-        assert prediction == f"prediction: {label}"
-    assert prediction.split(": ")[1] in set("0123456789")
-    missing = run(env, SCRIPTS / "invoke.sh", "no-such-request.json")
-    assert missing.returncode != 0 and "no such request file: no-such-request.json" in missing.stderr
-
-    keys = json.loads(aml_local(env, "online-endpoint", "get-credentials", "-n", "mnist-endpoint")).values()
-    for result in (registered, deployed, again, invoked, missing):
-        assert not any(key in result.stdout + result.stderr for key in keys), "a script printed a key"
-
-    torn_down = run(env, SCRIPTS / "teardown.sh")
-    assert torn_down.returncode == 0, torn_down.stderr
-    assert torn_down.stdout.strip() == "deleted endpoint mnist-endpoint"
-    assert all(not p.is_running() or p.status() == psutil.STATUS_ZOMBIE for p in processes)
-    again = run(env, SCRIPTS / "teardown.sh")
-    assert again.returncode == 0 and "does not exist (local): nothing to delete" in again.stderr
-    after = run(env, SCRIPTS / "invoke.sh")
-    assert after.returncode != 0 and "online endpoint 'mnist-endpoint' not found" in after.stderr
 
 
 @pytest.mark.slow
@@ -342,9 +254,12 @@ def test_the_backend_must_be_local_or_azure(env):
 
 
 @pytest.mark.slow
-def test_the_whole_chain_locally_then_a_green_rollout(env, small_mnist_dir):
+def test_the_whole_chain_locally_then_a_green_rollout(env, tmp_path, small_mnist_dir):
     """scripts/run-all.sh for real: set-up records, a short training job on the small MNIST, registration, blue
-    with all traffic, a scored sample; then an update rolls green out (mirror, canary, all traffic) and blue goes."""
+    with all traffic, a scored sample. Then the stages one by one on what it left: register.sh again (a second
+    version); a rollout whose smoke test fails rolls back; an update rolls green out (mirror, canary, all traffic)
+    and blue goes; invoke.sh scores the sample; teardown.sh stops every process, once and then as a no-op.
+    (One chain, so that the stages after the first deployment do not train and deploy again.)"""
     # As `make demo` runs it: the job's log streamed while it runs (one process following it, not a show a second).
     env |= {"AML_STREAM_LOGS": "1", "AML_POLL_S": "1", "ROLLOUT_OBSERVE_S": "0"}
     chain = run(
@@ -369,6 +284,9 @@ def test_the_whole_chain_locally_then_a_green_rollout(env, small_mnist_dir):
     assert lines["registered"].strip() == "mnist-mlp:1"
     assert lines["deployment"].strip() == "blue (100% of traffic)"
     assert lines["prediction"].strip() in set("0123456789")
+    assert lines["endpoint"].strip() == "mnist-endpoint"
+    assert lines["scoring URI"].strip().startswith("http://127.0.0.1:")
+    job = lines["job"].strip()
     # What setup.sh recorded, each line printed after its `create` answered (aml-local's show verbs are unit-tested).
     for line in (
         "compute cpu-cluster from compute/cpu-cluster.yml (local)",
@@ -378,9 +296,36 @@ def test_the_whole_chain_locally_then_a_green_rollout(env, small_mnist_dir):
     ):
         assert f"==> {line}" in chain.stderr
 
-    label = sample_label(small_mnist_dir)
+    # register.sh on its own: the model of a command job, as a new version.
+    registered = run(env, SCRIPTS / "register.sh", job)
+    assert registered.returncode == 0, registered.stderr
+    assert registered.stdout.splitlines() == ["model:   mnist-mlp", "version: 2"]
+    shown = json.loads(aml_local(env, "model", "show", "-n", "mnist-mlp", "--version", "2"))
+    assert shown["job_name"] == job
+
+    # A rollout of green whose smoke test expects another digit than the image's label fails, and the rollback
+    # leaves blue with all traffic and green gone (its server stopped), for real.
+    request, label = known_request(small_mnist_dir, tmp_path)
+    wrong = str((label + 1) % 10)
+    failed = run(
+        env | {"SMOKE_REQUEST": str(request), "SMOKE_EXPECTED": wrong},
+        SCRIPTS / "deploy.sh",
+        "--set",
+        "model=azureml:mnist-mlp:1",
+        "--set",
+        "environment_variables.WORKER_COUNT=1",
+    )
+    assert failed.returncode != 0
+    # Before anything changes, real traffic through the scoring URI: all of it answered by blue.
+    assert "==> live traffic: 200 requests through http://127.0.0.1:" in failed.stderr
+    assert "(expected blue 100%)" in failed.stderr
+    assert "rollout of green failed (smoke test: green predicted" in failed.stderr
+    assert f"expected {wrong}); rolled back: blue takes 100% of traffic" in failed.stderr
+    shown = json.loads(aml_local(env, "online-endpoint", "show", "-n", "mnist-endpoint"))
+    assert shown["traffic"] == {"blue": 100} and shown["mirror_traffic"] == {}
+
     rollout = run(
-        env | {"SMOKE_EXPECTED": "" if label is None else str(label)},
+        env | {"SMOKE_REQUEST": str(request), "SMOKE_EXPECTED": str(label)},
         SCRIPTS / "deploy.sh",
         "--set",
         "model=azureml:mnist-mlp:1",
@@ -403,9 +348,29 @@ def test_the_whole_chain_locally_then_a_green_rollout(env, small_mnist_dir):
     shown = json.loads(aml_local(env, "online-endpoint", "show", "-n", "mnist-endpoint"))
     assert shown["traffic"] == {"green": 100} and shown["mirror_traffic"] == {}
     assert shown["scoring_uri"] == checked[0].split()[6]
-    invoked = run(env, SCRIPTS / "invoke.sh")
-    assert invoked.returncode == 0 and invoked.stdout.splitlines()[-1].startswith("prediction: "), invoked.stderr
-    assert run(env, SCRIPTS / "teardown.sh").returncode == 0
+    record = json.loads(aml_local(env, "online-deployment", "show", "-n", "green", "-e", "mnist-endpoint"))
+    master = psutil.Process(int(record["properties"]["aml_local.pids"]))
+    router = json.loads((pathlib.Path(env["AML_LOCAL_HOME"]) / "endpoints/mnist-endpoint/router.json").read_text())
+    processes = [master, *master.children(recursive=True), psutil.Process(router["pid"])]
+
+    invoked = run(env, SCRIPTS / "invoke.sh", request)
+    assert invoked.returncode == 0, invoked.stderr
+    assert invoked.stdout.splitlines()[-1] == f"prediction: {label}"
+    missing = run(env, SCRIPTS / "invoke.sh", "no-such-request.json")
+    assert missing.returncode != 0 and "no such request file: no-such-request.json" in missing.stderr
+
+    keys = json.loads(aml_local(env, "online-endpoint", "get-credentials", "-n", "mnist-endpoint")).values()
+    for result in (chain, registered, failed, rollout, invoked, missing):
+        assert not any(key in result.stdout + result.stderr for key in keys), "a script printed a key"
+
+    torn_down = run(env, SCRIPTS / "teardown.sh")
+    assert torn_down.returncode == 0, torn_down.stderr
+    assert torn_down.stdout.strip() == "deleted endpoint mnist-endpoint"
+    assert all(not p.is_running() or p.status() == psutil.STATUS_ZOMBIE for p in processes)
+    again = run(env, SCRIPTS / "teardown.sh")
+    assert again.returncode == 0 and "does not exist (local): nothing to delete" in again.stderr
+    after = run(env, SCRIPTS / "invoke.sh")
+    assert after.returncode != 0 and "online endpoint 'mnist-endpoint' not found" in after.stderr
 
 
 # --- AML_BACKEND=azure, against the recording fake az -----------------------------------------------------------

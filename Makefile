@@ -46,9 +46,9 @@ help:
 
 setup: $(STAMP)
 $(STAMP): pyproject.toml $(LOCK) | $(UV)
-	@# --compile-bytecode: every aml-local verb, training and server is a new process, and where PYTHONDONTWRITEBYTECODE
-	@# is set (it is on the machines this project is built on) none would ever cache the 11,000 modules it imports: each process would
-	@# compile them again (about 1 s per aml-local verb). Compiling once at install takes about 15 s.
+	@# --compile-bytecode: every aml-local verb, training and server is a new process, and where
+	@# PYTHONDONTWRITEBYTECODE is set (it is on the machines this project is built on) none caches the modules it
+	@# imports: each would compile them again (about 1 s per aml-local verb). Compiling once takes about 12 s.
 	$(UV) pip sync --quiet --compile-bytecode --python $(BIN)/python --require-hashes $(LOCK)
 	@# No dependencies (all came from the lock) and no build isolation (the lock's setuptools builds it, offline).
 	$(UV) pip install --quiet --python $(BIN)/python --no-deps --no-build-isolation -e .

@@ -18,8 +18,7 @@ fi
 wait_for_job "$name"
 
 # The job whose `model` output holds the model: the job itself, a sweep's best trial, or a pipeline's sweep
-# node's best trial (scripts/register.sh finds it the same way).
-# The job holding the model: this one, or a sweep's best trial (a pipeline's through its sweep node).
+# node's best trial, as scripts/register.sh finds it.
 model_job=$(scripts/register.sh --find-model-job "$name")
 download=$(mktemp -d)
 trap 'rm -rf "$download"' EXIT

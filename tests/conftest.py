@@ -134,20 +134,26 @@ def small_mnist_dir(tmp_path_factory) -> pathlib.Path:
 
 @pytest.fixture(scope="session")
 def trained_model_dir(small_mnist_dir, tmp_path_factory) -> pathlib.Path:
-    """A real model folder as train.py writes it (MLflow keras flavour, MLmodel at its top), trained for
-    3 epochs (SGD, momentum 0.9) on small_mnist_dir; its own tracking store is a throwaway sqlite file.
-    Shared by the serving tests, and trained once per run: the xdist workers share it (see _once_per_run)."""
+    """A real model folder as train.py writes it (MLflow keras flavour, MLmodel at its top), in a throwaway tracking
+    store, trained once per run (the xdist workers share it, see _once_per_run) and shared by every serving test.
+    With MNIST_DATA: 4 epochs on all of MNIST (SGD, momentum 0.9; about 15 s on 2 cores), the model that reads the
+    digits tests/test_draw_page.py draws in a browser; without it, 3 epochs on small_mnist_dir (the offline digits)."""
     import subprocess
     import sys
+
+    real = (REPO_ROOT / _REAL_MNIST).resolve() if _REAL_MNIST else None
+    if real and real.is_dir():
+        args = ["--data-folder", str(real), "--epochs", "4", "--momentum", "0.9"]
+    else:
+        args = ["--data-folder", str(small_mnist_dir), "--epochs", "3", "--momentum", "0.9", "--validation-size", "500"]
 
     def train(workdir: pathlib.Path):
         env = {k: v for k, v in os.environ.items() if not k.startswith(("MLFLOW_", "TF_CONFIG", "AZUREML_"))}
         env["MLFLOW_TRACKING_URI"] = f"sqlite:///{workdir / 'mlflow.db'}"
         env["PYTHONPATH"] = str(REPO_ROOT / "src")
-        args = ["--data-folder", str(small_mnist_dir), "--epochs", "3", "--momentum", "0.9", "--validation-size", "500"]
-        args += ["--model-output", str(workdir / "model"), "--checkpoint-dir", str(workdir / "checkpoints")]
+        paths = ["--model-output", str(workdir / "model"), "--checkpoint-dir", str(workdir / "checkpoints")]
         result = subprocess.run(
-            [sys.executable, str(REPO_ROOT / "src/train.py"), *args],
+            [sys.executable, str(REPO_ROOT / "src/train.py"), *args, *paths],
             cwd=workdir,
             env=env,
             capture_output=True,

@@ -1,6 +1,7 @@
 """The draw-a-digit page (aml_local/draw/) in headless Chromium, against a local deployment of a model trained on real
-MNIST: mouse strokes drawn on the pad, the 28x28 image the page sends (ink box, centre of mass, the preview showing
-exactly it), the prediction and its ten bars, and where the key is kept.
+MNIST (the session's trained_model_dir: 4 epochs on all of it): mouse strokes drawn on the pad, the 28x28 image the
+page sends (ink box, centre of mass, the preview showing exactly it), the prediction and its ten bars, and where the
+key is kept.
 
 Needs Chromium (Debian's `chromium`, or Google Chrome; CHROMIUM=/path picks one) and the real MNIST (MNIST_DATA):
 the tiny fixtures do not train a model that reads hand-drawn digits. Without either, the tests skip and say why
@@ -54,25 +55,6 @@ def real_mnist():
     return path
 
 
-@pytest.fixture(scope="module")
-def mnist_model(real_mnist, tmp_path_factory):
-    """train.py's model after 4 epochs on all of MNIST (about 20 s on 2 cores), in a throwaway tracking store."""
-    workdir = tmp_path_factory.mktemp("draw-model")
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("MLFLOW_", "TF_CONFIG", "AZUREML_"))}
-    env |= {"MLFLOW_TRACKING_URI": f"sqlite:///{workdir / 'mlflow.db'}", "PYTHONPATH": str(REPO_ROOT / "src")}
-    args = ["--data-folder", real_mnist, "--epochs", "4", "--momentum", "0.9", "--model-output", workdir / "model"]
-    args += ["--checkpoint-dir", workdir / "checkpoints"]
-    result = subprocess.run(
-        [sys.executable, REPO_ROOT / "src/train.py", *map(str, args)],
-        cwd=workdir,
-        env=env,
-        capture_output=True,
-        text=True,
-    )
-    assert result.returncode == 0, result.stderr[-3000:]
-    return workdir / "model"
-
-
 def aml(*argv):
     out = io.StringIO()
     with contextlib.redirect_stdout(out):
@@ -82,12 +64,12 @@ def aml(*argv):
 
 
 @pytest.fixture(scope="module")
-def endpoint(mnist_model, tmp_path_factory):
+def endpoint(real_mnist, trained_model_dir, tmp_path_factory):
     """The project's endpoint and blue deployment serving the model: (page URL, scoring URI, key)."""
     with pytest.MonkeyPatch.context() as patch:
         patch.setenv("AML_LOCAL_HOME", str(tmp_path_factory.mktemp("draw-home")))
         patch.delenv("AML_LOCAL_PORT", raising=False)
-        aml("model", "create", "-f", ENDPOINTS / "model.yml", "--path", mnist_model)
+        aml("model", "create", "-f", ENDPOINTS / "model.yml", "--path", trained_model_dir)
         aml("online-endpoint", "create", "-f", ENDPOINTS / "endpoint.yml")
         try:
             one_worker = ("--set", "environment_variables.WORKER_COUNT=1")

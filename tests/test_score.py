@@ -242,7 +242,7 @@ def test_a_batch_agrees_with_the_keras_model(served, keras_model, test_images):
     np.testing.assert_allclose(probabilities.sum(axis=1), 1, atol=1e-5)
     np.testing.assert_allclose(probabilities, expected, atol=1e-5)
     assert answer["predictions"] == expected.argmax(axis=1).tolist()
-    assert np.mean(np.array(answer["predictions"]) == labels[:500]) > 0.5  # trained (3 short epochs), not chance
+    assert np.mean(np.array(answer["predictions"]) == labels[:500]) > 0.5  # trained, not chance
 
 
 @pytest.mark.slow

@@ -136,7 +136,8 @@ def test_the_saved_model_serves_without_the_training_code(small_run, tmp_path):
 
 @pytest.mark.slow
 def test_a_run_killed_mid_way_resumes_to_the_same_weights(env, tmp_path):
-    args = ["--epochs", "4", "--train-subset", "30000", "--validation-size", "2000"]
+    # Epochs long enough (about half a second each here) to kill the run between its first and its last checkpoint.
+    args = ["--epochs", "4", "--train-subset", "12000", "--validation-size", "2000"]
     whole = train(env, tmp_path, *args, "--model-output", "whole/model", "--checkpoint-dir", "whole/checkpoints")
     assert whole.returncode == 0, whole.stderr[-3000:]
 

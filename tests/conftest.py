@@ -189,7 +189,8 @@ def _once_per_run(tmp_path_factory, name: str, make) -> pathlib.Path:
 def mnist_deployment(trained_model_dir, tmp_path_factory):
     """(Aml, faults.endpoint.Deployment): trained_model_dir deployed with the project's endpoints/*.yml in a home
     of its own, one worker, a body limit above every hand-written bad request; deleted at the end of the session.
-    Shared by the bad-input and security scenarios (tests/test_bad_requests.py, tests/test_security.py)."""
+    Shared by the bad-input and security scenarios, Postman's collection and the draw-a-digit page
+    (tests/test_bad_requests.py, test_security.py, test_postman.py, test_draw_page.py)."""
     from faults import endpoint
     from faults.aml import Aml
     from faults.bad_requests import LIMIT_ABOVE_EVERY_CASE
@@ -255,9 +256,9 @@ SLOW_FIXTURES = {
 # test, but pytest 9 ignores the group suffix they add to node ids: our scheduler groups by file instead.)
 SAME_WORKER = {
     "test_bad_requests.py": "mnist_deployment",
+    "test_draw_page.py": "mnist_deployment",
     "test_postman.py": "mnist_deployment",
     "test_security.py": "mnist_deployment",
-    "test_draw_page.py": "test_draw_page.py",
     "test_environments.py": "test_environments.py",
     "test_score.py": "test_score.py",
     "test_train.py": "test_train.py",

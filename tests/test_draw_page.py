@@ -1,7 +1,7 @@
-"""The draw-a-digit page (aml_local/draw/) in headless Chromium, against a local deployment of a model trained on real
-MNIST (the session's trained_model_dir: 4 epochs on all of it): mouse strokes drawn on the pad, the 28x28 image the
-page sends (ink box, centre of mass, the preview showing exactly it), the prediction and its ten bars, and where the
-key is kept.
+"""The draw-a-digit page (aml_local/draw/) in headless Chromium, served by the session's local endpoint (conftest's
+mnist_deployment: the trained_model_dir model, 4 epochs on all of the real MNIST, behind the endpoint's router):
+mouse strokes drawn on the pad, the 28x28 image the page sends (ink box, centre of mass, the preview showing exactly
+it), the prediction and its ten bars, and where the key is kept.
 
 Needs Chromium (Debian's `chromium`, or Google Chrome; CHROMIUM=/path picks one) and the real MNIST (MNIST_DATA):
 the tiny fixtures do not train a model that reads hand-drawn digits. Without either, the tests skip and say why
@@ -9,8 +9,6 @@ the tiny fixtures do not train a model that reads hand-drawn digits. Without eit
 UPDATE_DOCS_IMAGES=1 also writes the screenshot to docs/images/draw-page.png (make docs-images).
 """
 
-import contextlib
-import io
 import json
 import os
 import pathlib
@@ -21,10 +19,7 @@ import sys
 import numpy as np
 import pytest
 
-from aml_local import cli
-
 REPO_ROOT = pathlib.Path(__file__).resolve().parents[1]
-ENDPOINTS = REPO_ROOT / "endpoints"
 BROWSERS = ("chromium", "google-chrome", "google-chrome-stable", "chromium-browser")
 
 # Strokes on the 280x280 pad, as a person would draw these digits: lists of (x, y) points, one list per stroke.
@@ -55,30 +50,13 @@ def real_mnist():
     return path
 
 
-def aml(*argv):
-    out = io.StringIO()
-    with contextlib.redirect_stdout(out):
-        code = cli.main([str(a) for a in argv])
-    assert code == 0, f"aml-local {' '.join(map(str, argv))} exited {code}"
-    return json.loads(out.getvalue()) if out.getvalue().strip() else None
-
-
 @pytest.fixture(scope="module")
-def endpoint(real_mnist, trained_model_dir, tmp_path_factory):
-    """The project's endpoint and blue deployment serving the model: (page URL, scoring URI, key)."""
-    with pytest.MonkeyPatch.context() as patch:
-        patch.setenv("AML_LOCAL_HOME", str(tmp_path_factory.mktemp("draw-home")))
-        patch.delenv("AML_LOCAL_PORT", raising=False)
-        aml("model", "create", "-f", ENDPOINTS / "model.yml", "--path", trained_model_dir)
-        aml("online-endpoint", "create", "-f", ENDPOINTS / "endpoint.yml")
-        try:
-            one_worker = ("--set", "environment_variables.WORKER_COUNT=1")
-            aml("online-deployment", "create", "-f", ENDPOINTS / "blue-deployment.yml", "--all-traffic", *one_worker)
-            uri = aml("online-endpoint", "show", "-n", "mnist-endpoint")["scoring_uri"]
-            key = aml("online-endpoint", "get-credentials", "-n", "mnist-endpoint")["primaryKey"]
-            yield uri.replace("/score", "/draw/"), uri, key
-        finally:
-            aml("online-endpoint", "delete", "-n", "mnist-endpoint", "--yes")
+def endpoint(real_mnist, mnist_deployment):
+    """The session's deployment of the trained model (the project's endpoint.yml and blue-deployment.yml, behind the
+    endpoint's router: tests/conftest.py's mnist_deployment): (page URL, scoring URI, key)."""
+    _, deployed = mnist_deployment
+    uri = deployed.target.scoring_uri
+    return uri.replace("/score", "/draw/"), uri, deployed.target.key
 
 
 @pytest.fixture(scope="module")

@@ -54,15 +54,27 @@ def exists(name: str) -> bool:
 
 def status(run, folder: Path) -> tuple[str, str | None]:
     """(status, message) of the job an MLflow run records; a Starting/Running job whose driver is gone is Failed."""
+    status_now, message, _ = status_and_run(run, folder)
+    return status_now, message
+
+
+def status_and_run(run, folder: Path):
+    """(status, message, run): as status(), with the run it was read from. The driver records the job's end before
+    it removes runner.json and exits, so when `run` says the job is active and the driver is found gone, the run is
+    read again (a record read just before that end, with the driver found gone just after, would show a finished job
+    Failed); still active then, the driver died without recording an end."""
     recorded = run.data.tags.get(store.TAG_STATUS, "NotStarted")
-    message = run.data.tags.get(store.TAG_STATUS_MESSAGE)
     if recorded not in ACTIVE_STATES or processes.alive_from_file(runner_file(folder)):
-        return recorded, message
+        return recorded, run.data.tags.get(store.TAG_STATUS_MESSAGE), run
+    run = store.client().get_run(run.info.run_id)
+    recorded, message = run.data.tags.get(store.TAG_STATUS, "NotStarted"), run.data.tags.get(store.TAG_STATUS_MESSAGE)
+    if recorded not in ACTIVE_STATES:
+        return recorded, message, run
     # The runner writes runner.json when it starts and removes it only after recording the end.
     age = time.time() - (run.info.start_time or 0) / 1000
     if recorded == "Starting" and not runner_file(folder).exists() and age < STARTING_GRACE_S:
-        return recorded, message
-    return "Failed", DRIVER_DIED
+        return recorded, message, run
+    return "Failed", DRIVER_DIED, run
 
 
 def current_status(name: str) -> tuple[str, str | None]:

@@ -213,6 +213,31 @@ def test_show_of_a_job_whose_driver_died_writes_nothing(home, project, monkeypat
     assert store.client().get_run(run_id).data.tags[store.TAG_STATUS] == "Running"
 
 
+def test_a_job_that_ends_between_the_store_read_and_the_driver_check_is_shown_as_it_ended(home, project, monkeypatch):
+    # The runner records the job's end, then removes runner.json and exits. A `job show` that read the record just
+    # before (Running) and looks for the driver just after (gone) must not show the finished job Failed: seen under
+    # load, `job stream` of a completed job printed "Status: Failed" once.
+    spec = write_job(project, SIMPLE)
+    monkeypatch.setattr(common, "spawn", lambda job_dir, module: None)  # recorded, never started: we play the runner
+    name = job.create(spec)["name"]
+    run_id = job.show(name)["properties"]["mlflow.runId"]
+    store.set_status(run_id, "Running")
+    runner_json = home / "jobs" / name / "runner.json"
+    runner_json.write_text(json.dumps({"pid": os.getpid(), "started": psutil.Process().create_time()}))
+    read_the_record = store.find_job_run
+
+    def runner_ends_right_after_the_read(job_name):
+        run = read_the_record(job_name)  # the record as it was: Running
+        store.set_status(run_id, "Completed")  # then the runner records the end, removes its file, exits
+        runner_json.unlink()
+        return run
+
+    monkeypatch.setattr(store, "find_job_run", runner_ends_right_after_the_read)
+    shown = job.show(name)
+    assert shown["status"] == "Completed"
+    assert "aml_local.status_message" not in shown["properties"]
+
+
 def test_the_store_keeps_one_mlflow_client(tmp_path, monkeypatch, empty_mlflow_db):
     # One client for the current home, not one per AML_LOCAL_HOME ever used by the process.
     clients = []

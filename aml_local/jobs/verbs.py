@@ -47,10 +47,11 @@ def create(file, name=None, set_pairs=(), stream=False, echo=None) -> dict:
 
 
 def show(name) -> dict:
-    run = store.find_job_run(name)
+    run = store.find_job_run(name)  # first: an unknown name is "not found" (exit 3), as az says
     job_dir = job_records.job_dir(name)
     spec = job_records.read_spec(name)
-    status, message = job_records.status(run, job_dir)
+    # The run as the status was read from it: what a sweep adds (its best trial) agrees with the status shown.
+    status, message, run = job_records.status_and_run(run, job_dir)
     kind = kinds.get(spec["type"])
     result = {
         "$schema": kind.schema,

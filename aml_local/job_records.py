@@ -52,17 +52,12 @@ def exists(name: str) -> bool:
     return True
 
 
-def status(run, folder: Path) -> tuple[str, str | None]:
-    """(status, message) of the job an MLflow run records; a Starting/Running job whose driver is gone is Failed."""
-    status_now, message, _ = status_and_run(run, folder)
-    return status_now, message
-
-
 def status_and_run(run, folder: Path):
-    """(status, message, run): as status(), with the run it was read from. The driver records the job's end before
-    it removes runner.json and exits, so when `run` says the job is active and the driver is found gone, the run is
-    read again (a record read just before that end, with the driver found gone just after, would show a finished job
-    Failed); still active then, the driver died without recording an end."""
+    """(status, message, run) of the job an MLflow run records, with the run they were read from; a Starting/Running
+    job whose driver is gone is Failed. The driver records the job's end before it removes runner.json and exits, so
+    when `run` says the job is active and the driver is found gone, the run is read again (a record read just before
+    that end, with the driver found gone just after, would show a finished job Failed); still active then, the driver
+    died without recording an end."""
     recorded = run.data.tags.get(store.TAG_STATUS, "NotStarted")
     if recorded not in ACTIVE_STATES or processes.alive_from_file(runner_file(folder)):
         return recorded, run.data.tags.get(store.TAG_STATUS_MESSAGE), run
@@ -79,7 +74,7 @@ def status_and_run(run, folder: Path):
 
 def current_status(name: str) -> tuple[str, str | None]:
     """(status, message) of the job named `name`."""
-    return status(store.find_job_run(name), job_dir(name))
+    return status_and_run(store.find_job_run(name), job_dir(name))[:2]
 
 
 def output_folder(name: str, output: str, field: str) -> Path:

@@ -11,6 +11,7 @@ import pytest
 REPO_ROOT = pathlib.Path(__file__).resolve().parents[1]
 # Read at import, before any test clears the environment. CI sets it relative to the repo root.
 _REAL_MNIST = os.environ.get("MNIST_DATA", "")
+_REAL_MNIST_DIR = (REPO_ROOT / _REAL_MNIST).resolve() if _REAL_MNIST else None  # an absolute one stays as it is
 # The four standard names (the same as mnist_data.FILES; spelled out so this file imports nothing from src/).
 MNIST_NAMES = ("train-images-idx3-ubyte", "train-labels-idx1-ubyte", "t10k-images-idx3-ubyte", "t10k-labels-idx1-ubyte")
 
@@ -63,10 +64,9 @@ def real_mnist_dir() -> pathlib.Path:
     """The real MNIST folder (never copied into the repo); skips when MNIST_DATA is not set."""
     if not _REAL_MNIST:
         pytest.skip("MNIST_DATA is not set, so there is no real MNIST folder to test against")
-    path = (REPO_ROOT / _REAL_MNIST).resolve()  # an absolute MNIST_DATA stays as it is
-    if not path.is_dir():
-        pytest.skip(f"MNIST_DATA={_REAL_MNIST} is not a folder (resolved to {path})")
-    return path
+    if not _REAL_MNIST_DIR.is_dir():
+        pytest.skip(f"MNIST_DATA={_REAL_MNIST} is not a folder (resolved to {_REAL_MNIST_DIR})")
+    return _REAL_MNIST_DIR
 
 
 @pytest.fixture(scope="session")
@@ -120,9 +120,8 @@ def small_mnist_dir(tmp_path_factory) -> pathlib.Path:
     import mnist_data
 
     folder = tmp_path_factory.mktemp("small-mnist")
-    source = (REPO_ROOT / _REAL_MNIST).resolve() if _REAL_MNIST else None
-    if source and source.is_dir():
-        data = mnist_data.load_mnist(source)
+    if _REAL_MNIST_DIR and _REAL_MNIST_DIR.is_dir():
+        data = mnist_data.load_mnist(_REAL_MNIST_DIR)
         arrays = (data.train_images[:6000], data.train_labels[:6000], data.test_images[:1000], data.test_labels[:1000])
     else:
         data = mnist_data.load_mnist(mnist_data._build_fallback(tmp_path_factory.mktemp("fallback")))
@@ -141,9 +140,8 @@ def trained_model_dir(small_mnist_dir, tmp_path_factory) -> pathlib.Path:
     import subprocess
     import sys
 
-    real = (REPO_ROOT / _REAL_MNIST).resolve() if _REAL_MNIST else None
-    if real and real.is_dir():
-        args = ["--data-folder", str(real), "--epochs", "4", "--momentum", "0.9"]
+    if _REAL_MNIST_DIR and _REAL_MNIST_DIR.is_dir():
+        args = ["--data-folder", str(_REAL_MNIST_DIR), "--epochs", "4", "--momentum", "0.9"]
     else:
         args = ["--data-folder", str(small_mnist_dir), "--epochs", "3", "--momentum", "0.9", "--validation-size", "500"]
 

@@ -26,7 +26,7 @@ export MNIST_DATA
 endif
 export AML_BACKEND ?= local
 
-.PHONY: setup lock demo test test-fast browser lint data bench bench-train bench-sweep bench-serve soak clean help
+.PHONY: setup lock demo test test-fast browser lint data bench bench-train bench-sweep bench-serve bench-env soak clean help
 .PHONY: explore ui test-browser docs-images
 .PHONY: azure-payloads
 help:
@@ -36,7 +36,8 @@ help:
 	@echo "make lock   re-resolve requirements.lock from pyproject.toml (UPGRADE=1: newest allowed versions)"
 	@echo "make lint   ruff, shellcheck, yamllint, actionlint, a secrets scan (detect-secrets)"
 	@echo "make bench  benchmarks (bench-train: train.py vs the reference loop; bench-sweep: Bandit vs no policy;"
-	@echo "            bench-serve: the deployment direct and through the router vs a straightforward score.py and mlflow, with wrk)"
+	@echo "            bench-serve: the deployment direct and through the router vs a straightforward score.py and mlflow, with wrk;"
+	@echo "            bench-env: a run's own environment layer, and a hello-world job end to end)"
 	@echo "make data   download MNIST into the local cache (checksums verified)"
 	@echo "make explore  pictures of the data and class counts in outputs/explore/ (SAMPLE=N: a request for test image N)"
 	@echo "make ui       the MLflow UI on the local store, at http://127.0.0.1:5000 (UI_PORT=...)"
@@ -153,7 +154,7 @@ docs-images: setup
 	UPDATE_DOCS_IMAGES=1 DRAW_PAGE_TEST=required PATH="$(abspath $(BIN)):$$PATH" \
 	  $(BIN)/python -m pytest -q tests/test_draw_page.py -k drawn_digits
 
-bench: bench-train bench-sweep bench-serve
+bench: bench-train bench-sweep bench-serve bench-env
 
 bench-train: setup
 	$(BIN)/python bench/bench_train.py
@@ -165,6 +166,9 @@ bench-serve: setup
 	PATH="$(abspath $(BIN)):$$PATH" $(BIN)/python bench/bench_serve.py
 
 # The 8-trial jobs/sweep.yml twice (with its Bandit policy, then without): about 10 minutes on 2 cores.
+bench-env: setup
+	PATH="$(abspath $(BIN)):$$PATH" $(BIN)/python bench/bench_env.py
+
 bench-sweep: setup
 	PATH="$(abspath $(BIN)):$$PATH" $(BIN)/python bench/bench_sweep.py
 

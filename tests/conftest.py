@@ -230,10 +230,12 @@ SLOW_FILES = {
     "test_draw_page.py",
     "test_env_build.py",
     "test_faults.py",
+    "test_isolation.py",
     "test_online_endpoint.py",
     "test_sweep.py",
     "test_train.py",
     "test_train_job.py",
+    "test_tracking_server.py",
 }
 SLOW_FIXTURES = {
     "keras_model",
@@ -287,6 +289,7 @@ LONGEST_FIRST = (
     "test_sweep.py",
     "test_faults.py",
     "test_train_job.py",
+    "test_isolation.py",
     "test_environments.py",
     "test_rollout_under_load.py",
     "test_bad_requests.py",

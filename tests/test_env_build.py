@@ -11,6 +11,7 @@ import os
 import re
 import subprocess
 import sys
+import tempfile
 import textwrap
 import time
 from pathlib import Path
@@ -75,9 +76,14 @@ def spec_of(env_file: Path, base_images: Path) -> env_build.EnvSpec:
 
 
 def run_python(prepared: env_build.Prepared, code: str) -> subprocess.CompletedProcess:
-    """`python -c CODE` as a job's command runs it: through bash, with the prepared environment's PATH."""
-    env = prepared.process_env({"PATH": os.environ["PATH"], "HOME": os.environ.get("HOME", "/tmp")})
-    return subprocess.run(["bash", "-c", f"python -c {code!r}"], env=env, capture_output=True, text=True, timeout=120)
+    """`python -c CODE` as a job's command runs it: through bash, in a layer of its own over the prepared
+    environment, removed after."""
+    with tempfile.TemporaryDirectory() as folder:
+        layer = prepared.layer(Path(folder) / "layer")
+        base = {"PATH": os.environ["PATH"], "HOME": os.environ.get("HOME", "/tmp")}
+        env = layer.process_env(base)
+        command = ["bash", "-c", f"python -c {code!r}"]
+        return subprocess.run(command, env=env, capture_output=True, text=True, timeout=120)
 
 
 @pytest.mark.parametrize("name", ["train.yml", "inference.yml"])
@@ -90,6 +96,7 @@ def test_the_projects_environments_run_in_the_project_venv_with_no_build(name, t
     seconds = time.perf_counter() - started
     print(f"{name}: fast path in {seconds * 1000:.1f} ms")
     assert prepared.location == env_build.PROJECT_VENV and prepared.python == sys.executable
+    assert prepared.venv == sys.prefix  # the lower layer of each run's: never run in itself
     assert prepared.built is False and not (tmp_path / "envs").exists()
     assert seconds < 0.5, f"the fast path took {seconds:.3f} s"
     assert prepared.as_dict()["path"] == "project venv" and prepared.as_dict()["environment_hash"] == spec.hash
@@ -118,9 +125,10 @@ def test_a_package_the_project_venv_lacks_builds_a_venv_with_the_version_asked_t
     assert (cache_root / spec.hash / "complete.json").is_file()
     assert any("building a venv" in line for line in logged) and any("Installed" in line for line in logged)
     assert any(f"{OLD_PACKAGE}==" in note for note in first.notes)  # why the project venv would not do
-    result = run_python(first, f"import {OLD_PACKAGE}, sys; print({OLD_PACKAGE}.__version__, sys.prefix)")
+    result = run_python(first, f"import {OLD_PACKAGE}, sys; print({OLD_PACKAGE}.__version__, {OLD_PACKAGE}.__file__)")
     assert result.returncode == 0, result.stderr
-    assert result.stdout.split() == [OLD_VERSION, str(cache_root / spec.hash / "venv")]
+    version, module_file = result.stdout.split()
+    assert version == OLD_VERSION and module_file.startswith(str(cache_root / spec.hash / "venv"))
     assert run_python(first, "import pip").returncode == 0  # pip is there, as in a conda environment
 
     logged.clear()
@@ -268,7 +276,7 @@ def test_a_venv_with_scikit_learn_1_7_0_builds_and_imports_that_version(tmp_path
 def test_a_curated_name_resolves_to_its_package_set(reference):
     spec = env_build.spec_from_environment(reference, source="job.yml")
     table = json.loads(env_build.CURATED_FILE.read_text())["environments"]["sklearn-1.5"]
-    assert spec.python == f"=={table['python']}.*" and not spec.run_in_project and spec.warnings == ()
+    assert spec.python == f"=={table['python']}.*" and not spec.bare and spec.warnings == ()
     texts = [r.text for r in spec.requirements]
     assert {"scikit-learn~=1.5.0", "numpy~=1.22.0", "pandas~=1.5.3", "azureml-core", "mlflow-skinny"} <= set(texts)
     assert "azureml-mlflow" not in texts and any(s.startswith("azureml-mlflow") for s in spec.skipped)
@@ -277,31 +285,31 @@ def test_a_curated_name_resolves_to_its_package_set(reference):
 
 
 def test_the_curated_table_names_its_sources():
+    # The whole catalog, its generation and the retired names: tests/test_curated_catalog.py.
     table = json.loads(env_build.CURATED_FILE.read_text())["environments"]
     assert {"sklearn-1.5", "sklearn-1.0", "tensorflow-2.16-cuda11", "minimal-py311-inference"} <= set(table)
     for name, entry in table.items():
-        assert entry["source"].startswith("assets/") and entry["source"].endswith(
-            f"{name}/context/conda_dependencies.yaml"
-        )
+        assert entry["source"].startswith("assets/") and "/environments/" in entry["source"]
         assert re.fullmatch(r"[0-9a-f]{40}", entry["source_commit"])
+        if entry["runtime"]:  # refused where its runtime (R) is missing: tests/test_curated_catalog.py
+            continue
         spec = env_build.spec_from_environment(
             f"azureml://registries/azureml/environments/{name}/labels/latest", source="x"
         )
-        assert spec.requirements and spec.python == f"=={entry['python']}.*"
+        assert spec.requirements and spec.python == (f"=={entry['python']}.*" if entry["python"] else spec.python)
         for alias in entry["aliases"]:
             assert env_build.spec_from_environment(f"azureml:{alias}@latest", source="x").hash == spec.hash
 
 
-def test_an_unknown_curated_name_runs_in_the_project_venv_with_a_warning_naming_it(tmp_path):
-    spec = env_build.spec_from_environment("azureml:AzureML-pytorch-9.9-cuda99:3", source="job.yml")
-    logged = []
-    prepared = env_build.prepare(spec, cache_root=tmp_path / "envs", log=logged.append)
-    assert prepared.location == env_build.PROJECT_VENV and prepared.python == sys.executable
-    assert len(prepared.warnings) == 1 and logged == prepared.warnings
-    assert prepared.warnings[0].startswith(
-        "WARNING: curated environment azureml:AzureML-pytorch-9.9-cuda99:3 (job.yml)"
+def test_an_unknown_curated_name_is_a_one_line_error_naming_the_catalog():
+    with pytest.raises(AmlLocalError) as raised:
+        env_build.spec_from_environment("azureml:AzureML-pytorch-9.9-cuda99:3", source="job.yml")
+    message = str(raised.value)
+    assert message.startswith(
+        "job.yml: environment azureml:AzureML-pytorch-9.9-cuda99:3: AzureML-pytorch-9.9-cuda99 is not in the "
+        "azureml registry's catalog of "
     )
-    assert "\n" not in prepared.warnings[0]
+    assert "aml-local environment list --registry-name azureml" in message and "\n" not in message
 
 
 def test_a_registered_name_is_not_taken_for_a_curated_one():
@@ -355,7 +363,9 @@ def test_an_image_brings_its_packages_only_without_a_conda_file(tmp_path, base_i
     unknown = env_build.spec_from_environment(
         Environment(image="example.azurecr.io/unknown:2"), source="env.yml", base_images=base_images
     )
-    assert unknown.run_in_project and "example.azurecr.io/unknown:2 is not in base_images.json" in unknown.warnings[0]
+    # As on Azure: its Python and pip, nothing else (never the project venv), with a note saying why.
+    assert unknown.bare and unknown.requirements == () and unknown.warnings == ()
+    assert any("example.azurecr.io/unknown:2 is not in base_images.json" in note for note in unknown.notes)
 
 
 def test_a_build_context_is_read_from_its_dockerfile(tmp_path, base_images):

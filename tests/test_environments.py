@@ -25,7 +25,7 @@ from pathlib import Path
 import pytest
 
 from aml_local import cli, store, tracking_server
-from aml_local.assets import environment
+from aml_local.assets import env_layer, environment
 from aml_local.endpoints import records
 from aml_local.jobs import common
 
@@ -170,7 +170,7 @@ def test_an_upload_output_appears_when_the_command_ends_and_rw_mount_is_written_
 def test_a_package_the_project_venv_lacks_is_imported_at_the_version_pinned_and_mlflow_logs_over_rest(project, capsys):
     assert project_version(OLD_PACKAGE) != OLD_VERSION
     command = (
-        "python -c \"import sys, toolz, mlflow; print('VERSION', toolz.__version__, sys.prefix);"
+        "python -c \"import sys, toolz, mlflow; print('VERSION', toolz.__version__, toolz.__file__, sys.prefix);"
         " mlflow.start_run(); mlflow.log_metric('probe', 7.5); mlflow.end_run()\""
     )
     # azureml:pinned@latest is the registered version (with toolz), not the project's environments/pinned.yml.
@@ -179,7 +179,10 @@ def test_a_package_the_project_venv_lacks_is_imported_at_the_version_pinned_and_
     ran_in = shown["properties"]["aml_local.environment"]
     venv = Path(ran_in["path"]) / "venv"
     assert Path(ran_in["path"]).parent == environment.cache_root() and ran_in["built"] is True
-    assert f"VERSION {OLD_VERSION} {venv}" in shown["_out"]
+    # The package is the built venv's; the job's own prefix is its layer over it (gone when the job ended).
+    layer = store.jobs_dir() / "pinned" / "layer"
+    assert f"VERSION {OLD_VERSION} {venv}/lib/python3.11/site-packages/toolz/__init__.py {layer}" in shown["_out"]
+    assert not layer.exists()
     log = log_of("pinned")
     assert f"Environment {ran_in['environment_hash']}: building a venv" in log  # the first build, in the job's log
     # The job's mlflow-skinny 2.22 logged through the tracking server into the job's own run.
@@ -215,14 +218,13 @@ def test_an_environment_that_is_neither_registered_nor_in_the_project_is_refused
     assert "environment azureml:nowhere:3: not registered here" in err and "has name: nowhere and version: 3" in err
 
 
-def test_a_curated_name_not_in_the_table_runs_in_the_project_venv_with_a_warning_naming_it(project, capsys):
+def test_a_curated_name_not_in_the_catalog_is_refused_at_create_naming_the_catalog(project, capsys):
     # The SDK hands the job's environment over as "AzureML-...@latest", without the azureml: that az requires.
     path = job_yaml(project, "curated", "echo curated", "azureml:AzureML-not-in-the-table@latest")
-    shown = create(capsys, path, "curated")
-    assert shown["status"] == "Completed", shown["_err"]
-    warnings = shown["properties"]["aml_local.environment"]["warnings"]
-    assert len(warnings) == 1 and "curated environment azureml:AzureML-not-in-the-table@latest" in warnings[0]
-    assert warnings[0] in log_of("curated") and shown["properties"]["aml_local.environment"]["path"] == "project venv"
+    code, out, err = run_cli(capsys, "job", "create", "-f", path, "--name", "curated")
+    assert code == 1 and out == "" and len(err.strip().splitlines()) == 1
+    assert "azureml:AzureML-not-in-the-table@latest" in err and "environment list --registry-name azureml" in err
+    assert not (store.jobs_dir() / "curated").exists()
 
 
 def test_sweep_trials_and_pipeline_nodes_run_in_their_environment(project, capsys):
@@ -317,7 +319,12 @@ def init():
 
 def run(raw):
     rows = json.loads(raw)["data"]
-    return {"sklearn": sklearn.__version__, "prefix": sys.prefix, "predictions": model.predict(rows).tolist()}
+    return {
+        "sklearn": sklearn.__version__,
+        "sklearn_file": sklearn.__file__,
+        "prefix": sys.prefix,
+        "predictions": model.predict(rows).tolist(),
+    }
 """
 
 TRAIN = """\
@@ -391,8 +398,14 @@ def test_a_deployment_serves_a_scikit_learn_model_with_the_version_its_conda_fil
     answer = connection.getresponse()
     payload = json.loads(answer.read())
     assert answer.status == 200, payload
-    assert payload == {"sklearn": SKLEARN_VERSION, "prefix": str(venv), "predictions": [0, 1]}
+    # scikit-learn from the environment's venv; the server's prefix, its own layer over it (one per instance).
+    layers = records.deployment_dir("sk-endpoint", "blue") / "layers"
+    assert payload["sklearn_file"].startswith(f"{venv}/") and Path(payload["prefix"]).parent == layers
+    assert {k: payload[k] for k in ("sklearn", "predictions")} == {"sklearn": SKLEARN_VERSION, "predictions": [0, 1]}
     assert answer.getheader("x-ms-server-version") == f"azmlinfsrv/{SERVER_VERSION}"
+    assert Path(payload["prefix"]).is_dir()
+    assert run_cli(capsys, "online-endpoint", "delete", "-n", "sk-endpoint", "--yes")[0] == 0
+    assert not Path(payload["prefix"]).exists()  # the server's layer went with it
 
 
 def test_a_deployments_server_is_the_environments_own_inference_server_with_nothing_of_ours():
@@ -413,11 +426,13 @@ def test_a_deployments_server_is_the_environments_own_inference_server_with_noth
         "scoring_script": "score.py",
         "model_dir": None,
     }
-    argv = servers.server_command(record, 5001)
-    assert argv[:3] == ["/envs/abc/bin/python", "-m", "gunicorn"]
+    layer = env_layer.Layer(python="/layers/5001/bin/python", venv="/layers/5001", lower="/envs/abc")
+    argv = servers.server_command(record, 5001, layer.python)
+    assert argv[:3] == ["/layers/5001/bin/python", "-m", "gunicorn"]
     assert argv[-1] == "azureml_inference_server_http.server.entry:app"
-    env = servers.server_environment(record, 5001)
-    assert env["PATH"].split(":")[0] == "/envs/abc/bin" and env["HTTP_X_MS_SERVER_VERSION"] == "azmlinfsrv/1.4.1"
+    env = servers.server_environment(record, 5001, layer)
+    assert env["PATH"].split(":")[0] == "/layers/5001/bin" and env["VIRTUAL_ENV"] == "/layers/5001"
+    assert env["HTTP_X_MS_SERVER_VERSION"] == "azmlinfsrv/1.4.1"
     assert "aml_local" not in env.get("PYTHONPATH", "")
 
 

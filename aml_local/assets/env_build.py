@@ -13,7 +13,8 @@ Public API (the nouns call these two, then run the user's command with `Prepared
 - `prepare(spec, *, cache_root, log) -> Prepared`: the project venv when it already has every requirement
   (fast path, no uv, a few milliseconds), else a venv built by uv in `cache_root/<hash>/venv` and reused.
   `log(line)` receives the build's progress and every WARNING line, once. `Prepared.as_dict()` is what `show`
-  prints; `Prepared.process_env(base_env)` is the environment for the user's command.
+  prints; `Prepared.layer(folder)` makes a run's own layer over it (env_layer.py), whose `process_env(base)` is the
+  environment for the user's command.
 - `curated_name(reference) -> str | None`: the curated environment a reference string names, or None.
 
 Errors are `AmlLocalError`, one line. How Azure does it, and where we chose (see env_spec.py and env_sources.py
@@ -50,24 +51,26 @@ import shutil
 import subprocess
 import sys
 import time
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable
 from pathlib import Path
 
 import uv
 from packaging.markers import default_environment
-from packaging.requirements import Requirement
+from packaging.requirements import InvalidRequirement, Requirement
 from packaging.specifiers import SpecifierSet
 from packaging.utils import canonicalize_name
 from packaging.version import InvalidVersion, Version
 
 from aml_local import AmlLocalError
-from aml_local.assets.env_sources import BASE_IMAGES_FILE, CURATED_FILE, curated_name, spec_from_environment
-from aml_local.assets.env_spec import EnvSpec, PipRequirement
+from aml_local.assets import env_layer, release_dates
+from aml_local.assets.curated import CURATED_FILE, curated_name
+from aml_local.assets.env_sources import BASE_IMAGES_FILE, spec_from_environment
+from aml_local.assets.env_spec import EXCLUDE_NEWER_VARIABLE, EnvSpec, PipRequirement, normalized_date
 
 # The API the nouns use, whichever module of the engine defines it.
 __all__ = [
-    "BASE_IMAGES_FILE", "CURATED_FILE", "PROJECT_VENV", "EnvSpec", "Prepared", "curated_name", "prepare",
-    "spec_from_environment",
+    "BASE_IMAGES_FILE", "CURATED_FILE", "EXCLUDE_NEWER_VARIABLE", "PROJECT_VENV", "EnvSpec", "Prepared", "curated_name",
+    "prepare", "python_warning", "spec_from_environment",
 ]  # fmt: skip
 
 PROJECT_VENV = "project venv"
@@ -75,17 +78,23 @@ PROJECT_VENV = "project venv"
 
 @dataclasses.dataclass
 class Prepared:
-    """The Python a job or deployment runs in, and what `show` records of it."""
+    """The environment a job or deployment runs over, and what `show` records of it. Nothing runs in it directly:
+    each run gets a layer of its own over it (`layer`, assets/env_layer.py)."""
 
-    python: str  # the interpreter: replaces sys.executable for the user's command
+    python: str  # the environment's interpreter (its venv's bin/python)
     python_version: str
     environment_hash: str
     location: str  # the cache folder, or "project venv"
-    venv: str | None  # the venv folder (VIRTUAL_ENV), None on the project venv
+    venv: str  # the environment's venv folder: the lower layer of each run's
     built: bool  # this call built it (False: fast path or reused)
     seconds: float
     notes: list[str]
     warnings: list[str]
+    exclude_newer: str | None = None  # the date it was resolved as of (None: the project venv's own versions)
+
+    @property
+    def in_project(self) -> bool:
+        return self.location == PROJECT_VENV
 
     def as_dict(self) -> dict:
         return {
@@ -95,26 +104,14 @@ class Prepared:
             "path": self.location,
             "built": self.built,
             "prepare_seconds": round(self.seconds, 3),
+            "resolved_as_of": self.exclude_newer,
             "notes": list(self.notes),
             "warnings": list(self.warnings),
         }
 
-    def process_env(self, base: Mapping[str, str]) -> dict[str, str]:
-        """`base` with this Python first on PATH (`python`, `pip` and console scripts are the environment's)
-        and VIRTUAL_ENV set as `activate` sets it; PYTHONHOME dropped, as `activate` drops it."""
-        return process_env(self.python, self.venv, base)
-
-
-def process_env(python: str, venv: str | None, base: Mapping[str, str]) -> dict[str, str]:
-    """Prepared.process_env for a recorded (python, venv) pair: a deployment's server is started again from its
-    record."""
-    env = {k: v for k, v in base.items() if k != "PYTHONHOME"}
-    env["PATH"] = os.pathsep.join([str(Path(python).parent), base.get("PATH", os.defpath)])
-    if venv:
-        env["VIRTUAL_ENV"] = venv
-    elif sys.prefix != sys.base_prefix:
-        env["VIRTUAL_ENV"] = sys.prefix
-    return env
+    def layer(self, folder: Path) -> env_layer.Layer:
+        """A run's own writable layer over this environment, made in `folder` (see env_layer)."""
+        return env_layer.make(self.venv, folder)
 
 
 # ---------------------------------------------------------------------------------------------------------------
@@ -241,6 +238,12 @@ def _choose_interpreter(spec: EnvSpec) -> tuple[_Interpreter, str | None]:
     return chosen, warning
 
 
+def python_warning(spec: EnvSpec) -> str | None:
+    """The WARNING a job gets at create when the Python its environment asks for is not on this machine (naming the
+    version wanted and the one it will run), else None. uv looks among installed interpreters only."""
+    return _choose_interpreter(spec)[1]
+
+
 def _first_version(specifier: str) -> Version | None:
     match = re.search(r"\d+(\.\d+)*", specifier)
     return Version(match[0]) if match else None
@@ -318,20 +321,19 @@ def prepare(spec: EnvSpec, *, cache_root: Path, log: Callable[[str], None]) -> P
             python_version=str(project.version),
             environment_hash=spec.hash,
             location=PROJECT_VENV,
-            venv=None,
+            venv=str(env_layer.project_venv()),
             built=False,
             seconds=time.perf_counter() - started,
             notes=[*notes, *extra_notes],
             warnings=warnings,
         )
 
-    if spec.run_in_project:
-        return in_project()
     interpreter, warning = _choose_interpreter(spec)
     if warning:
         warnings.append(warning)
         log(warning)
-    if interpreter.path == project.path:
+    # An image of unknown contents is its Python and pip alone, never the project venv with all it has.
+    if interpreter.path == project.path and not spec.bare:
         unmet = _unmet_in_project(spec.requirements)
         if not unmet:
             return in_project(["every requirement is installed in the project venv at the version asked: no build"])
@@ -349,6 +351,7 @@ def prepare(spec: EnvSpec, *, cache_root: Path, log: Callable[[str], None]) -> P
         seconds=time.perf_counter() - started,
         notes=notes,
         warnings=warnings,
+        exclude_newer=complete.get("exclude_newer"),
     )
 
 
@@ -390,9 +393,18 @@ def _build_or_reuse(spec: EnvSpec, interpreter: _Interpreter, folder: Path, log:
         try:
             _build(spec, interpreter, folder, log)
         except BaseException:
+            # The failed build's log is kept where the error names it (failed_log); the half-built folder goes.
+            with contextlib.suppress(OSError):
+                failed_log(folder).parent.mkdir(exist_ok=True)
+                (folder / "build.log").replace(failed_log(folder))
             shutil.rmtree(folder, ignore_errors=True)
             raise
     return True
+
+
+def failed_log(folder: Path) -> Path:
+    """Where the log of a build that failed in `folder` is kept: <cache>/failed/<hash>.build.log."""
+    return folder.parent / "failed" / f"{folder.name}.build.log"
 
 
 def _build(spec: EnvSpec, interpreter: _Interpreter, folder: Path, log: Callable[[str], None]) -> None:
@@ -402,26 +414,29 @@ def _build(spec: EnvSpec, interpreter: _Interpreter, folder: Path, log: Callable
         f"and {len(spec.requirements)} requirement(s) in {folder}"
     )
     (folder / "spec.json").write_text(json.dumps(spec.as_dict(), indent=2) + "\n")
-    lines = [*spec.pip_options, *(r.text for r in spec.requirements)]
-    (folder / "requirements.in").write_text("\n".join(lines) + "\n")
+    python = f"{interpreter.version.major}.{interpreter.version.minor}"
+    exclude_newer = _resolution_date(spec, folder.parent, log) if spec.requirements else None
+    lines = [*spec.pip_options, *_pin_latest(spec, exclude_newer, python, folder.parent, log)]
     build_log = folder / "build.log"
     uv_bin = _uv_bin()
+    as_of = ["--exclude-newer", exclude_newer] if exclude_newer else []
     # Resolve first: a requirement that cannot be met fails here, before a venv exists or anything runs.
-    compile_command = [
-        uv_bin, "pip", "compile", "requirements.in", "-o", "requirements.lock", "--python", interpreter.path,
-        "--no-header",
-    ]  # fmt: skip
     if spec.requirements:
-        _run_uv(compile_command, folder, build_log, log, spec)
+        resolve_lock(
+            spec, lines, folder, ["--python", interpreter.path, *as_of],
+            lambda command: _run_uv(command, folder, build_log, log, spec, python),
+        )  # fmt: skip
     else:
         (folder / "requirements.lock").write_text("")
     venv_command = [uv_bin, "venv", "venv", "--python", interpreter.path, "--seed", "--no-project"]
-    _run_uv(venv_command, folder, build_log, log, spec)
+    _run_uv(venv_command, folder, build_log, log, spec, python)
     if spec.requirements:
         # No --compile-bytecode (uv's default): compiling all of scipy takes longer than the build itself on this
-        # machine; the first import writes the bytecode it needs into the cached venv, once.
-        install = [uv_bin, "pip", "install", "--python", str(folder / "venv" / "bin" / "python")]
-        _run_uv([*install, "-r", "requirements.lock"], folder, build_log, log, spec)
+        # machine; runs compile what they import into the cache's pycache folder beside the venv (env_layer.py).
+        # --no-deps where the lock was merged from two resolutions: it is what pip left installed, whole.
+        install = [uv_bin, "pip", "install", "--python", str(folder / "venv" / "bin" / "python"), *as_of]
+        install += ["--no-deps"] if spec.overrides else []
+        _run_uv([*install, "-r", "requirements.lock"], folder, build_log, log, spec, python)
     version = _interpreter_version(str(folder / "venv" / "bin" / "python"))
     if version is None:
         raise AmlLocalError(
@@ -432,6 +447,7 @@ def _build(spec: EnvSpec, interpreter: _Interpreter, folder: Path, log: Callable
         "python": interpreter.path,
         "python_version": str(version),
         "uv": _uv_version(),
+        "exclude_newer": exclude_newer,
         "seconds": round(time.perf_counter() - started, 1),
         "built_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
     }
@@ -440,13 +456,105 @@ def _build(spec: EnvSpec, interpreter: _Interpreter, folder: Path, log: Callable
     log(f"Environment {spec.hash}: ready in {record['seconds']} s")
 
 
+def resolve_lock(
+    spec: EnvSpec, lines: list[str], folder: Path, uv_args: list[str], run: Callable[[list[str]], None]
+) -> None:
+    """`folder/requirements.lock` from the requirement lines, with uv (`run(command)` runs it in `folder` and raises
+    on failure). One resolution; or, for an environment with a later `pip install --upgrade` (spec.overrides), two,
+    as pip installed them: the first install's requirements, then the upgrade's on their own, whose versions replace
+    the first's (pip installs an upgrade over what other packages pin, and only warns), merged into one lock that
+    is installed with --no-deps. One resolution of both would refuse what the image holds."""
+    uv_bin = _uv_bin()
+    compile_command = [uv_bin, "pip", "compile", "--no-header", *uv_args]
+    if not spec.overrides:
+        (folder / "requirements.in").write_text("\n".join(lines) + "\n")
+        run([*compile_command[:3], "requirements.in", "-o", "requirements.lock", *compile_command[3:]])
+        return
+    upgraded = {canonicalize_name(Requirement(line).name) for line in spec.overrides}
+    first = [line for line in lines if line.startswith("-") or _line_name(line) not in upgraded]
+    options = [line for line in lines if line.startswith("-")]
+    (folder / "requirements.in").write_text("\n".join(first) + "\n")
+    (folder / "upgrade.in").write_text("\n".join([*options, *spec.overrides]) + "\n")
+    run([*compile_command[:3], "requirements.in", "-o", "first.lock", *compile_command[3:]])
+    run([*compile_command[:3], "upgrade.in", "-o", "upgrade.lock", *compile_command[3:]])
+    merged = dict(_lock_entries((folder / "first.lock").read_text()))
+    merged.update(_lock_entries((folder / "upgrade.lock").read_text()))
+    (folder / "requirements.lock").write_text("".join(f"{line}\n" for line in merged.values()))
+
+
+def _line_name(line: str) -> str | None:
+    try:
+        return canonicalize_name(Requirement(line).name)
+    except InvalidRequirement:
+        return None
+
+
+def _lock_entries(text: str):
+    """(name, pinned line) for each package of a uv pip compile lock."""
+    for line in text.splitlines():
+        if line and not line.startswith((" ", "#", "-")):
+            yield _line_name(line.split(" ;")[0]) or line, line
+
+
+def _pin_latest(
+    spec: EnvSpec, exclude_newer: str | None, python: str, cache_root: Path, log: Callable[[str], None]
+) -> list[str]:
+    """The requirements as handed to uv: each `name=={{latest-pypi-version}}` of a curated environment pinned to the
+    newest release as of its date (the release its image got the day it was built; left unpinned, the resolver is
+    free to backtrack to a years-old one)."""
+    texts = [r.text for r in spec.requirements]
+    names = [r.name for r in spec.requirements if r.name in spec.latest_as_of and r.text == r.name]
+    if not names or not exclude_newer:
+        return texts
+    index = release_dates.index_url(spec.pip_options)
+    try:
+        pins = release_dates.latest_as_of(names, exclude_newer, python=python, index=index, cache_dir=cache_root)
+    except AmlLocalError as err:
+        log(f"WARNING: {err}; {', '.join(names)} left unpinned")
+        return texts
+    log(
+        f"Environment {spec.hash}: the newest releases as of {exclude_newer} ({{{{latest-pypi-version}}}}): "
+        + ", ".join(f"{name}=={version}" for name, version in pins.items())
+    )
+    return [f"{text}=={pins[text]}" if text in pins else text for text in texts]
+
+
+def _resolution_date(spec: EnvSpec, cache_root: Path, log: Callable[[str], None]) -> str | None:
+    """The date the environment resolves as of (uv's --exclude-newer): the override setting, the curated asset's
+    date, else the newest release date among its exact pins (release_dates.py); None for today's releases."""
+    if spec.exclude_newer or spec.exclude_newer_origin:
+        if spec.exclude_newer:
+            log(f"Environment {spec.hash}: resolving as of {spec.exclude_newer} ({spec.exclude_newer_origin})")
+        return spec.exclude_newer
+    pins = release_dates.exact_pins(spec.requirements)
+    index = release_dates.index_url(spec.pip_options)
+    try:
+        found = release_dates.newest(pins, index=index, cache_dir=cache_root)
+    except AmlLocalError as err:
+        log(f"WARNING: {err}; resolving with today's releases")
+        return None
+    if found is None:
+        log(f"Environment {spec.hash}: no exact pin to date it by; resolving with today's releases")
+        return None
+    moment, pin = found
+    # The end of that day (UTC): every file of the release is in, whatever second of the day it was uploaded.
+    date = normalized_date(moment[:10], "release date")
+    log(
+        f"Environment {spec.hash}: resolving as of {date}, the release of its newest exact pin {pin} "
+        f"(override: {EXCLUDE_NEWER_VARIABLE}=YYYY-MM-DD or none)"
+    )
+    return date
+
+
 def _uv_version() -> str:
     with contextlib.suppress(importlib.metadata.PackageNotFoundError):
         return importlib.metadata.version("uv")
     return "unknown"
 
 
-def _run_uv(command: list[str], folder: Path, build_log: Path, log: Callable[[str], None], spec: EnvSpec) -> None:
+def _run_uv(
+    command: list[str], folder: Path, build_log: Path, log: Callable[[str], None], spec: EnvSpec, python_version: str
+) -> None:
     with open(build_log, "a") as record:
         record.write("$ " + shlex.join(command) + "\n")
         process = subprocess.Popen(
@@ -466,35 +574,123 @@ def _run_uv(command: list[str], folder: Path, build_log: Path, log: Callable[[st
             log(f"  {line}")
         code = process.wait()
     if code != 0:
-        raise AmlLocalError(_uv_failure(output, spec))
+        locked = (folder / "requirements.lock").read_text() if (folder / "requirements.lock").is_file() else ""
+        raise AmlLocalError(_uv_failure(output, spec, python_version, failed_log(folder), locked))
 
 
-def _uv_failure(output: list[str], spec: EnvSpec) -> str:
-    """uv's error as one line naming the requirement it is about (as written), its file, and uv's reason."""
+_CAUSE = re.compile(r"^(?:cause:|caused by:|╰─▶|├─▶)\s*(.*)$", re.IGNORECASE)
+_HEAD = re.compile(r"^(?:error:|×)\s*(.*)$", re.IGNORECASE)
+_FAILED_DIST = re.compile(
+    r"Failed to (?:build|download|download and build|install|prepare distributions)[^`]*`([^`]+)`"
+)
+_NO_COMPILER = re.compile(
+    r"(unable to execute '?(gcc|cc|g\+\+)|(gcc|cc|g\+\+|clang): (command )?not found"
+    r"|No such file or directory: '(gcc|cc|g\+\+)'|Python\.h: No such file|Microsoft Visual C\+\+ .* is required"
+    r"|could not find a C compiler)",
+    re.IGNORECASE,
+)
+
+
+def _uv_failure(
+    output: list[str], spec: EnvSpec, python_version: str = "", build_log: Path | None = None, locked: str = ""
+) -> str:
+    """uv's error as one line: the requirement it is about (as written, with its file), why (not on the index, no
+    such version, no release for this Python, no wheel for this Python and its build from source failed, needs a
+    compiler), uv's own words and the build's last error line. uv's whole output is in build.log and the job's log."""
     text = "\n".join(output)
-    head, causes = "", []
+    head, causes, build_errors = "", [], []
+    in_build_output = False  # after a "[stderr]"/"[stdout]" line: a build's own output, indented under uv's cause
     for line in output:
         stripped = line.strip()
-        if not head and re.match(r"^(error:|×)", stripped, re.IGNORECASE):
-            head = re.sub(r"^(error:|×)\s*", "", stripped, flags=re.IGNORECASE)
-        elif head and stripped and not stripped.startswith("hint:"):
-            causes.append(re.sub(r"^(cause:|caused by:|╰─▶)\s*", "", stripped))
-    reason = ": ".join(part for part in (head, " ".join(causes)) if part)
-    reason = re.sub(r"\s+", " ", reason or (output[-1].strip() if output else "uv failed with no output"))
-    # The requirement named first in uv's text is the one the failure is about.
-    positions = []
-    for requirement in spec.requirements:
-        if requirement.name is None:
+        if not stripped or stripped.startswith("hint:"):
             continue
-        name_pattern = "[-_.]".join(re.escape(part) for part in requirement.name.split("-"))
-        pattern = re.compile(rf"(?<![\w.-]){name_pattern}(?![\w-])", re.IGNORECASE)
-        found = pattern.search(text)
-        if found:
-            positions.append((found.start(), requirement))
-    if not positions:
-        return f"environment {spec.name} ({spec.source}): cannot be built: {reason}"
-    requirement = min(positions, key=lambda p: p[0])[1]
+        if stripped in ("[stderr]", "[stdout]"):
+            in_build_output = True
+            continue
+        if in_build_output and line.startswith("         "):
+            if re.search(r"\berror\b", stripped, re.IGNORECASE):
+                build_errors.append(stripped)
+            continue
+        in_build_output = False
+        if not head and _HEAD.match(stripped):
+            head = _HEAD.match(stripped)[1]
+        elif head and _CAUSE.match(stripped):
+            causes.append(_CAUSE.match(stripped)[1])
+        elif causes and line.startswith(" "):  # uv wraps a long cause onto indented lines
+            causes[-1] += " " + stripped
+    reason = ": ".join(part for part in (head, *causes) if part) or (output[-1].strip() if output else "uv failed")
+    why = _why(text, python_version)
+    detail = re.sub(r"\s+", " ", reason)
+    if build_errors:
+        detail += f"; the build's last error: {build_errors[-1][:240]}"
+    tail = f" (uv's full output: {build_log})" if build_log else ""
+    failed = _FAILED_DIST.search(text)
+    requirement = _failed_requirement(text, spec)
+    if failed and (requirement is None or requirement.name != _dist_name(failed[1])):
+        # A dependency, not one of the environment's own requirements: named as uv resolved it, with what needs it.
+        needed_by = _needed_by(locked, _dist_name(failed[1]))
+        via = f" (needed by {', '.join(needed_by)})" if needed_by else ""
+        return (
+            f"environment {spec.name} ({spec.source}): cannot install {failed[1]}{via}: "
+            f"{why + ': ' if why else ''}{detail}{tail}"
+        )
+    if requirement is None:
+        return f"environment {spec.name} ({spec.source}): cannot be built: {why + ': ' if why else ''}{detail}{tail}"
     where = (
         requirement.origin if requirement.origin == spec.source else f"{requirement.origin} (environment {spec.source})"
     )
-    return f"{where}: cannot install {requirement.text}: {reason}"
+    return f"{where}: cannot install {requirement.text}: {why + ': ' if why else ''}{detail}{tail}"
+
+
+def _why(text: str, python_version: str) -> str:
+    python = f"python {python_version}" if python_version else "this python"
+    if "was not found in the package registry" in text or "not found in the provided package locations" in text:
+        return "not on the index"
+    if _NO_COMPILER.search(text):
+        return "it has no wheel for this machine and building it needs a compiler or headers this machine lacks"
+    if re.search(r"Failed to (?:download and )?build", text):
+        return f"no wheel for {python} on this platform, and building it from source failed"
+    if re.search(r"requires-python|Python (?:>|<|=|!)|the (?:requested|current) Python version", text):
+        return f"no release for {python}"
+    if re.search(r"there is no version of|there are no versions of|only .* (?:is|are) available", text):
+        return "no such version on the index"
+    return ""
+
+
+def _dist_name(text: str) -> str:
+    """`ruamel-yaml==0.15.89` -> "ruamel-yaml" (canonical)."""
+    return canonicalize_name(re.split(r"[=<>!~ @\[;]", text.strip(), maxsplit=1)[0])
+
+
+def _needed_by(locked: str, name: str) -> list[str]:
+    """What pulled `name` in, from uv pip compile's `# via` annotations in the lock."""
+    lines = locked.splitlines()
+    for index, line in enumerate(lines):
+        if line and not line.startswith(" ") and _dist_name(line) == name:
+            via = []
+            for follow in lines[index + 1 :]:
+                if not follow.startswith(" "):
+                    break
+                entry = follow.strip().removeprefix("#").strip().removeprefix("via").strip()
+                if entry and not entry.startswith("-r"):
+                    via.append(entry)
+            return via
+    return []
+
+
+def _failed_requirement(text: str, spec: EnvSpec) -> PipRequirement | None:
+    """The spec's requirement uv's failure is about: the distribution uv failed to build or fetch, else the one
+    named first in its text."""
+    named = [r for r in spec.requirements if r.name is not None]
+    failed = _FAILED_DIST.search(text)
+    if failed:
+        for requirement in named:
+            if requirement.name == _dist_name(failed[1]):
+                return requirement
+    positions = []
+    for requirement in named:
+        name_pattern = "[-_.]".join(re.escape(part) for part in requirement.name.split("-"))
+        found = re.search(rf"(?<![\w.-]){name_pattern}(?![\w-])", text, re.IGNORECASE)
+        if found:
+            positions.append((found.start(), requirement))
+    return min(positions, key=lambda p: p[0])[1] if positions else None

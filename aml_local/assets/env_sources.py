@@ -5,12 +5,15 @@ context's Dockerfile) or a curated Azure environment's name (curated_environment
   (`conda env create -p /azureml-envs/azureml_<hash> -f ...`, see
   https://azure.github.io/azureml-cheatsheets/docs/cheatsheets/python/v1/docker-build), so only the conda file's
   packages are in it: the image's own Python packages are recorded, not added. An image alone runs the image's
-  Python with the packages base_images.json lists for it; an image not listed there runs in the project venv
-  with a WARNING (its packages are unknown). A build context: its Dockerfile's final stage `FROM` image, and
-  what its `RUN pip install` / `conda env create -f` / `conda install` lines install (files resolved in the
-  context, by path or by base name, since `COPY x .` is the common way in).
-- A conda `python` entry sets the version; without one, the image's Python (base_images.json), else the
-  project's (our choice: conda would pick its newest).
+  Python with the packages base_images.json lists for it; an image not listed there is what it is on Azure with
+  packages we cannot know: its Python (the version its name or tag gives, `python:3.11.6`, `...-py38-...`) and pip,
+  nothing else. A build context: its Dockerfile's final stage `FROM` image, and what its `RUN pip install` /
+  `conda env create -f` / `conda install` lines install (files resolved in the context, by path or by base name,
+  since `COPY x .` is the common way in); its other RUN lines are listed in a note, not run.
+- An image for another runtime (R, Java, Julia: env_spec.RUNTIMES) runs with this machine's runtime, and is refused
+  at create when the machine has none.
+- A conda `python` entry sets the version; without one, the image's Python (base_images.json, or its name or
+  tag), else the project's (our choice: conda would pick its newest).
 """
 
 from __future__ import annotations
@@ -26,29 +29,24 @@ from pathlib import Path
 from dockerfile_parse import DockerfileParser
 
 from aml_local import AmlLocalError
+
+# The curated environments (their names, catalog and EnvSpec) are curated.py's.
+from aml_local.assets.curated import CURATED_FILE, spec_for
 from aml_local.assets.env_spec import PIP_INDEX_OPTIONS, PIP_OPTIONS_WITH_VALUE, EnvSpec, SpecBuilder
 
 BASE_IMAGES_FILE = Path(__file__).resolve().parent / "base_images.json"
-CURATED_FILE = Path(__file__).resolve().parent / "curated_environments.json"
-_CURATED_WORKSPACE = re.compile(r"^azureml:(?P<name>AzureML-[^:@/]+)(?::(?P<version>[^:@/]+)|@(?P<label>[^:@/]+))?$")
-_CURATED_REGISTRY = re.compile(
-    r"^azureml://registries/azureml/environments/(?P<name>[^/]+)(?:/versions/(?P<version>[^/]+)|/labels/(?P<label>[^/]+))?/?$"
-)
-
-
-def curated_name(reference: str) -> str | None:
-    """`azureml:AzureML-sklearn-1.5@latest` -> "AzureML-sklearn-1.5"; a registry URI -> its name; else None."""
-    text = reference.strip()
-    match = _CURATED_WORKSPACE.match(text) or _CURATED_REGISTRY.match(text)
-    return match["name"] if match else None
 
 
 def spec_from_environment(
     env, *, source: str, base_images: Path = BASE_IMAGES_FILE, curated: Path = CURATED_FILE
 ) -> EnvSpec:
     if isinstance(env, str):
-        return _spec_from_curated(env, source=source, curated=curated)
-    builder = SpecBuilder(name=str(getattr(env, "name", None) or "inline"), source=str(source))
+        return spec_for(env, source=source, catalog=curated)
+    # The SDK names an inline environment CliV2AnonymousEnvironment: "inline" says what it is.
+    name = getattr(env, "name", None)
+    builder = SpecBuilder(
+        name=str(name if name and name != "CliV2AnonymousEnvironment" else "inline"), source=str(source)
+    )
     images = _load_base_images(base_images)
     conda_file = getattr(env, "conda_file", None)
     build = getattr(env, "build", None)
@@ -69,52 +67,13 @@ def spec_from_environment(
         else:
             builder.unknown(
                 f"environment {builder.name} ({source}): image {env.image} is not in {base_images.name}, so its "
-                "packages are unknown; it runs in the project venv"
+                "packages are unknown: as on Azure, a job gets its Python and pip and nothing else"
             )
     else:
         raise AmlLocalError(
             f"{source}: environment {builder.name}: expected image (with an optional conda_file) or build"
         )
     return builder.finish()
-
-
-def _spec_from_curated(reference: str, *, source: str, curated: Path) -> EnvSpec:
-    name = curated_name(reference)
-    if name is None:
-        raise AmlLocalError(
-            f"{source}: environment {reference!r}: expected a curated environment (azureml:AzureML-<name>:<version>, "
-            "azureml:AzureML-<name>@latest or azureml://registries/azureml/environments/<name>/...); a registered "
-            "environment is resolved to its YAML first"
-        )
-    table = json.loads(curated.read_text())
-    entry_name, entry = _find_curated(table["environments"], name)
-    builder = SpecBuilder(name=reference, source=str(source))
-    if entry is None:
-        builder.unknown(
-            f"curated environment {reference} ({source}) is not in {curated.name}: its packages are unknown, so it "
-            "runs in the project venv"
-        )
-        return builder.finish()
-    origin = f"{curated.name}:{entry_name}"
-    builder.notes.append(
-        f"curated {reference}: package set of azureml-assets {entry['source']} at commit {entry['source_commit'][:12]} "
-        "(one definition per name; versions are not told apart)"
-    )
-    builder.set_image(entry.get("image"), {})
-    builder.read_conda(
-        {"dependencies": [f"python={entry['python']}", *entry.get("conda", []), {"pip": entry.get("pip", [])}]},
-        origin=origin,
-        base_dir=None,
-    )
-    return builder.finish()
-
-
-def _find_curated(environments: dict, name: str) -> tuple[str, dict | None]:
-    for entry_name, entry in environments.items():
-        names = {entry_name.lower(), *(alias.lower() for alias in entry.get("aliases", []))}
-        if name.lower() in names:
-            return entry_name, entry
-    return name, None
 
 
 def _load_base_images(path: Path) -> dict:
@@ -138,9 +97,9 @@ def _read_build_context(env, build, builder: SpecBuilder, images: dict) -> None:
         context = Path(getattr(env, "base_path", None) or Path(builder.source).parent) / context
     dockerfile = context / (getattr(build, "dockerfile_path", None) or "Dockerfile")
     if str(build.path).startswith(("http://", "https://", "azureml:")) or not dockerfile.is_file():
-        builder.unknown(
-            f"environment {builder.name} ({builder.source}): build context {build.path} has no local Dockerfile "
-            f"({dockerfile}); it runs in the project venv"
+        raise AmlLocalError(
+            f"{builder.source}: environment {builder.name}: build context {build.path} has no local Dockerfile "
+            f"({dockerfile}); a build context must be a local folder with a Dockerfile to be built here"
         )
         return
     parser = DockerfileParser(fileobj=io.BytesIO(dockerfile.read_bytes()))
@@ -153,14 +112,24 @@ def _read_build_context(env, build, builder: SpecBuilder, images: dict) -> None:
             commands.extend(_shell_commands(instruction["value"]))
     builder.set_image(parser.baseimage, images)
     installs_found = False
+    not_applied = []
     for argv in commands:
-        installs_found |= _apply_install_command(argv, builder, context=context, origin=origin)
+        applied = _apply_install_command(argv, builder, context=context, origin=origin)
+        installs_found |= applied
+        if not applied and argv:
+            not_applied.append(shlex.join(argv)[:80])
+    if not_applied:
+        builder.notes.append(
+            f"{origin}: {len(not_applied)} RUN command(s) other than pip/conda installs are not run locally: "
+            + "; ".join(not_applied)
+        )
     if builder.image_info is not None:
         builder.add_image_packages()
     elif not installs_found:
         builder.unknown(
             f"environment {builder.name} ({builder.source}): {dockerfile} installs no Python packages that we "
-            f"read and its image {parser.baseimage} is not in base_images.json; it runs in the project venv"
+            f"read and its image {parser.baseimage} is not in base_images.json: as on Azure, a job gets its "
+            "Python and pip and nothing else"
         )
 
 

@@ -10,17 +10,27 @@ requirements it is made of, and `SpecBuilder`, which reads conda files and pip l
 - Packages that only work inside an Azure workspace (WORKSPACE_ONLY) are skipped locally with a note, and what
   they bring that works here (azureml-mlflow's MLflow client, mlflow-skinny) is kept, so `import mlflow` behaves
   as it does on Azure.
+- GPU-only packages, one rule (`gpu_rule`), since this machine has no GPU: a framework's GPU build becomes the CPU
+  build of the same version (an extra that only adds CUDA libraries is dropped: `tensorflow[and-cuda]==2.16.2` ->
+  `tensorflow==2.16.2`; a GPU twin package is renamed: `tensorflow-gpu`, `onnxruntime-gpu`, `faiss-gpu`,
+  `paddlepaddle-gpu`); a package that is only CUDA or a GPU kernel library (nvidia-*, cuda-*, cupy-cuda*,
+  tensorrt*, horovod, nccl*, flash-attn, apex) is left out. Each gives a one-line note, which `job show` shows.
+- `exclude_newer`: the date the environment resolves as of (uv's `--exclude-newer`), so a requirement without an
+  exact pin gets what was current when the environment's pins were, not today's release (see env_build.py).
 
 Errors are `AmlLocalError`, one line naming the file and the entry.
 """
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
+import datetime
 import hashlib
 import json
 import os
 import re
+import shutil
 from pathlib import Path
 
 import yaml
@@ -62,6 +72,32 @@ CONDA_ONLY = frozenset(
     }
 )  # fmt: skip
 
+# GPU-only extras (the CUDA libraries a framework's wheel pulls in) and GPU twins with a CPU build of the same
+# version on PyPI. Anything else GPU-only is left out (GPU_ONLY_PATTERN).
+GPU_EXTRAS = frozenset({"and-cuda", "cuda", "gpu", "cuda11", "cuda12", "cuda11x", "cuda12x"})
+GPU_TWINS = {
+    "tensorflow-gpu": "tensorflow",
+    "onnxruntime-gpu": "onnxruntime",
+    "faiss-gpu": "faiss-cpu",
+    "paddlepaddle-gpu": "paddlepaddle",
+}
+GPU_ONLY_PATTERN = re.compile(r"^(nvidia-.*|cuda-.*|cupy-cuda.*|tensorrt.*|horovod|nccl.*|flash-attn|apex)$")
+# Images for another runtime than Python: what runs them, and how to install it here (Debian and Ubuntu packages).
+RUNTIMES = {
+    "R": ("Rscript", "apt-get install r-base-core"),
+    "Java": ("java", "apt-get install default-jre-headless"),
+    "Julia": ("julia", "https://julialang.org/downloads/ , so that julia is on PATH"),
+}
+_RUNTIME_IMAGES = (
+    (re.compile(r"(^|/)(rocker/.*|r-base|r-ver|rstudio|tidyverse|verse|geospatial|shiny|r-apt|mro-base)$"), "R"),
+    (re.compile(r"(^|/)(openjdk|eclipse-temurin|amazoncorretto|ibmjava|ibm-semeru-runtimes|.*-jdk|.*-jre)$"), "Java"),
+    (re.compile(r"(^|/)julia$"), "Julia"),
+)
+# The setting that overrides an environment's resolution date: a date (YYYY-MM-DD or RFC 3339), or "none" for
+# today's releases.
+EXCLUDE_NEWER_VARIABLE = "AML_LOCAL_EXCLUDE_NEWER"
+
+LATEST_TEMPLATE = re.compile(r"\s*==\s*\{\{\s*latest-pypi-version\s*\}\}")
 _CONDA_OPERATORS = ("==", ">=", "<=", "!=", "~=", ">", "<")
 PIP_OPTIONS_WITH_VALUE = frozenset(
     {
@@ -101,21 +137,31 @@ class EnvSpec:
     pip_options: tuple[str, ...] = ()  # index / find-links lines for uv
     image: str | None = None
     image_info: dict | None = None  # base_images.json's entry for the image
-    run_in_project: bool = False  # nothing to build from (unknown curated name or image): the project venv
+    bare: bool = False  # an image whose contents are unknown: its Python and pip, nothing else (as on Azure)
+    runtime: str | None = None  # a non-Python runtime the image is for ("R", "Java", "Julia"): found at create
+    exclude_newer: str | None = None  # resolve as of this date (RFC 3339); None: from the exact pins at build
+    exclude_newer_origin: str = ""
+    latest_as_of: tuple[str, ...] = ()  # names pinned to their newest release as of exclude_newer when built
+    overrides: tuple[str, ...] = ()  # uv --override lines: a Dockerfile's later `pip install --upgrade`
     skipped: tuple[str, ...] = ()
     notes: tuple[str, ...] = ()
     warnings: tuple[str, ...] = ()
 
     @property
     def hash(self) -> str:
-        if self.run_in_project:
-            material = {"run_in_project": self.name}
-        else:
-            material = {
-                "python": self.python,
-                "requirements": sorted(r.text for r in self.requirements),
-                "pip_options": list(self.pip_options),
-            }
+        material = {
+            "python": self.python,
+            "requirements": sorted(r.text for r in self.requirements),
+            "pip_options": list(self.pip_options),
+        }
+        if self.exclude_newer or self.exclude_newer_origin:
+            material["exclude_newer"] = [self.exclude_newer, self.exclude_newer_origin]
+        if self.bare:
+            material["bare"] = True
+        if self.latest_as_of:
+            material["latest_as_of"] = sorted(self.latest_as_of)
+        if self.overrides:
+            material["overrides"] = list(self.overrides)
         digest = hashlib.sha256(json.dumps(material, sort_keys=True).encode()).hexdigest()
         return digest[:32]
 
@@ -129,7 +175,12 @@ class EnvSpec:
             "pip_options": list(self.pip_options),
             "image": self.image,
             "image_known": self.image_info is not None,
-            "run_in_project": self.run_in_project,
+            "bare": self.bare,
+            "runtime": self.runtime,
+            "exclude_newer": self.exclude_newer,
+            "exclude_newer_origin": self.exclude_newer_origin,
+            "latest_as_of": list(self.latest_as_of),
+            "overrides": list(self.overrides),
             "skipped": list(self.skipped),
             "notes": list(self.notes),
             "warnings": list(self.warnings),
@@ -151,7 +202,7 @@ class EnvSpec:
             PipRequirement(text=r["text"], origin=r["origin"], parsed=None if r["raw"] else Requirement(r["text"]))
             for r in record["requirements"]
         )
-        for name in ("pip_options", "skipped", "notes", "warnings"):
+        for name in ("pip_options", "skipped", "notes", "warnings", "latest_as_of", "overrides"):
             fields[name] = tuple(record.get(name) or ())
         return cls(**fields)
 
@@ -165,14 +216,38 @@ class SpecBuilder:
         self.pip_options: list[str] = []
         self.image: str | None = None
         self.image_info: dict | None = None
-        self.run_in_project = False
+        self.image_python: str | None = None  # the Python an image's name or tag says it runs (python:3.8, py38)
+        self.bare = False
+        self.runtime: str | None = None
+        self.exclude_newer: str | None = None
+        self.exclude_newer_origin = ""
+        self.latest_as_of: list[str] = []
+        self.overrides: list[str] = []
         self.skipped: list[str] = []
         self.notes: list[str] = []
         self.warnings: list[str] = []
 
-    def unknown(self, warning: str) -> None:
-        self.run_in_project = True
-        self.warnings.append(warning)
+    def unknown(self, note: str) -> None:
+        """An image whose contents are unknown: as on Azure, its Python and pip and nothing else."""
+        self.bare = True
+        self.notes.append(note)
+
+    def add_overrides(self, lines, *, origin: str) -> None:
+        """Requirements that replace any other's pin on the same package (uv's --override), as a Dockerfile's later
+        `pip install --upgrade` installs over what earlier packages pin; through the same rules as requirements
+        (GPU-only and workspace-only packages left out)."""
+        for line in lines:
+            try:
+                requirement = self.gpu_rule(Requirement(LATEST_TEMPLATE.sub("", str(line))), origin)
+            except InvalidRequirement as err:
+                raise AmlLocalError(f"{origin}: override {line!r}: {err}") from None
+            if requirement is not None and canonicalize_name(requirement.name) not in WORKSPACE_ONLY:
+                self.overrides.append(_normalized(requirement))
+
+    def set_exclude_newer(self, date: str | None, origin: str) -> None:
+        """Resolve as of `date` (YYYY-MM-DD or RFC 3339; the end of that day for a bare date)."""
+        if date:
+            self.exclude_newer, self.exclude_newer_origin = normalized_date(date, origin), origin
 
     def set_image(self, image: str | None, images: dict) -> None:
         if not image:
@@ -180,6 +255,8 @@ class SpecBuilder:
         self.image = image
         repository, tag = _split_image(image)
         self.image_info = images.get(repository)
+        self.image_python = _python_of_image(repository, tag)
+        self.runtime = self.runtime or _runtime_of_image(repository)
         if self.image_info is not None and tag and tag not in self.image_info.get("tags", [tag]):
             self.notes.append(f"image {image}: tag {tag} is not among the tags base_images.json lists")
 
@@ -244,8 +321,12 @@ class SpecBuilder:
         if line.startswith(_RAW_PREFIXES) or line.startswith((".", "/")):
             self._add_raw(_absolute_path_line(line, base_dir), origin)
             return
-        # azureml-assets writes "name=={{latest-pypi-version}}", filled in with the newest release at publish time.
-        line = re.sub(r"\s*==\s*\{\{\s*latest-pypi-version\s*\}\}", "", line)
+        # azureml-assets writes "name=={{latest-pypi-version}}", filled in with the newest release at publish time:
+        # pinned to the newest release as of the environment's date when it is built (env_build._pin_latest).
+        if LATEST_TEMPLATE.search(line):
+            line = LATEST_TEMPLATE.sub("", line)
+            with contextlib.suppress(InvalidRequirement):
+                self.latest_as_of.append(canonicalize_name(Requirement(line).name))
         try:
             requirement = Requirement(line)
         except InvalidRequirement as err:
@@ -273,6 +354,9 @@ class SpecBuilder:
         self.requirements.append(PipRequirement(text=line, origin=origin, parsed=None))
 
     def add_requirement(self, requirement: Requirement, *, origin: str) -> None:
+        requirement = self.gpu_rule(requirement, origin)
+        if requirement is None:
+            return
         name = canonicalize_name(requirement.name)
         if name in WORKSPACE_ONLY:
             kept = WORKSPACE_ONLY[name]
@@ -288,9 +372,48 @@ class SpecBuilder:
         self.requirements = [r for r in self.requirements if not (r.name == name and r.text == name)]
         self.requirements.append(PipRequirement(text=_normalized(requirement), origin=origin, parsed=requirement))
 
+    def _check_runtime(self) -> None:
+        """A non-Python image runs when its runtime is on this machine; else it is refused now, at create, rather
+        than dying later on `command not found`."""
+        executable, install = RUNTIMES[self.runtime]
+        found = shutil.which(executable)
+        if found is None:
+            raise AmlLocalError(
+                f"{self.source}: environment {self.name}: image {self.image or self.name} runs {self.runtime}, and "
+                f"this machine has no {executable} on PATH; install it ({install}) or run this job on Azure"
+            )
+        self.notes.append(f"{self.runtime} image: its runtime is this machine's {found}, with no packages of the image")
+        self.bare = True
+
+    def gpu_rule(self, requirement: Requirement, origin: str) -> Requirement | None:
+        """The CPU build of a GPU framework requirement, None for a GPU-only package; a note either way."""
+        name = canonicalize_name(requirement.name)
+        written = str(requirement)
+        if GPU_ONLY_PATTERN.match(name):
+            self.skipped.append(f"{written} ({origin}): GPU-only, and this machine has no GPU")
+            return None
+        changed = Requirement(written)
+        if name in GPU_TWINS:
+            changed.name = GPU_TWINS[name]
+        gpu_extras = {e for e in changed.extras if e.lower() in GPU_EXTRAS}
+        changed.extras -= gpu_extras
+        if changed.name == requirement.name and not gpu_extras:
+            return requirement
+        self.notes.append(f"{origin}: {written} -> {changed}: the CPU build of the same version (no GPU here)")
+        return changed
+
     def finish(self) -> EnvSpec:
+        override = os.environ.get(EXCLUDE_NEWER_VARIABLE, "").strip()
+        if override.lower() == "none":
+            self.exclude_newer, self.exclude_newer_origin = None, f"{EXCLUDE_NEWER_VARIABLE}=none: today's releases"
+        elif override:
+            self.set_exclude_newer(override, f"{EXCLUDE_NEWER_VARIABLE}={override}")
         if self.python is None and self.image_info and self.image_info.get("python"):
             self.set_python(_conda_version(str(self.image_info["python"])), f"base_images.json:{self.image}")
+        if self.python is None and self.image_python:
+            self.set_python(f"=={self.image_python}.*", f"image {self.image}")
+        if self.runtime:
+            self._check_runtime()
         if self.python is not None:
             try:
                 SpecifierSet(self.python)
@@ -305,11 +428,52 @@ class SpecBuilder:
             pip_options=tuple(dict.fromkeys(self.pip_options)),
             image=self.image,
             image_info=self.image_info,
-            run_in_project=self.run_in_project,
+            bare=self.bare,
+            runtime=self.runtime,
+            exclude_newer=self.exclude_newer,
+            exclude_newer_origin=self.exclude_newer_origin,
+            latest_as_of=tuple(
+                n for n in dict.fromkeys(self.latest_as_of) if any(r.name == n for r in self.requirements)
+            ),
+            overrides=tuple(dict.fromkeys(self.overrides)),
             skipped=tuple(self.skipped),
             notes=tuple(self.notes),
             warnings=tuple(self.warnings),
         )
+
+
+def normalized_date(text: str, origin: str) -> str:
+    """A date as uv's --exclude-newer takes it (RFC 3339, UTC); a bare YYYY-MM-DD is the end of that day."""
+    text = str(text).strip()
+    try:
+        if re.fullmatch(r"\d{4}-\d{2}-\d{2}", text):
+            day = datetime.date.fromisoformat(text)
+            return f"{day.isoformat()}T23:59:59Z"
+        moment = datetime.datetime.fromisoformat(text.replace("Z", "+00:00"))
+    except ValueError:
+        raise AmlLocalError(f"{origin}: {text!r}: expected a date, YYYY-MM-DD or RFC 3339") from None
+    if moment.tzinfo is None:
+        moment = moment.replace(tzinfo=datetime.UTC)
+    return moment.astimezone(datetime.UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def _python_of_image(repository: str, tag: str | None) -> str | None:
+    """major.minor of the Python an image is for, when its name or tag says so: `python:3.11.6`, `python:3.8-slim`,
+    `...-py38-...`, `minimal-py312-inference`; else None."""
+    base = repository.rsplit("/", 1)[-1]
+    if base in ("python", "pypy") and tag:
+        match = re.match(r"^(\d)\.(\d+)", tag)
+        if match:
+            return f"{match[1]}.{match[2]}"
+    match = re.search(r"(?:^|[-_.])py(?:thon)?-?(\d)\.?(\d{1,2})(?=$|[-_.])", f"{base}:{tag or ''}".replace(":", "-"))
+    return f"{match[1]}.{match[2]}" if match else None
+
+
+def _runtime_of_image(repository: str) -> str | None:
+    for pattern, runtime in _RUNTIME_IMAGES:
+        if pattern.search(repository.lower()):
+            return runtime
+    return None
 
 
 def _split_image(image: str) -> tuple[str, str | None]:

@@ -24,6 +24,7 @@ import re
 from pathlib import Path
 
 import yaml
+from knack.log import get_logger
 
 from aml_local import AmlLocalError, specs
 from aml_local.assets import data, env_build, versions
@@ -32,6 +33,8 @@ RECORDS = versions.RecordStore("environments", "environment")
 # The one cache of built environments on this machine, shared by every AML_LOCAL_HOME (a venv depends on the
 # requirements only); this variable moves it.
 CACHE_VARIABLE = "AML_LOCAL_ENV_CACHE"
+# knack's logger: under aml-local it prints `WARNING: ...` on stderr (--only-show-errors hides it), as az's warnings.
+logger = get_logger(__name__)
 REFERENCE = re.compile(r"^azureml:(?P<name>[A-Za-z0-9][A-Za-z0-9_.-]*)(?::(?P<version>[^:@/]+)|@(?P<label>[^:@/]+))?$")
 
 
@@ -85,7 +88,17 @@ def cache_root() -> Path:
 
 def resolve(environment, *, file, field: str = "environment") -> env_build.EnvSpec | None:
     """The EnvSpec of a job's, component's or deployment's `environment` (a reference string or an inline SDK
-    Environment), or None when it names none. `file` is the YAML it is written in (named in errors)."""
+    Environment), or None when it names none. `file` is the YAML it is written in (named in errors). A Python
+    version this machine lacks is said now, at create, in one WARNING naming the version wanted and the one used."""
+    spec = _resolve(environment, file=file, field=field)
+    if spec is not None:
+        warning = env_build.python_warning(spec)
+        if warning:
+            logger.warning("%s", warning.removeprefix("WARNING: "))
+    return spec
+
+
+def _resolve(environment, *, file, field: str) -> env_build.EnvSpec | None:
     if environment is None:
         return None
     file = Path(file).resolve()

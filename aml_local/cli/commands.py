@@ -29,12 +29,18 @@ class CommandsLoader(CLICommandsLoader):
             with CommandGroup(self, noun, OPERATIONS) as g:
                 g.command("create", f"{noun}_create")
                 g.command("show", f"{noun}_show")
+        with CommandGroup(self, "environment", OPERATIONS) as g:
+            g.command("list", "environment_list")
         with CommandGroup(self, "online-endpoint", OPERATIONS) as g:
             for verb in ("create", "show", "get-credentials", "regenerate-keys", "list", "update", "delete", "invoke"):
                 g.command(verb, "online_endpoint_" + verb.replace("-", "_"))
         with CommandGroup(self, "online-deployment", OPERATIONS) as g:
             for verb in ("create", "update", "show", "list", "get-logs", "delete"):
                 g.command(verb, "online_deployment_" + verb.replace("-", "_"))
+        # Local only (az ml has no such noun): the store's MLflow tracking server (aml_local/tracking_server.py).
+        with CommandGroup(self, "tracking-server", OPERATIONS) as g:
+            g.command("show", "tracking_server_show")
+            g.command("stop", "tracking_server_stop")
         return super().load_command_table(args)
 
     def load_arguments(self, command):
@@ -93,6 +99,15 @@ class CommandsLoader(CLICommandsLoader):
             with ArgumentsContext(self, f"{noun} create") as c:
                 c.argument("name", help="Name (overrides the YAML's).")
                 c.argument("version", help="Version (default: the YAML's, else the next one).")
+        with ArgumentsContext(self, "environment") as c:
+            c.argument(
+                "registry_name",
+                options_list=["--registry-name"],
+                help="The registry; only azureml, whose curated environments are the catalog from azureml-assets.",
+            )
+        with ArgumentsContext(self, "environment list") as c:
+            c.argument("name", help="List this environment's versions.")
+            c.argument("max_results", options_list=["--max-results", "-r"], type=int, help="Most to list.")
         with ArgumentsContext(self, "online-endpoint") as c:
             c.argument("file", help="Endpoint YAML, e.g. endpoints/endpoint.yml.")
             c.argument("name", help="Endpoint name (create: overrides the YAML's).")

@@ -3,8 +3,8 @@ calling the job, endpoint and asset verbs. knack reads each function's signature
 names their flags) and prints what it returns with -o/--query; `cmd` (when a function takes it) is knack's command
 object, whose `cli_ctx.data` carries a failure that must be printed after the result (see app.main)."""
 
-from aml_local import AmlLocalError, ResourceNotFound
-from aml_local.assets import compute, data, environment, model
+from aml_local import AmlLocalError, ResourceNotFound, store, tracking_server
+from aml_local.assets import compute, curated, data, environment, model
 from aml_local.cli import transforms
 from aml_local.endpoints import deployment, endpoint
 from aml_local.jobs import verbs as job_verbs
@@ -93,9 +93,48 @@ def environment_create(file, name=None, version=None):
     return environment.create(file, name=name, version=version)
 
 
-def environment_show(name, version=None, label=None):
+def environment_show(name, version=None, label=None, registry_name=None):
     _version_or_label(version, label)
+    if registry_name is not None:
+        _curated_registry(registry_name)
+        return curated.show(name, version=version, label=label)
     return environment.show(name, version=version, label=label)
+
+
+def environment_list(name=None, registry_name=None, max_results=None):
+    """As az ml lists them: one item per environment (name, latest_version, ...), or with --name its versions,
+    newest first; --registry-name azureml lists the curated catalog (a name there has one definition)."""
+    if registry_name is not None:
+        _curated_registry(registry_name)
+        shown = [curated.show(name)] if name else curated.list_environments()
+    elif name:
+        shown = [environment.show(name, version=v) for v in reversed(environment.RECORDS.versions(name))]
+    else:
+        shown = []
+        records = environment.RECORDS.folder("_").parent  # $AML_LOCAL_HOME/environments/<name>/<version>.json
+        for folder in sorted(p for p in records.glob("*") if p.is_dir()):
+            versions = environment.RECORDS.versions(folder.name)
+            if versions:
+                first, latest = (environment.RECORDS.load(folder.name, v) for v in (versions[0], versions[-1]))
+                shown.append(
+                    {
+                        "creation_context": {
+                            "created_at": first["created_at"],
+                            "last_modified_at": latest["created_at"],
+                        },
+                        "id": f"azureml:/local/environments/{folder.name}",
+                        "latest_version": latest["version"],
+                        "name": folder.name,
+                    }
+                )
+    return shown[:max_results] if max_results else shown
+
+
+def _curated_registry(registry_name):
+    if registry_name.strip().lower() != curated.REGISTRY:
+        raise AmlLocalError(
+            f"registry {registry_name!r}: only the {curated.REGISTRY} registry's curated environments are known here"
+        )
 
 
 def data_create(file, name=None, version=None):
@@ -170,3 +209,12 @@ def online_deployment_get_logs(name, endpoint_name, lines=deployment.DEFAULT_LOG
 
 def online_deployment_delete(name, endpoint_name, yes=False):  # --yes is accepted as az accepts it
     deployment.delete(endpoint_name, name)
+
+
+def tracking_server_show():
+    return tracking_server.show()
+
+
+def tracking_server_stop():
+    # Local only: stops the store's MLflow tracking server now, rather than after its idle time.
+    return {"store": str(store.home()), "stopped": tracking_server.stop()}

@@ -40,7 +40,23 @@ _HELP = {
     "compute show": ("command", "Show a compute target."),
     "environment": ("group", "Environments, like `az ml environment` (a job runs in the one its YAML names)."),
     "environment create": ("command", "Create an environment version from YAML."),
-    "environment show": ("command", "Show an environment version (the latest unless --version is given)."),
+    "environment show": (
+        "command",
+        "Show an environment version (the latest unless --version is given); with --registry-name azureml, a curated"
+        " one from the catalog (any version: the catalog holds one definition per name).",
+        [("Show a curated environment", "aml-local environment show --registry-name azureml -n sklearn-1.5")],
+    ),
+    "environment list": (
+        "command",
+        "List the environments registered here, or with --registry-name azureml the azureml registry's curated ones"
+        " (the catalog tools/curated_catalog.py writes from azureml-assets).",
+        [
+            (
+                "List the curated environments' names",
+                "aml-local environment list --registry-name azureml -o tsv --query [].name",
+            )
+        ],
+    ),
     "data": ("group", "Data assets, like `az ml data`."),
     "data create": ("command", "Create a data asset version from YAML."),
     "data show": ("command", "Show a data asset version (the latest unless --version is given)."),
@@ -73,6 +89,20 @@ _HELP = {
     "online-deployment list": ("command", "List an endpoint's deployments."),
     "online-deployment get-logs": ("command", "Show the inference server's log."),
     "online-deployment delete": ("command", "Stop a deployment's server and remove it."),
+    "tracking-server": (
+        "group",
+        "Local only (not in az ml): the store's MLflow server for jobs in built environments; it stops when idle.",
+    ),
+    "tracking-server show": (
+        "command",
+        "Show the tracking server: pid, port, uri, started, running jobs, idle seconds and idle limit.",
+    ),
+    "tracking-server stop": (
+        "command",
+        "Stop the tracking server now. Else it stops after AML_LOCAL_TRACKING_IDLE_S seconds (default 300) with no"
+        " job of the store running and no request; the next job that needs it starts it again.",
+        [("Stop the server of a temporary store", "AML_LOCAL_HOME=/tmp/store aml-local tracking-server stop")],
+    ),
 }
 
 

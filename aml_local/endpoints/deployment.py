@@ -228,17 +228,18 @@ def _drain_and_stop(record: dict, servers: list[dict], restarted: list):
     addresses = {(server["host"], server["port"]) for server in servers}
     longest = record["request_settings"]["request_timeout_ms"] / 1000 + 1
     routing.wait_drained(record["endpoint_name"], addresses, longest)
-    _stop_servers(record["name"], servers, restarted)
+    _stop_servers(record, servers, restarted)
 
 
-def _stop_servers(name: str, servers: list[dict], restarted) -> None:
+def _stop_servers(record: dict, servers: list[dict], restarted) -> None:
     failed = [
         pid
         for pid, started in {(s["pid"], s.get("started")) for s in servers if s.get("pid")} | set(restarted)
         if not routing.stop_process(pid, started, STOP_GRACE_S + 2)
     ]
     if failed:
-        raise AmlLocalError(f"online deployment {name}: its server (process group {failed[0]}) did not stop")
+        raise AmlLocalError(f"online deployment {record['name']}: its server (process group {failed[0]}) did not stop")
+    server_processes.remove_layers(record, servers)
 
 
 def create(file, name=None, endpoint_name=None, all_traffic=False, set_pairs=()) -> dict:
@@ -381,7 +382,7 @@ def stop(record: dict, restarted=()):
     """Stop the deployment's servers: each one's whole process group (gunicorn's master and workers), those the
     router started again (restarted: their (pid, start time)) included. A pid now used by another program is left
     alone."""
-    _stop_servers(record["name"], [*record.get("servers", []), *record.get("pending_servers", [])], restarted)
+    _stop_servers(record, [*record.get("servers", []), *record.get("pending_servers", [])], restarted)
 
 
 def _provisioning_state(record: dict) -> tuple[str, str | None]:

@@ -1,8 +1,11 @@
 """A deployment's inference servers as processes: the environment each runs in (prepared as a job's is, see
 assets/environment.py: the project venv when it has every requirement, else a venv built from the environment, whose
-python and own azureml-inference-server-http then run the server), its command line (gunicorn on the inference
-server's Flask app, on 127.0.0.1), starting instance_count of them and waiting for their readiness, and their log."""
+python and own azureml-inference-server-http then run the server), each server in a layer of its own over it
+(assets/env_layer.py: one container per instance on Azure; the layer goes when the server is stopped), its command
+line (gunicorn on the inference server's Flask app, on 127.0.0.1), starting instance_count of them and waiting for
+their readiness, and their log."""
 
+import json
 import math
 import os
 import re
@@ -13,7 +16,7 @@ import time
 from pathlib import Path
 
 from aml_local import AmlLocalError, processes, progress
-from aml_local.assets import env_build, environment
+from aml_local.assets import env_layer, environment
 from aml_local.endpoints import records, routing
 
 READY_POLL_S = 0.25
@@ -22,13 +25,31 @@ NOT_INHERITED = ("AML_LOCAL_PORT", "GUNICORN_CMD_ARGS", "MLFLOW_RUN_ID")
 STOP_GRACE_S = 10
 
 
-def server_environment(record: dict, port: int) -> dict:
+def layer_dir(record: dict, port: int) -> Path:
+    """Where the server on `port` has its own layer over the deployment's environment."""
+    return records.deployment_dir(record["endpoint_name"], record["name"]) / "layers" / str(port)
+
+
+def make_layer(record: dict, port: int) -> env_layer.Layer:
+    """A fresh layer for the server on `port` over the deployment's environment (the project venv when it names
+    none)."""
+    lower = (record.get("runtime") or {}).get("venv") or env_layer.project_venv()
+    return env_layer.make(lower, layer_dir(record, port))
+
+
+def remove_layers(record: dict, servers: list[dict]) -> None:
+    """The layers of stopped servers: what each installed goes with it."""
+    for server in servers:
+        if server.get("port"):
+            env_layer.remove(layer_dir(record, server["port"]))
+
+
+def server_environment(record: dict, port: int, layer: env_layer.Layer) -> dict:
     """The process environment of one of the deployment's servers, as the container's: this process's environment
-    (less NOT_INHERITED) with the deployment's environment first on PATH, its environment_variables, and the
-    inference server's settings."""
-    runtime = record.get("runtime") or {"python": sys.executable, "venv": None}
+    (less NOT_INHERITED) with the server's layer over the deployment's environment first on PATH, its
+    environment_variables, and the inference server's settings."""
     base = {k: v for k, v in os.environ.items() if k not in NOT_INHERITED}
-    env = env_build.process_env(runtime["python"], runtime["venv"], base)
+    env = layer.process_env(base)
     path = env["PATH"]  # the environment's python first, whatever environment_variables say
     server_version = record.get("server_version") or server_version_of(sys.executable, record)
     env.update(record["environment_variables"])
@@ -53,7 +74,7 @@ def server_environment(record: dict, port: int) -> dict:
     return env
 
 
-def server_command(record: dict, port: int) -> list[str]:
+def server_command(record: dict, port: int, python: str) -> list[str]:
     """The argv of one of the deployment's servers: gunicorn on the inference server's Flask app (as azmlinfsrv runs
     it, azureml_inference_server_http/amlserver_linux.py), on 127.0.0.1:port, with the threaded worker: each worker
     takes max_concurrent_requests_per_instance requests at once and keeps the router's connections alive."""
@@ -63,7 +84,7 @@ def server_command(record: dict, port: int) -> list[str]:
         int(record["environment_variables"].get("WORKER_TIMEOUT", 300)), math.ceil(request_timeout_s) + 30
     )
     return [
-        (record.get("runtime") or {}).get("python") or sys.executable,
+        python,
         "-m",
         "gunicorn",
         "--bind",
@@ -81,7 +102,7 @@ def server_command(record: dict, port: int) -> list[str]:
         "--error-logfile",
         "-",
         # gunicorn's control socket is one path per user: two deployments would fight over it, and nothing uses it.
-        "--no-control-socket",
+        *(["--no-control-socket"] if record.get("gunicorn_control_socket", True) else []),
         "azureml_inference_server_http.server.entry:app",
     ]
 
@@ -104,9 +125,10 @@ def start_servers(record: dict, on_disk: dict | None = None) -> list[dict]:
     try:
         for _ in range(record["instance_count"]):
             port = free_port()
+            layer = make_layer(record, port)
             restart = {
-                "argv": server_command(record, port),
-                "env": server_environment(record, port),
+                "argv": server_command(record, port, layer.python),
+                "env": server_environment(record, port, layer),
                 "cwd": record["app_root"],
                 "log": str(records.log_path(record)),
             }
@@ -134,6 +156,7 @@ def start_servers(record: dict, on_disk: dict | None = None) -> list[dict]:
     except BaseException:
         for server in servers:
             routing.stop_process(server["pid"], server["started"], STOP_GRACE_S + 2)
+        remove_layers(record, servers)
         raise
     for server in servers:
         del server["process"]
@@ -203,23 +226,34 @@ def tail(path: Path, lines: int) -> str:
     return "\n".join(text.splitlines()[-lines:]) if lines > 0 else ""
 
 
+# What the environment's own server is: the inference server's version (the x-ms-server-version header) and whether
+# its gunicorn has the control socket (gunicorn 24 and later: one path per user, which two deployments would fight
+# over; an older gunicorn, as azureml-inference-server-http 0.7 pins 20.1.0, has none and refuses the flag).
+_SERVER_PROBE = (
+    "import json, gunicorn.config\n"
+    "from azureml_inference_server_http import __version__\n"
+    "flags = {flag for setting in gunicorn.config.KNOWN_SETTINGS for flag in (setting.cli or [])}\n"
+    "print(json.dumps({'version': __version__, 'control_socket': '--no-control-socket' in flags}))\n"
+)
+
+
 def server_version_of(python: str, record: dict) -> str:
-    """The version of the azureml-inference-server-http that `python` imports: the environment's own copy."""
-    if python == sys.executable:
+    """The version of the azureml-inference-server-http that `python` imports: the environment's own copy. Records
+    what its gunicorn takes (record["gunicorn_control_socket"]) on the way."""
+    if python == sys.executable:  # the project's own: no process to start (the imports are a verb's cost otherwise)
         from azureml_inference_server_http import __version__
 
         return __version__
-    answer = subprocess.run(
-        [python, "-c", "from azureml_inference_server_http import __version__; print(__version__)"],
-        capture_output=True, text=True, timeout=120, check=False,
-    )  # fmt: skip
+    answer = subprocess.run([python, "-c", _SERVER_PROBE], capture_output=True, text=True, timeout=120, check=False)
     if answer.returncode != 0:
         raise AmlLocalError(
             f"online deployment {record['name']}: its environment {record['environment']} has no "
             "azureml-inference-server-http (the server a managed online deployment runs); add it to the "
             "environment's conda file pip list"
         )
-    return answer.stdout.strip()
+    found = json.loads(answer.stdout.strip().splitlines()[-1])
+    record["gunicorn_control_socket"] = found["control_socket"]
+    return found["version"]
 
 
 def prepare_environment(spec, record: dict) -> None:

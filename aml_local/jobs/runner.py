@@ -5,12 +5,13 @@
 Before the command starts, the job's environment is prepared (assets/environment.py): the project venv when it has
 every requirement, else a venv built from the environment (its progress in the job's log, the job `Preparing` as
 on Azure while its image builds); a requirement that cannot be installed fails the job there, before its command
-runs. The command runs with that environment's `python` first on PATH; the runner itself stays in the project's
-Python. A job in a built venv logs to MLflow over REST (aml_local/tracking_server.py), since its mlflow may be
-another version than the store's. When the command ends, `./outputs` and `./logs` (and the job's own log) become
-the run's artifacts, as Azure uploads them ("any files that were written out to the ./outputs or ./logs folders
-during a run" are in the run record: https://rdrr.io/cran/azuremlsdk/man/download_files_from_run.html), and
-`upload` outputs are moved into place."""
+runs. The command runs in a layer of its own over that environment (assets/env_layer.py: its `python` and `pip`
+first on PATH, what it installs kept in the layer and removed with it, as a container's writes are); the runner
+itself stays in the project's Python. A job in a built venv logs to MLflow over REST (aml_local/tracking_server.py),
+since its mlflow may be another version than the store's. When the command ends, `./outputs` and `./logs` (and the
+job's own log) become the run's artifacts, as Azure uploads them ("any files that were written out to the ./outputs
+or ./logs folders during a run" are in the run record:
+https://rdrr.io/cran/azuremlsdk/man/download_files_from_run.html), and `upload` outputs are moved into place."""
 
 import contextlib
 import json
@@ -25,7 +26,7 @@ import time
 from pathlib import Path
 
 from aml_local import AmlLocalError, job_records, processes, store, tracking_server
-from aml_local.assets import environment
+from aml_local.assets import env_layer, environment
 
 
 class Canceled(Exception):
@@ -122,15 +123,11 @@ def process_count(distribution) -> int:
     return int(distribution.get("worker_count") or 1) if distribution.get("type") == "tensorflow" else 1
 
 
-def _worker_envs(spec, prepared=None, tracking_uri=None):
+def _worker_envs(spec, layer: env_layer.Layer, tracking_uri=None):
     """One environment per process: Azure ML's variables, MLflow attached to the job's run, and
-    TF_CONFIG on 127.0.0.1 ports for each TensorFlow worker. `prepared` is the job's environment (None: the job
-    names none, and `python` is the project's)."""
-    if prepared is not None:
-        base = prepared.process_env(os.environ)
-    else:
-        base = dict(os.environ)
-        base["PATH"] = os.pathsep.join([str(Path(sys.executable).parent), os.environ.get("PATH", "")])
+    TF_CONFIG on 127.0.0.1 ports for each TensorFlow worker. `layer` is the job's own layer over its environment
+    (the project venv when the job names none): its `python` and `pip` come first on PATH."""
+    base = layer.process_env(os.environ)
     # `python` in the command means the environment's interpreter, as the job's image would: PATH is ours.
     path = base["PATH"]
     base.update(spec["environment_variables"])
@@ -172,14 +169,16 @@ def prepared_environment(job_dir: Path) -> dict | None:
         return None
 
 
+LAYER_FOLDER = "layer"
+
+
 def _prepare(spec, job_dir: Path, log_path: Path, echo):
-    """The job's environment, prepared (built on first use), and the tracking URI its command gets. The build's
-    lines go to the job's log; the job is `Preparing` while a venv is built or found."""
-    if spec.get("environment_spec") is None:
-        return None, None
+    """The job's own layer over its environment (prepared, built on first use), and the tracking URI its command
+    gets. The build's lines go to the job's log; the job is `Preparing` while a venv is built or found. A job that
+    names no environment runs in a layer over the project venv: never in the project venv itself."""
     run_id = spec["mlflow_run_id"]
     preparing = []
-
+    prepared = None
     with open(log_path, "a") as log_file:
 
         def log(line):
@@ -191,11 +190,17 @@ def _prepare(spec, job_dir: Path, log_path: Path, echo):
                     stream.write(line + "\n")
                     stream.flush()
 
-        prepared = environment.prepare(spec["environment_spec"], log)
-        store.write_json(job_dir / ENVIRONMENT_RECORD, prepared.as_dict())
+        if spec.get("environment_spec") is not None:
+            prepared = environment.prepare(spec["environment_spec"], log)
+        started = time.perf_counter()
+        lower = prepared.venv if prepared is not None else env_layer.project_venv()
+        layer = env_layer.make(lower, job_dir / LAYER_FOLDER)
+        if prepared is not None:
+            made_in = round(time.perf_counter() - started, 4)
+            store.write_json(job_dir / ENVIRONMENT_RECORD, {**prepared.as_dict(), "layer_seconds": made_in})
         # The store's sqlite schema is the project's mlflow's: a built venv's mlflow talks to it over REST.
-        tracking_uri = tracking_server.uri(log) if prepared.venv else None
-    return prepared, tracking_uri
+        tracking_uri = tracking_server.uri(log) if prepared is not None and not prepared.in_project else None
+    return layer, tracking_uri
 
 
 def _collect_artifacts(spec, job_dir: Path):
@@ -323,8 +328,8 @@ def run(job_dir: Path, echo=None) -> str:
             follow = (job_dir, spec["parent_job_name"], parent_gone)
             threading.Thread(target=_follow_parent, args=follow, daemon=True).start()
         try:
-            prepared, tracking_uri = _prepare(spec, job_dir, paths[0], echo)
-            envs = _worker_envs(spec, prepared, tracking_uri)
+            layer, tracking_uri = _prepare(spec, job_dir, paths[0], echo)
+            envs = _worker_envs(spec, layer, tracking_uri)
             store.set_status(run_id, "Running")
             status, message = _run_processes(spec, envs, paths, echo, procs, pumps, last_lines, guards)
         except Canceled as signame:
@@ -347,6 +352,7 @@ def run(job_dir: Path, echo=None) -> str:
             for pump in pumps:
                 pump.join(timeout=5)
             processes.release(guards)
+            env_layer.remove(job_dir / LAYER_FOLDER)  # what the run installed goes with it, as with a container
             try:
                 _collect_artifacts(spec, job_dir)
             except Exception as err:  # the job's own result stands; say what was not kept

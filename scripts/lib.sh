@@ -64,6 +64,14 @@ yaml_name() {
   printf '%s\n' "$name"
 }
 
+# The top-level `version:` of a YAML spec (quoted or not), for the assets whose YAML fixes it.
+yaml_version() {
+  local version
+  version=$(sed -n 's/^version:[[:space:]]*"\{0,1\}\([^"[:space:]#]*\).*/\1/p' "$1" | head -n 1)
+  [ -n "$version" ] || die "$1 has no top-level version:"
+  printf '%s\n' "$version"
+}
+
 # Azure ML's rule for online endpoint names: 3 to 32 characters, a letter first, then letters, digits and
 # '-', not ending with '-'.
 ENDPOINT_NAME_RULE='^[A-Za-z][A-Za-z0-9-]{1,30}[A-Za-z0-9]$'

@@ -231,6 +231,7 @@ SLOW_FILES = {
     "test_env_build.py",
     "test_faults.py",
     "test_isolation.py",
+    "test_mlflow_deployment.py",
     "test_online_endpoint.py",
     "test_sweep.py",
     "test_train.py",

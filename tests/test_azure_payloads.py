@@ -45,7 +45,7 @@ def test_every_az_ml_yaml_has_a_body_and_nothing_else_does(tool):
         for path in (REPO_ROOT / folder).glob("*.yml")
         if str((yaml.safe_load(path.read_text()) or {}).get("$schema", "")).startswith(tool.SCHEMA_PREFIX)
     }
-    assert len(yamls) == 17
+    assert len(yamls) == 19
     assert set(files(COMMITTED)) == yamls | {"README.md"}
 
 

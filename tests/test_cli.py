@@ -342,7 +342,8 @@ def test_group_help_and_the_welcome_list_the_commands(home, capsys):
     assert code == 0
     groups = [line.split(":")[0].strip() for line in out.splitlines() if re.match(r"^    \S+ +: ", line)]
     assert groups == [
-        "compute", "data", "environment", "job", "model", "online-deployment", "online-endpoint", "tracking-server"
+        "component", "compute", "data", "environment", "job", "model", "online-deployment", "online-endpoint",
+        "tracking-server",
     ]  # fmt: skip
 
 

@@ -212,10 +212,19 @@ def _providers(module):
     return providers
 
 
+# Files of the package that aml_local never imports: a deployment's scoring script, copied into it and run by its
+# inference server in the deployment's environment (the MLflow model's requirements and azureml-inference-server-http).
+RUN_IN_A_DEPLOYMENT = {"aml_local/endpoints/mlflow_score.py"}
+
+
 def test_runtime_dependencies_cover_every_module_aml_local_imports():
     first_party = {"aml_local", *PYPROJECT["tool"]["setuptools"]["py-modules"]}
     declared = set(_pins(GROUPS["runtime"]))
-    files = sorted((REPO_ROOT / "aml_local").rglob("*.py"))
+    files = [
+        p
+        for p in sorted((REPO_ROOT / "aml_local").rglob("*.py"))
+        if p.relative_to(REPO_ROOT).as_posix() not in RUN_IN_A_DEPLOYMENT
+    ]
     assert len(files) > 10
     missing = {}
     for path in files:

@@ -141,10 +141,11 @@ def test_an_unknown_images_job_installs_into_its_own_layer_and_the_next_job_star
 def test_a_curated_environments_job_installs_into_its_own_layer_and_the_cached_environment_is_unchanged(
     project, capsys
 ):
+    before = freeze(sys.executable)
     _, installed, second, probed = install_then_probe(
         capsys, project, "curated", "azureml:AzureML-sklearn-1.5@latest", "sklearn", "aml_local"
     )
-    assert installed["found"] == {"pyfiglet": "1.0.2"}
+    assert installed["found"] == {"pyfiglet": "1.0.2"} and freeze(sys.executable) == before
     ran_in = second["properties"]["aml_local.environment"]
     cached_python = ran_in["python"]
     assert Path(ran_in["path"]).parent == environment.cache_root()

@@ -292,6 +292,8 @@ def test_the_whole_chain_locally_then_a_green_rollout(env, tmp_path, small_mnist
         "compute cpu-cluster from compute/cpu-cluster.yml (local)",
         "environment mnist-train:1 from",
         "environment mnist-inference:1 from",
+        "component mnist_evaluate:1 created from components/evaluate.yml",
+        "component mnist_train:1 created from components/train.yml",
         "data asset mnist:1 created from data/mnist.yml",
     ):
         assert f"==> {line}" in chain.stderr
@@ -474,13 +476,17 @@ def test_run_all_on_azure_makes_exactly_the_calls_az_accepts(azure):
     assert f"endpoint:    {endpoint}" in result.stdout and "prediction: 7" in result.stdout
     assert not any(key in result.stdout + result.stderr for key in keys.values())
     made = calls()
-    job = made[6][made[6].index("--name") + 1]
+    job = made[10][made[10].index("--name") + 1]
     trial = f"{job}_3"
     shown = "[type, status, properties.best_child_run_id]"
     assert [" ".join(argv) for argv in made] == [
         "ml compute create --file compute/cpu-cluster.yml -o none",
         "ml environment create --file environments/train.yml --query version -o tsv",
         "ml environment create --file environments/inference.yml --query version -o tsv",
+        "ml component show --name mnist_evaluate --version 1 -o none",
+        "ml component create --file components/evaluate.yml -o none",
+        "ml component show --name mnist_train --version 1 -o none",
+        "ml component create --file components/train.yml -o none",
         "ml data show --name mnist --version 1 -o none",
         "ml data create --file data/mnist.yml -o none",
         f"ml job create --file jobs/sweep.yml --name {job} --query name -o tsv",
@@ -489,7 +495,7 @@ def test_run_all_on_azure_makes_exactly_the_calls_az_accepts(azure):
         f"ml job show --name {job} --query status -o tsv",
         f"ml job show --name {job} --query {shown} -o tsv",  # the sweep: its type and best trial
         f"ml job show --name {trial} --query {shown} -o tsv",  # the best trial: its status
-        f"ml job download --name {trial} --output-name model --download-path {made[11][-1]}",
+        f"ml job download --name {trial} --output-name model --download-path {made[15][-1]}",
         f"ml job show --name {job} --query {shown} -o tsv",
         f"ml job show --name {trial} --query {shown} -o tsv",
         f"ml model create --file endpoints/model.yml --path azureml://jobs/{trial}/outputs/model"
@@ -502,6 +508,51 @@ def test_run_all_on_azure_makes_exactly_the_calls_az_accepts(azure):
         f"ml online-endpoint show --name {endpoint} --query scoring_uri -o tsv",
         f"ml online-endpoint invoke --name {endpoint} --request-file endpoints/sample-request.json -o tsv",
     ]
+
+
+def test_setup_registers_the_components_once_and_the_fake_answers_them_as_azure_does(azure):
+    """setup.sh registers components/*.yml (whose versions are fixed) only when that version is missing, so a second
+    run leaves them as they are; the fake answers `component show/list` in az ml's shapes."""
+    run_script, calls, state = azure
+    first = run_script("setup.sh")
+    assert first.returncode == 0, first.stderr
+    assert "ready: 1 compute, 2 environments, 2 components, data mnist:1 (azure)" in first.stdout
+    again = run_script("setup.sh")
+    assert again.returncode == 0, again.stderr
+    assert "==> component mnist_train:1 exists" in again.stderr
+    made = [" ".join(argv) for argv in calls() if argv[1] == "component"]
+    assert made == [
+        "ml component show --name mnist_evaluate --version 1 -o none",
+        "ml component create --file components/evaluate.yml -o none",
+        "ml component show --name mnist_train --version 1 -o none",
+        "ml component create --file components/train.yml -o none",
+        "ml component show --name mnist_evaluate --version 1 -o none",
+        "ml component show --name mnist_train --version 1 -o none",
+    ]
+    assert sorted(state()["components"]) == ["mnist_evaluate", "mnist_train"]
+
+    def az(*argv):
+        return subprocess.run(
+            [str(FAKE_AZ), "ml", "component", *argv, *WORKSPACE],
+            cwd=REPO_ROOT,
+            env=run_script.env,
+            capture_output=True,
+            text=True,
+            check=False,
+        )
+
+    shown = json.loads(az("show", "-n", "mnist_train", "-l", "latest").stdout)
+    assert (shown["name"], shown["version"], shown["type"]) == ("mnist_train", "1", "command")
+    assert shown["id"].endswith("/components/mnist_train/versions/1") and "/codes/" in shown["code"]
+    listed = json.loads(az("list").stdout)
+    assert [(c["name"], c["latest_version"]) for c in listed] == [("mnist_evaluate", "1"), ("mnist_train", "1")]
+    assert json.loads(az("list", "-n", "mnist_train", "-r", "1").stdout) == [shown]
+    no_version = az("show", "-n", "mnist_train")
+    assert no_version.returncode == 1 and "Must provide either version or label." in no_version.stderr
+    missing = az("show", "-n", "mnist_train", "-v", "9")
+    assert missing.returncode == 3 and "mnist_train:9" in missing.stderr
+    bad_flag = az("list", "--version", "1")
+    assert bad_flag.returncode == 2 and "unrecognized arguments: --version" in bad_flag.stderr
 
 
 def test_waiting_polls_until_the_job_completes_through_transient_errors(azure):

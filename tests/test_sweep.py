@@ -622,6 +622,7 @@ def test_a_pipeline_shaped_like_azureml_examples_runs_with_a_local_data_path(
     # The remote file has no local copy: the error says so and how to give one.
     code, _, err = run_cli(capsys, "job", "create", "-f", spec, "--stream", "-n", "foreign")
     assert code == 1 and "has no local copy" in err and "wasbs://" in err
+    assert "path=<file>" in err  # a uri_file input: a file, not a folder
     code, _, err = run_cli(
         capsys, "job", "create", "-f", spec, "--stream", "-n", "foreign",
         "--set", f"jobs.sweep_step.inputs.data.path={iris}",

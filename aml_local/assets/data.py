@@ -52,8 +52,9 @@ def find_asset(name: str, label: str | None, version: str | None, root: Path):
             matches.append(asset)
     if not matches:
         raise AmlLocalError(
-            f"data asset {name!r}{'@' + label if label else ''}{':' + version if version else ''} "
-            f"not found in {root / 'data'} (expected a data/*.yml with name: {name})"
+            f"data asset {name!r}{'@' + label if label else ''}{':' + version if version else ''} is not "
+            f"registered here (register it: aml-local data create --file <data YAML>) and no {root / 'data'}/*.yml "
+            f"has name: {name}" + (f" and version: {version}" if version else "")
         )
     if label not in (None, "latest"):
         raise AmlLocalError(f"data asset {name}@{label}: only the label 'latest' exists locally")
@@ -81,9 +82,10 @@ def local_path(input_name: str, path: str, base_dir: Path, input_type: str = "ur
                 return mnist_data.resolve_data_folder(None)
             except mnist_data.MnistDataError as err:
                 raise AmlLocalError(f"input {input_name}: {err}") from None
+        local = "<file>" if input_type == "uri_file" else "<folder>"
         raise AmlLocalError(
             f"input {input_name}: remote path {path} has no local copy; "
-            f"pass a local one with --set inputs.{input_name}.path=<folder>"
+            f"pass a local one with --set inputs.{input_name}.path={local}"
         )
     candidate = Path(path).expanduser()
     if not candidate.is_absolute():

@@ -25,6 +25,9 @@ class CommandsLoader(CLICommandsLoader):
             g.command("create", "model_create")
             g.command("show", "model_show")
             g.command("list", "model_list", table_transformer=transforms.model_table)
+        with CommandGroup(self, "component", OPERATIONS) as g:
+            for verb in ("create", "show", "list", "archive", "restore"):
+                g.command(verb, f"component_{verb}")
         for noun in ("compute", "environment", "data"):
             with CommandGroup(self, noun, OPERATIONS) as g:
                 g.command("create", f"{noun}_create")
@@ -108,6 +111,30 @@ class CommandsLoader(CLICommandsLoader):
         with ArgumentsContext(self, "environment list") as c:
             c.argument("name", help="List this environment's versions.")
             c.argument("max_results", options_list=["--max-results", "-r"], type=int, help="Most to list.")
+        # az ml component's flags: azext_mlv2/manual/_params/_component_params.py (load_component_params), with the
+        # shared ones of _common_params.py (--set, --max-results/-r, --include-archived, --archived-only,
+        # --registry-name, --skip-validation); only the arguments its functions take exist (custom/component.py).
+        with ArgumentsContext(self, "component") as c:
+            c.argument("file", help="Component YAML, e.g. components/train.yml.")
+            c.argument("name", help="Name of the component (create: overrides the YAML's).")
+            c.argument("version", help="Version of the component (create: default the YAML's, else the next one).")
+            c.argument("label", help="Label of the component: latest, the newest version not archived.")
+            c.argument("params_override", help="Override YAML fields, e.g. --set display_name=Train.")
+            c.argument(
+                "registry_name",
+                options_list=["--registry-name"],
+                help="A registry: refused here (components are registered in this machine's store only).",
+            )
+            c.argument(
+                "skip_validation",
+                options_list=["--skip-validation"],
+                help="Accepted as az accepts it; the YAML is still loaded (and checked) by load_component, as az does.",
+            )
+        with ArgumentsContext(self, "component list") as c:
+            c.argument("name", help="List this component's versions (newest first).")
+            c.argument("max_results", options_list=["--max-results", "-r"], type=int, help="Most to list.")
+            c.argument("include_archived", options_list=["--include-archived"], help="List archived and active ones.")
+            c.argument("archived_only", options_list=["--archived-only"], help="List archived ones only.")
         with ArgumentsContext(self, "online-endpoint") as c:
             c.argument("file", help="Endpoint YAML, e.g. endpoints/endpoint.yml.")
             c.argument("name", help="Endpoint name (create: overrides the YAML's).")

@@ -4,7 +4,7 @@ names their flags) and prints what it returns with -o/--query; `cmd` (when a fun
 object, whose `cli_ctx.data` carries a failure that must be printed after the result (see app.main)."""
 
 from aml_local import AmlLocalError, ResourceNotFound, store, tracking_server
-from aml_local.assets import compute, curated, data, environment, model
+from aml_local.assets import component, compute, curated, data, environment, model
 from aml_local.cli import transforms
 from aml_local.endpoints import deployment, endpoint
 from aml_local.jobs import verbs as job_verbs
@@ -135,6 +135,44 @@ def _curated_registry(registry_name):
         raise AmlLocalError(
             f"registry {registry_name!r}: only the {curated.REGISTRY} registry's curated environments are known here"
         )
+
+
+def _no_component_registry(registry_name):
+    if registry_name is not None:
+        raise AmlLocalError(
+            f"--registry-name {registry_name}: components live in this machine's store only; leave it out"
+        )
+
+
+def component_create(file, name=None, version=None, params_override=None, skip_validation=False, registry_name=None):
+    # --skip-validation: az still loads the YAML with load_component (its schema checked) before the flag applies.
+    _no_component_registry(registry_name)
+    return component.create(file, name=name, version=version, params_override=params_override)
+
+
+def component_show(name, version=None, label=None, registry_name=None):
+    _no_component_registry(registry_name)
+    if not version and not label:
+        # ml_component_show (azext_mlv2/manual/custom/component.py): ClientRequestError, exit 1.
+        raise AmlLocalError("Must provide either version or label.")
+    return component.show(name, version=version, label=label)
+
+
+def component_list(name=None, max_results=None, include_archived=False, archived_only=False, registry_name=None):
+    _no_component_registry(registry_name)
+    shown = component.list_components(name, include_archived=include_archived, archived_only=archived_only)
+    return shown[:max_results] if max_results else shown  # ml_component_list: islice(..., max_results)
+
+
+def component_archive(name, version=None, label=None, registry_name=None):
+    # ml_component_archive prints nothing; without --version or --label the whole component is archived.
+    _no_component_registry(registry_name)
+    component.archive(name, version=version, label=label)
+
+
+def component_restore(name, version=None, label=None, registry_name=None):
+    _no_component_registry(registry_name)
+    component.restore(name, version=version, label=label)
 
 
 def data_create(file, name=None, version=None):

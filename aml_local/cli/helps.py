@@ -35,6 +35,29 @@ _HELP = {
     ),
     "model show": ("command", "Show a model version."),
     "model list": ("command", "List models (the latest version of each), or one model's versions."),
+    "component": ("group", "Components, like `az ml component`: registered here, run by the pipelines that name them."),
+    "component create": (
+        "command",
+        "Register a component version from YAML; its code folder is copied, as Azure uploads it.",
+        [("Register the training component", "aml-local component create -f components/train.yml")],
+    ),
+    "component show": (
+        "command",
+        "Show a component version: give --version, or --label latest (the newest not archived).",
+        [("Show the latest training component", "aml-local component show -n mnist_train -l latest")],
+    ),
+    "component list": (
+        "command",
+        "List components (the latest version of each), or with --name one component's versions.",
+    ),
+    "component archive": (
+        "command",
+        "Archive a component version (it is no longer @latest), or without --version/--label the component.",
+    ),
+    "component restore": (
+        "command",
+        "Restore an archived component version, or without --version/--label the component.",
+    ),
     "compute": ("group", "Compute targets, like `az ml compute` (jobs run on this machine)."),
     "compute create": ("command", "Create or update a compute target from YAML."),
     "compute show": ("command", "Show a compute target."),

@@ -8,6 +8,11 @@ does all that Azure's front end does before a request reaches a container (keys,
 - code: code_configuration.code is copied to <deployment>/revisions/<n>/app/<folder name> (AML_APP_ROOT is that
   app folder, AZUREML_ENTRY_SCRIPT <folder name>/<scoring_script>), so later edits do not change a running
   deployment; each `update` makes a new revision beside the one still serving;
+- an MLflow model (type mlflow_model) with no code_configuration and no environment is Azure's no-code deployment:
+  the scoring script is ours, aml_local/endpoints/mlflow_score.py (what Azure's generated one does), copied in as
+  code is, and the environment is the model's own requirements (its conda.yaml, else python_env.yaml or
+  requirements.txt) plus azureml-inference-server-http, prepared as any environment (the project venv when it has
+  them all); MLFLOW_MODEL_FOLDER names the model's folder in AZUREML_MODEL_DIR, as Azure sets it;
 - model: AZUREML_MODEL_DIR is the registered version's folder, models/<name>/<version>, holding the registered
   file or folder by its own name, as /var/azureml-app/azureml-models/<name>/<version> does on Azure; an inline
   model path is copied into the revision's azureml-models/<name>/1 the same way;
@@ -41,6 +46,7 @@ from pathlib import Path
 
 from aml_local import AmlLocalError, ResourceNotFound, processes, specs, store
 from aml_local.assets import environment, model
+from aml_local.assets.env_spec import EnvSpec, SpecBuilder
 from aml_local.endpoints import records, routing
 from aml_local.endpoints import servers as server_processes
 from aml_local.endpoints.routing_table import DEFAULT_MAX_REQUEST_BYTES
@@ -56,6 +62,11 @@ DEFAULT_PROBE = {"initial_delay": 10, "period": 10, "timeout": 2, "success_thres
 # The last line of a Python traceback: "RuntimeError: no model here", "ModuleNotFoundError: No module named 'x'".
 STOP_GRACE_S = server_processes.STOP_GRACE_S
 MAX_REQUEST_BYTES_VARIABLE = "AML_LOCAL_MAX_REQUEST_BYTES"
+# A no-code MLflow deployment: our scoring script, in an app folder named as Azure's MLflow image has it
+# (AML_APP_ROOT=/var/mlflow_resources in assets/inference/environments/mlflow-py312-inference of Azure/azureml-assets).
+MLFLOW_SCORING_SCRIPT = Path(__file__).resolve().with_name("mlflow_score.py")
+MLFLOW_APP_FOLDER = "mlflow_resources"
+INFERENCE_SERVER = "azureml-inference-server-http"
 # The variables of this process that a server must not inherit: ours, and a run of the caller's.
 
 
@@ -78,13 +89,14 @@ def _settings(entity_settings, defaults: dict) -> dict:
     return {**defaults, **{k: v for k, v in given.items() if not k.startswith("_")}}
 
 
-def _resolve_model(entity, file, revision_folder: Path) -> tuple[str | None, Path | None]:
-    """(what show prints for `model`, AZUREML_MODEL_DIR) for a registered reference or an inline model."""
+def _resolve_model(entity, file, revision_folder: Path) -> tuple[str | None, Path | None, str | None, Path | None]:
+    """(what show prints for `model`, AZUREML_MODEL_DIR, the model's type, its file or folder) for a registered
+    reference or an inline model."""
     from azure.ai.ml.entities import Model
 
     reference = entity.model
     if reference is None:
-        return None, None
+        return None, None, None, None
     if isinstance(reference, str):
         if reference.startswith("azureml://"):
             raise AmlLocalError(f"{file}: model {reference}: registry models do not run locally; register it here")
@@ -92,7 +104,7 @@ def _resolve_model(entity, file, revision_folder: Path) -> tuple[str | None, Pat
             shown = model.resolve(reference)
         except AmlLocalError as err:
             raise AmlLocalError(f"{file}: model: {err}") from None
-        return shown["id"], Path(shown["properties"]["aml_local.model_dir"])
+        return shown["id"], Path(shown["properties"]["aml_local.model_dir"]), shown["type"], Path(shown["path"])
     if isinstance(reference, Model):
         if reference.path is None:
             raise AmlLocalError(f"{file}: model: an inline model needs a path")
@@ -106,7 +118,8 @@ def _resolve_model(entity, file, revision_folder: Path) -> tuple[str | None, Pat
             shutil.copytree(source, target)
         else:
             shutil.copy2(source, target)
-        return f"azureml:/local/models/{reference.name}/versions/1", model_dir
+        model_id = f"azureml:/local/models/{reference.name}/versions/1"
+        return model_id, model_dir, reference.type or "custom_model", target
     raise AmlLocalError(f"{file}: model: expected azureml:<name>:<version> or an inline model with a path")
 
 
@@ -114,7 +127,10 @@ def _copy_code(entity, file, app_root: Path) -> tuple[str, str, str]:
     """Copy code_configuration.code under app_root; (source folder, folder name, scoring script)."""
     configuration = entity.code_configuration
     if configuration is None or not configuration.code or not configuration.scoring_script:
-        raise AmlLocalError(f"{file}: code_configuration: code and scoring_script are required to run locally")
+        raise AmlLocalError(
+            f"{file}: code_configuration: code and scoring_script are required (only a model of type mlflow_model "
+            "deploys without them)"
+        )
     code = str(configuration.code)
     if code.startswith("azureml:"):
         raise AmlLocalError(f"{file}: code_configuration.code {code}: a registered code asset; give a local folder")
@@ -129,6 +145,94 @@ def _copy_code(entity, file, app_root: Path) -> tuple[str, str, str]:
         source, app_root / source.name, ignore=shutil.ignore_patterns("__pycache__", "*.pyc", ".git", "*.egg-info")
     )
     return str(source), source.name, script
+
+
+def _no_code(entity) -> bool:
+    """Whether the YAML gives no scoring script at all (Azure's no-code deployment, for an MLflow model)."""
+    configuration = entity.code_configuration
+    return configuration is None or not (configuration.code or configuration.scoring_script)
+
+
+def _pyfunc_flavor(model_path: Path, file) -> dict:
+    """The MLmodel's python_function flavor: Azure generates a scoring script and environment for that flavor only
+    ("Deploy MLflow models to online endpoints": autogeneration is only supported for the pyfunc flavor)."""
+    import yaml
+
+    mlmodel = model_path / "MLmodel"
+    try:
+        flavors = (yaml.safe_load(mlmodel.read_text()) or {}).get("flavors") or {}
+    except (OSError, yaml.YAMLError, AttributeError) as err:
+        raise AmlLocalError(f"{file}: model: {mlmodel} cannot be read as an MLmodel file ({err})") from None
+    if "python_function" not in flavors:
+        raise AmlLocalError(
+            f"{file}: model {model_path}: its MLmodel has no python_function flavor ({', '.join(flavors) or 'none'}), "
+            "and a deployment without a scoring script needs it, as on Azure; give code_configuration and an "
+            "environment"
+        )
+    return flavors["python_function"] or {}
+
+
+def _copy_mlflow_script(entity, file, app_root: Path, model_type: str | None, model_path: Path | None) -> dict:
+    """A no-code deployment's scoring script, copied under app_root as code is; its record fields."""
+    if model_type != "mlflow_model" or model_path is None:
+        _copy_code(entity, file, app_root)  # the error that code and scoring_script are required
+    if entity.environment is not None:
+        # Azure's no-code deployment has no environment of the YAML's; with one, its MLflow inference no longer sets
+        # MLFLOW_MODEL_FOLDER and the generated script fails (microsoft/azureml-inference-server issue 112).
+        raise AmlLocalError(
+            f"{file}: environment without code_configuration: an MLflow model deploys with neither (Azure supplies "
+            "both), or with both a scoring script and its environment"
+        )
+    if not (model_path / "MLmodel").is_file():
+        raise AmlLocalError(f"{file}: model {model_path}: type mlflow_model needs an MLmodel file at its top")
+    _pyfunc_flavor(model_path, file)
+    (app_root / MLFLOW_APP_FOLDER).mkdir()
+    shutil.copy2(MLFLOW_SCORING_SCRIPT, app_root / MLFLOW_APP_FOLDER / MLFLOW_SCORING_SCRIPT.name)
+    return {
+        "code": None,
+        "code_folder": MLFLOW_APP_FOLDER,
+        "scoring_script": MLFLOW_SCORING_SCRIPT.name,
+        "mlflow_model_folder": model_path.name,
+    }
+
+
+def _mlflow_environment(model_path: Path, file) -> EnvSpec:
+    """A no-code deployment's environment: the MLflow model's own requirements plus the inference server. Azure builds
+    it from the conda dependencies the model lists over its MLflow inference image, which brings
+    azureml-inference-server-http ("Guidelines for deploying MLflow models": Python packages and dependencies); MLflow
+    writes them as conda.yaml, and as python_env.yaml with requirements.txt."""
+    import yaml
+
+    pyfunc = _pyfunc_flavor(model_path, file)
+    files = pyfunc.get("env") or {}
+    files = files if isinstance(files, dict) else {"conda": files}  # MLflow 1.x wrote `env: conda.yaml`
+    builder = SpecBuilder(name=f"MLflow model {model_path.name}", source=str(model_path / "MLmodel"))
+    conda = model_path / (files.get("conda") or "conda.yaml")
+    python_env = model_path / (files.get("virtualenv") or "python_env.yaml")
+    if conda.is_file():
+        builder.read_conda(str(conda), origin=str(conda), base_dir=None)
+    elif python_env.is_file():
+        try:
+            described = yaml.safe_load(python_env.read_text()) or {}
+        except (OSError, yaml.YAMLError) as err:
+            raise AmlLocalError(f"{python_env}: cannot be read ({err})") from None
+        if described.get("python"):
+            builder.add_conda_spec(f"python={described['python']}", origin=str(python_env), where="python")
+        for line in described.get("dependencies") or []:
+            builder.add_pip_line(str(line), origin=str(python_env), base_dir=model_path)
+    elif (model_path / "requirements.txt").is_file():
+        builder.add_pip_line("-r requirements.txt", origin=str(model_path / "MLmodel"), base_dir=model_path)
+    else:
+        builder.add_pip_line("mlflow", origin=f"{model_path / 'MLmodel'} (it lists no requirements)", base_dir=None)
+    if builder.python is None and pyfunc.get("python_version"):
+        builder.add_conda_spec(f"python={pyfunc['python_version']}", origin=str(model_path / "MLmodel"), where="python")
+    if not any(r.name == INFERENCE_SERVER for r in builder.requirements):
+        builder.add_pip_line(INFERENCE_SERVER, origin="the server of Azure's MLflow inference image", base_dir=None)
+    builder.notes.append(
+        "no-code MLflow deployment: the model's own requirements and azureml-inference-server-http; the scoring "
+        "script is aml-local's (aml_local/endpoints/mlflow_score.py)"
+    )
+    return builder.finish()
 
 
 def _worker_count(environment_variables: dict, request_settings: dict, file) -> int:
@@ -169,25 +273,32 @@ def _spec(entity, file) -> dict:
     }
 
 
-def _prepare_revision(entity, file, folder: Path, revision: int) -> dict:
-    """Copy the code and resolve the model into <deployment>/revisions/<revision>; the record's fields for them."""
+def _prepare_revision(entity, file, folder: Path, revision: int, environment_spec) -> tuple[dict, EnvSpec | None]:
+    """Resolve the model and copy the code (or, for a no-code MLflow deployment, our scoring script) into
+    <deployment>/revisions/<revision>; the record's fields for them, and the environment to prepare (the YAML's
+    environment_spec, or the MLflow model's own)."""
     revision_folder = folder / "revisions" / str(revision)
     (revision_folder / "app").mkdir(parents=True)
     try:
-        code_source, code_folder, scoring_script = _copy_code(entity, file, revision_folder / "app")
-        model_id, model_dir = _resolve_model(entity, file, revision_folder)
+        model_id, model_dir, model_type, model_path = _resolve_model(entity, file, revision_folder)
+        if _no_code(entity):
+            code = _copy_mlflow_script(entity, file, revision_folder / "app", model_type, model_path)
+            environment_spec = _mlflow_environment(model_path, file)
+        else:
+            code_source, code_folder, scoring_script = _copy_code(entity, file, revision_folder / "app")
+            code = {"code": code_source, "code_folder": code_folder, "scoring_script": scoring_script}
+            code |= {"mlflow_model_folder": None}
     except BaseException:
         shutil.rmtree(revision_folder, ignore_errors=True)
         raise
-    return {
+    fields = {
         "revision": revision,
         "model": model_id,
         "model_dir": str(model_dir) if model_dir else None,
-        "code": code_source,
-        "code_folder": code_folder,
-        "scoring_script": scoring_script,
+        **code,
         "app_root": str(revision_folder / "app"),
     }
+    return fields, environment_spec
 
 
 def _routing_entry(record: dict, servers: list[dict]) -> dict:
@@ -276,7 +387,7 @@ def create(file, name=None, endpoint_name=None, all_traffic=False, set_pairs=())
             shutil.rmtree(folder)  # left by a create that stopped before writing its record
         (folder / "logs").mkdir(parents=True)
         try:
-            revision = _prepare_revision(entity, file, folder, 1)
+            revision, environment_spec = _prepare_revision(entity, file, folder, 1, environment_spec)
         except BaseException:
             shutil.rmtree(folder, ignore_errors=True)
             raise
@@ -328,7 +439,9 @@ def update(name: str, endpoint_name: str, file=None, set_pairs=()) -> dict:
     environment_spec = environment.resolve(entity.environment, file=file or record["file"])
     folder = Path(record["deployment_dir"])
     with store.locked("endpoints"):
-        revision = _prepare_revision(entity, file or record["file"], folder, int(record.get("revision", 1)) + 1)
+        revision, environment_spec = _prepare_revision(
+            entity, file or record["file"], folder, int(record.get("revision", 1)) + 1, environment_spec
+        )
     new_record = record | spec | revision | {"set_pairs": pairs}
     try:
         server_processes.prepare_environment(environment_spec, new_record)
@@ -414,12 +527,19 @@ def show(endpoint_name: str, name: str) -> dict:
         "aml_local.log_file": str(records.log_path(record)),
         "aml_local.environment": record.get("environment_details"),
     }
+    if record.get("mlflow_model_folder"):  # a no-code MLflow deployment: the scoring script that runs is ours
+        properties["aml_local.scoring_script"] = str(
+            Path(record["app_root"]) / record["code_folder"] / record["scoring_script"]
+        )
     if message:
         properties["aml_local.status_message"] = message
     result = {
         "$schema": SCHEMA,
         "app_insights_enabled": False,
-        "code_configuration": {"code": record["code"], "scoring_script": record["scoring_script"]},
+        # None (left out) for a no-code MLflow deployment, as its YAML has none.
+        "code_configuration": {"code": record["code"], "scoring_script": record["scoring_script"]}
+        if record["code"]
+        else None,
         "description": record["description"],
         "endpoint_name": endpoint_name,
         "environment": record["environment"],

@@ -71,6 +71,10 @@ def server_environment(record: dict, port: int, layer: env_layer.Layer) -> dict:
     )
     if record["model_dir"]:
         env["AZUREML_MODEL_DIR"] = record["model_dir"]
+    if record.get("mlflow_model_folder"):
+        # A no-code MLflow deployment: the model's folder in AZUREML_MODEL_DIR, which Azure's generated scoring script
+        # reads (mlflow_score_script.py of Azure/azureml-assets' mlflow-py312-inference image), as ours does.
+        env["MLFLOW_MODEL_FOLDER"] = record["mlflow_model_folder"]
     return env
 
 
@@ -246,6 +250,11 @@ def server_version_of(python: str, record: dict) -> str:
         return __version__
     answer = subprocess.run([python, "-c", _SERVER_PROBE], capture_output=True, text=True, timeout=120, check=False)
     if answer.returncode != 0:
+        if record.get("mlflow_model_folder"):  # a no-code MLflow deployment's environment, which asks for the server
+            raise AmlLocalError(
+                f"online deployment {record['name']}: azureml-inference-server-http does not import in its MLflow "
+                f"model's environment ({python}): {(answer.stderr.strip().splitlines() or ['no output'])[-1]}"
+            )
         raise AmlLocalError(
             f"online deployment {record['name']}: its environment {record['environment']} has no "
             "azureml-inference-server-http (the server a managed online deployment runs); add it to the "
@@ -259,7 +268,11 @@ def server_version_of(python: str, record: dict) -> str:
 def prepare_environment(spec, record: dict) -> None:
     """The deployment's environment (an EnvSpec, or None for none), prepared before its server starts; what it runs
     in goes into the record."""
+    record.pop("gunicorn_control_socket", None)  # said again below for an environment's own server
     if spec is None:
+        # The project venv: nothing kept of an environment a previous revision ran in (an update that drops it).
+        for key in ("runtime", "server_version", "environment_details"):
+            record.pop(key, None)
         return
     log_path = records.log_path(record)
     with open(log_path, "a") as log_file:

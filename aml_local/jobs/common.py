@@ -100,8 +100,10 @@ def _copy_code(source: Path, target: Path):
 
     target.mkdir(parents=True)
     home = store.home()
+    # A registered component's code snapshot lives in the store (assets/component.py): it is the code, whole.
+    in_store = Path(source).resolve().is_relative_to(home)
     for path, relative in get_upload_files_from_folder(source, ignore_file=get_ignore_file(source)):
-        if Path(path).resolve().is_relative_to(home):
+        if not in_store and Path(path).resolve().is_relative_to(home):
             # aml-local's own store is no part of the code (Azure ML has none); inside the code folder (an installed
             # aml-local's default ./.aml-local, next to a job YAML without `code:`) it would be copied into itself.
             continue
@@ -220,10 +222,7 @@ def prepare_command(
     named outputs are `outputs/<name>` (an `upload` output is written to `upload/<name>` and moved there when the
     command ends: azure.ai.ml.Output's mode "upload", "Upload the data from the compute target", against
     "rw_mount", "Read-write mount the data"); ro_mount/download inputs are copies under `inputs/`."""
-    if distribution and distribution.get("type") != "tensorflow":
-        raise AmlLocalError(
-            f"{file}: distribution type {distribution.get('type')!r} does not run locally (tensorflow only)"
-        )
+    check_distribution(distribution, file)
     job_dir = store.jobs_dir() / name
     shown_outputs, values, staging = {}, dict(input_values), {}
     for output_name, node_output in (outputs or {}).items():
@@ -280,6 +279,15 @@ def prepare_command(
     return spec
 
 
+def check_distribution(distribution, where):
+    """Refuse a distribution type the runner cannot start (jobs/runner.py DISTRIBUTIONS runs tensorflow, pytorch and
+    mpi: one process per worker or rank); `where` starts the message (the file, or the file and the node)."""
+    kind = (distribution or {}).get("type")
+    if kind and kind not in runner.DISTRIBUTIONS:
+        runs = ", ".join(runner.DISTRIBUTIONS)
+        raise AmlLocalError(f"{where}: distribution type {kind!r} does not run locally ({runs} do)")
+
+
 def record_run(name, job_type, experiment_name=None, tags=None, parent_run_id=None):
     """The MLflow run that records a job (a child run when parent_run_id is given):
     (experiment name, experiment id, run id, the job's tags as strings)."""
@@ -308,7 +316,7 @@ def launch(spec, stream=False, echo=None):
             f"Note: compute {spec['compute']} runs as this machine; environment "
             f"{spec.get('environment') or spec.get('trial_template', {}).get('environment')} is prepared before "
             "the command starts (the project venv when it has every requirement, else a venv built from it)."
-            f"\n\nStreaming {runner.log_paths(job_dir, 1)[0].relative_to(job_dir)}\n"
+            f"\n\nStreaming {runner.job_log_paths(job_dir, spec)[0].relative_to(job_dir)}\n"
             f"{'=' * 40}\n\n"
         )
         echo.flush()

@@ -6,6 +6,11 @@ Inputs bound as `${{parent.inputs.x}}` take the pipeline's input, `${{parent.job
 node n wrote, and outputs bound as `${{parent.outputs.x}}` become the pipeline's outputs. When a node fails
 its dependants do not start (unless `settings.continue_on_step_failure`, which still skips the nodes that
 need the failed one's outputs) and the pipeline fails naming it.
+
+A node's component (a sweep node's `trial:`) is a YAML file, or a registered component: `azureml:<name>:<version>`
+or `azureml:<name>@latest`, resolved when the pipeline is created to the version `component create` registered
+(assets/component.py; `@latest` is the newest not archived) and recorded, so the nodes run that version even if
+another is registered meanwhile (Azure resolves a node's component when the pipeline is submitted).
 """
 
 import contextlib
@@ -16,6 +21,7 @@ import sys
 from pathlib import Path
 
 from aml_local import AmlLocalError, job_records, quiet, store
+from aml_local.assets import component as component_module
 from aml_local.jobs import common, kinds, runner
 
 PARENT_INPUT = re.compile(r"^\$\{\{\s*parent\.inputs\.([A-Za-z0-9_]+)\s*\}\}$")
@@ -32,6 +38,23 @@ def _component(node):
     return node.trial if node.type == "sweep" else node.component
 
 
+def registered_components(pipeline, file, pinned=None) -> dict[str, str]:
+    """Put the registered component in place of each node's `azureml:...` component (or sweep trial), which the SDK
+    leaves as text offline; returns {node: "azureml:<name>:<version>"} for those nodes. `pinned` (a recorded
+    pipeline's) names the versions to use rather than resolving the references again."""
+    resolved = {}
+    for node_name, node in (pipeline.jobs or {}).items():
+        reference = _component(node) if node.type in ("command", "sweep") else None
+        if not isinstance(reference, str):
+            continue
+        field = f"jobs.{node_name}.{'trial' if node.type == 'sweep' else 'component'}"
+        entity, resolved[node_name] = component_module.resolve(
+            (pinned or {}).get(node_name, reference), file=file, field=field
+        )
+        node._component = entity  # what both node.component and a sweep's node.trial read (azure-ai-ml BaseNode)
+    return resolved
+
+
 def dependencies(pipeline, file) -> dict[str, list[str]]:
     """node -> the nodes whose outputs it reads; checks every binding names something that exists."""
     nodes = pipeline.jobs or {}
@@ -40,10 +63,13 @@ def dependencies(pipeline, file) -> dict[str, list[str]]:
     needs = {}
     for node_name, node in nodes.items():
         if node.type not in ("command", "sweep"):
-            raise AmlLocalError(f"{file}: jobs.{node_name}: node type {node.type!r} does not run locally")
+            raise AmlLocalError(
+                f"{file}: jobs.{node_name}: node type {node.type!r} does not run locally (command and sweep nodes do)"
+            )
         component = _component(node)
         if not isinstance(getattr(component, "command", None), str):
             raise AmlLocalError(f"{file}: jobs.{node_name}: expected a command component")
+        common.check_distribution(node_distribution(node), f"{file}: jobs.{node_name}")
         needs[node_name] = []
         for input_name, value in (node.inputs or {}).items():
             value = _binding(value)
@@ -71,6 +97,13 @@ def dependencies(pipeline, file) -> dict[str, list[str]]:
     return needs
 
 
+def node_distribution(node) -> dict | None:
+    """A node's distribution: a command node's own, which azure-ai-ml fills from its component's when the node sets
+    none (entities/_builders/command.py: `self.distribution = self.distribution or self.component.distribution`); a
+    sweep node's trial component's."""
+    return common.plain(getattr(node, "distribution", None) or getattr(_component(node), "distribution", None))
+
+
 def order(needs, file) -> list[str]:
     """The nodes in an order that runs each after the ones it needs (YAML order among equals)."""
     done, result = set(), []
@@ -88,6 +121,7 @@ def create(job, file, name=None, set_pairs=(), stream=False, echo=None):
     """`job create` of a pipeline job: check and record it, then run its nodes."""
     name = common.new_name(name or job.name)
     yaml_dir = Path(file).resolve().parent
+    registered = registered_components(job, file)
     needs = dependencies(job, file)
     node_order = order(needs, file)
     for node_name in node_order:  # every input that does not wait for another node must resolve now, and every
@@ -117,7 +151,11 @@ def create(job, file, name=None, set_pairs=(), stream=False, echo=None):
             }.items()
             if v is not None
         },
-        "nodes": {n: {"type": job.jobs[n].type, "job_name": f"{name}_{n}", "needs": needs[n]} for n in node_order},
+        "nodes": {
+            n: {"type": job.jobs[n].type, "job_name": f"{name}_{n}", "needs": needs[n]}
+            | ({"component": registered[n]} if n in registered else {})
+            for n in node_order
+        },
         "inputs": shown_inputs,
         "outputs": {
             o: {"type": common.output_type(_binding(v)), "path": str(job_dir / "outputs" / o)}
@@ -141,6 +179,8 @@ def add_to_show(result, spec, run):
         except AmlLocalError:
             status = "NotStarted"
         nodes[node_name] = {"type": node["type"], "name": node["job_name"], "status": status}
+        if "component" in node:  # a registered component, as the pipeline resolved it
+            nodes[node_name]["component"] = node["component"]
     result["jobs"] = nodes
     for output in result["outputs"].values():
         output.setdefault("mode", "rw_mount")
@@ -200,6 +240,8 @@ class Pipeline:
         self.job_dir = Path(job_dir)
         self.spec = json.loads((self.job_dir / "job.json").read_text())
         self.sdk_job = common.load(self.spec["file"], self.spec["set_pairs"])
+        pinned = {n: node["component"] for n, node in self.spec["nodes"].items() if "component" in node}
+        registered_components(self.sdk_job, self.spec["file"], pinned)
         self.yaml_dir = Path(self.spec["file"]).parent
         self.echo = echo
         self.events = None  # a runner.EventLog while run() drives the job
@@ -227,7 +269,7 @@ class Pipeline:
             "environment": common.ref(getattr(node, "environment", None) or component.environment),
             "environment_spec": node_environment_spec(node, node_name, self.spec["file"]),
             "environment_variables": env,
-            "distribution": common.plain(getattr(node, "distribution", None)),
+            "distribution": node_distribution(node),
             "resources": common.plain(getattr(node, "resources", None)),
             "input_values": values,
             "inputs": shown,

@@ -1,5 +1,6 @@
 """Runs one local job's processes: its command once, or once per worker with TF_CONFIG for
-`distribution: type: tensorflow`. Used in the foreground by `job create --stream`, and detached
+`distribution: type: tensorflow`, or once per rank for `distribution: type: pytorch` and `mpi` (with the variables
+Azure ML's launcher gives each rank, see _rank_env). Used in the foreground by `job create --stream`, and detached
 (`python -m aml_local.jobs.runner JOB_DIR`) by `job create`, as Azure ML runs a job while the CLI returns.
 
 Before the command starts, the job's environment is prepared (assets/environment.py): the project venv when it has
@@ -117,16 +118,83 @@ def _free_ports(count):
             s.close()
 
 
-def process_count(distribution) -> int:
-    """How many processes run the command: one per TensorFlow worker, else one."""
+# The distribution types that run here. Azure ML starts one process per rank itself for pytorch and mpi (no
+# torchrun, no mpirun in the job's command): "Azure ML constructs the full MPI launch command (mpirun) behind the
+# scenes", and for PyTorch "You don't need to use a launcher utility like torch.distributed.launch"
+# (https://learn.microsoft.com/azure/machine-learning/how-to-train-distributed-gpu, MicrosoftDocs/azure-docs
+# articles/machine-learning/how-to-train-distributed-gpu.md). Here the runner is that launcher.
+DISTRIBUTIONS = ("tensorflow", "pytorch", "mpi")
+PER_RANK = ("pytorch", "mpi")
+
+
+def process_count(distribution, resources=None) -> int:
+    """How many processes run the command: one per TensorFlow worker; for pytorch and mpi, one per rank:
+    resources.instance_count x process_count_per_instance (each 1 when not given: "If process_count_per_instance
+    isn't specified, Azure Machine Learning will by default launch one process per node", how-to-train-distributed-gpu
+    above); else one."""
     distribution = distribution or {}
-    return int(distribution.get("worker_count") or 1) if distribution.get("type") == "tensorflow" else 1
+    if distribution.get("type") == "tensorflow":
+        return int(distribution.get("worker_count") or 1)
+    if distribution.get("type") in PER_RANK:
+        instances = int((resources or {}).get("instance_count") or 1)
+        return instances * int(distribution.get("process_count_per_instance") or 1)
+    return 1
+
+
+def process_label(distribution) -> str:
+    """What one of the job's processes is called in its streamed lines and messages: a TensorFlow worker, or a
+    process (a rank), as Azure names their logs (std_log_process_N.txt)."""
+    return "worker" if (distribution or {}).get("type") == "tensorflow" else "process"
+
+
+def _rank_env(kind: str, rank: int, per_instance: int, world: int, master_port: int) -> dict:
+    """The variables Azure ML's launcher gives rank `rank` of a pytorch or mpi job; this machine stands for every
+    node, so the master is 127.0.0.1 on a free port (Azure uses the first node's address, and port 6105 for PyTorch:
+    how-to-train-distributed-gpu SDK v1, "Azure ML sets MASTER_PORT to 6105"; a fixed port here would collide between
+    two local jobs)."""
+    node, local = divmod(rank, per_instance)
+    if kind == "pytorch":
+        # "Azure Machine Learning sets the MASTER_ADDR, MASTER_PORT, WORLD_SIZE, and NODE_RANK environment variables
+        # on each node, and sets the process-level RANK and LOCAL_RANK environment variables" (how-to-train-distributed-
+        # gpu; WORLD_SIZE: "The total number of processes"). LOCAL_WORLD_SIZE is torchrun's ("The local world size
+        # (e.g. number of workers running locally)": https://pytorch.org/docs/stable/elastic/run.html#environment-
+        # variables), for scripts written for torchrun. AZ_BATCHAI_TASK_INDEX is the "global rank of the worker
+        # process", one of the variables Azure ML sets on a PyTorch job's nodes in the SDK v1 how-to-train-pytorch
+        # page (kept in its translations, e.g. azure-docs.de-de articles/machine-learning/how-to-train-pytorch.md);
+        # its AZ_BATCHAI_PYTORCH_INIT_METHOD (a shared-file-system init URL, format not documented) is not set here.
+        return {
+            "MASTER_ADDR": "127.0.0.1",
+            "MASTER_PORT": str(master_port),
+            "WORLD_SIZE": str(world),
+            "NODE_RANK": str(node),
+            "RANK": str(rank),
+            "LOCAL_RANK": str(local),
+            "LOCAL_WORLD_SIZE": str(per_instance),
+            "AZ_BATCHAI_TASK_INDEX": str(rank),
+        }
+    # mpi: "When running MPI jobs with Open MPI images, the following environment variables for each process
+    # launched: OMPI_COMM_WORLD_RANK, OMPI_COMM_WORLD_SIZE, AZ_BATCH_MASTER_NODE - primary address with port,
+    # MASTER_ADDR:MASTER_PORT, OMPI_COMM_WORLD_LOCAL_RANK, OMPI_COMM_WORLD_LOCAL_SIZE" (how-to-train-distributed-gpu,
+    # "Environment variables from Open MPI"); the page's own MPI snippet reads AZ_BATCHAI_MPI_MASTER_NODE as the
+    # master's address. OMPI_COMM_WORLD_NODE_RANK is Open MPI's "relative rank of this process on this node looking
+    # across all jobs" (docs/tuning-apps/environment-var.rst): one job per node, so the local rank ("Despite the name
+    # ... does not correspond to the NODE_RANK", the Azure page says).
+    return {
+        "OMPI_COMM_WORLD_RANK": str(rank),
+        "OMPI_COMM_WORLD_SIZE": str(world),
+        "OMPI_COMM_WORLD_LOCAL_RANK": str(local),
+        "OMPI_COMM_WORLD_LOCAL_SIZE": str(per_instance),
+        "OMPI_COMM_WORLD_NODE_RANK": str(local),
+        "AZ_BATCH_MASTER_NODE": f"127.0.0.1:{master_port}",
+        "AZ_BATCHAI_MPI_MASTER_NODE": "127.0.0.1",
+    }
 
 
 def _worker_envs(spec, layer: env_layer.Layer, tracking_uri=None):
-    """One environment per process: Azure ML's variables, MLflow attached to the job's run, and
-    TF_CONFIG on 127.0.0.1 ports for each TensorFlow worker. `layer` is the job's own layer over its environment
-    (the project venv when the job names none): its `python` and `pip` come first on PATH."""
+    """One environment per process: Azure ML's variables, MLflow attached to the job's run, and TF_CONFIG on
+    127.0.0.1 ports for each TensorFlow worker, or each pytorch or mpi rank's variables (_rank_env). `layer` is the
+    job's own layer over its environment (the project venv when the job names none): its `python` and `pip` come
+    first on PATH."""
     base = layer.process_env(os.environ)
     # `python` in the command means the environment's interpreter, as the job's image would: PATH is ours.
     path = base["PATH"]
@@ -142,18 +210,28 @@ def _worker_envs(spec, layer: env_layer.Layer, tracking_uri=None):
             "PATH": path,
         }
     )
-    workers = process_count(spec.get("distribution"))
-    if workers == 1:
+    distribution = spec.get("distribution") or {}
+    kind = distribution.get("type")
+    workers = process_count(distribution, spec.get("resources"))
+    if workers == 1 and kind not in PER_RANK:
         return [base]
-    # Split the cores between the workers so they do not fight over them.
+    # Split the cores between the processes so they do not fight over them.
     threads = str(max(1, (os.cpu_count() or 1) // workers))
-    addresses = [f"127.0.0.1:{port}" for port in _free_ports(workers)]
+    if kind == "tensorflow":
+        addresses = [f"127.0.0.1:{port}" for port in _free_ports(workers)]
+    else:
+        master_port = _free_ports(1)[0]
+        per_instance = int(distribution.get("process_count_per_instance") or 1)
     envs = []
     for index in range(workers):
         env = dict(base)
         env.setdefault("TF_NUM_INTRAOP_THREADS", threads)
         env.setdefault("OMP_NUM_THREADS", threads)
-        env["TF_CONFIG"] = json.dumps({"cluster": {"worker": addresses}, "task": {"type": "worker", "index": index}})
+        if kind == "tensorflow":
+            task = {"type": "worker", "index": index}
+            env["TF_CONFIG"] = json.dumps({"cluster": {"worker": addresses}, "task": task})
+        else:
+            env.update(_rank_env(kind, index, per_instance, workers, master_port))
         envs.append(env)
     return envs
 
@@ -220,11 +298,25 @@ def _collect_artifacts(spec, job_dir: Path):
             store.client().log_artifacts(spec["mlflow_run_id"], str(folder), artifact_path)
 
 
-def log_paths(job_dir: Path, procs: int):
+def log_paths(job_dir: Path, procs: int, per_process: bool = False):
+    """The job's logs: std_log.txt, or one std_log_process_N.txt per process (always for pytorch and mpi, whose
+    processes Azure logs each to its own file, one of them or many: azureml-examples' Node Health Checks README
+    reads a job's results "At the bottom of the std_log_process_0.txt file", one log per node). N is padded to the
+    width of the largest rank, as Azure pads it: a 16-process MPI job's rank 1 logs to "std_log_process_01.txt"
+    (azureml-examples cli/jobs/single-step/dask/nyctaxi/README.md), and azure-ai-ml streams the rank-0 log whatever
+    its zeros (JobLogPattern.COMMON_RUNTIME_STREAM_LOG_PATTERN, "user_logs/std_log[\\D]*[0]*(?:_ps)?\\.txt")."""
     logs = job_dir / "logs" / "user_logs"
-    if procs == 1:
+    if procs == 1 and not per_process:
         return [logs / "std_log.txt"]
-    return [logs / f"std_log_process_{i}.txt" for i in range(procs)]
+    width = len(str(procs - 1))
+    return [logs / f"std_log_process_{i:0{width}d}.txt" for i in range(procs)]
+
+
+def job_log_paths(job_dir: Path, spec: dict):
+    """log_paths for the job recorded in spec (job.json): its processes and how Azure names their logs."""
+    distribution = spec.get("distribution") or {}
+    procs = process_count(distribution, spec.get("resources"))
+    return log_paths(job_dir, procs, per_process=distribution.get("type") in PER_RANK)
 
 
 class EventLog:
@@ -288,7 +380,7 @@ def _run_processes(spec, envs, paths, echo, procs, pumps, last_lines, guards) ->
         )
         procs.append(proc)
         guards.append(processes.guard(proc.pid))
-        prefix = f"[worker {index}] " if len(envs) > 1 else ""
+        prefix = f"[{process_label(spec.get('distribution'))} {index}] " if len(envs) > 1 else ""
         pump_args = (proc.stdout, log_path, echo, prefix, last_lines[index])
         pump = threading.Thread(target=_pump, args=pump_args, daemon=True)
         pump.start()
@@ -302,7 +394,7 @@ def _run_processes(spec, envs, paths, echo, procs, pumps, last_lines, guards) ->
             _stop(procs)
             for pump in pumps:
                 pump.join(timeout=5)
-            where = f" (process {index})" if len(procs) > 1 else ""
+            where = f" (process {index}, {paths[index].name})" if len(procs) > 1 else ""
             last = last_lines[index][0][:300]
             message = f"the command{where} exited with code {code}" + (f"; its last line: {last}" if last else "")
             return "Failed", message
@@ -316,7 +408,7 @@ def run(job_dir: Path, echo=None) -> str:
     job_dir = Path(job_dir)
     spec = json.loads((job_dir / "job.json").read_text())
     run_id = spec["mlflow_run_id"]
-    paths = log_paths(job_dir, process_count(spec.get("distribution")))
+    paths = job_log_paths(job_dir, spec)
     paths[0].parent.mkdir(parents=True, exist_ok=True)
 
     procs, pumps, guards = [], [], []

@@ -119,7 +119,10 @@ def stream(name, echo=None, poll=0.5) -> dict:
     echo = echo or sys.stdout
     job = show(name)
     job_dir = Path(job["properties"]["aml_local.job_dir"])
-    paths = runner.log_paths(job_dir, runner.process_count(job.get("distribution")))
+    # From the job's record: a pipeline's child shows no distribution (as on Azure), yet runs one process per rank.
+    spec = job_records.read_spec(name)
+    paths = runner.job_log_paths(job_dir, spec)
+    label = runner.process_label(spec.get("distribution"))
     offsets = [0] * len(paths)
     echo.write(f"RunId: {name}\nWeb View: {job['services']['Studio']['endpoint']}\n\n")
     while True:
@@ -130,7 +133,7 @@ def stream(name, echo=None, poll=0.5) -> dict:
                     handle.seek(offsets[i])
                     chunk = handle.read()
                 offsets[i] += len(chunk)
-                prefix = f"[worker {i}] " if len(paths) > 1 else ""
+                prefix = f"[{label} {i}] " if len(paths) > 1 else ""
                 for line in chunk.decode(errors="replace").splitlines(keepends=True):
                     echo.write(prefix + line)
         echo.flush()

@@ -89,7 +89,7 @@ test: setup $(ACTIONLINT) $(NEWMAN) browser
 	@command -v hey >/dev/null || { [ "$$(id -u)" = 0 ] && { apt-get install -y -q hey >/dev/null \
 	       || { apt-get update -q >/dev/null && apt-get install -y -q hey >/dev/null; }; }; } \
 	  || { echo "make test needs hey: sudo apt-get install hey"; exit 1; }
-	PATH="$(abspath $(BIN)):$$PATH" $(BIN)/python -m pytest -q -n $(TEST_WORKERS)
+	PATH="$(abspath $(BIN)):$$PATH" $(BIN)/python -m pytest -q -n $(TEST_WORKERS) --durations=25
 
 test-fast: setup $(ACTIONLINT)
 	PATH="$(abspath $(BIN)):$$PATH" $(BIN)/python -m pytest -q -n $(TEST_WORKERS) -m "not slow"

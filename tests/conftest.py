@@ -226,6 +226,7 @@ def pytest_terminal_summary(terminalreporter):
 # build, no job run as processes beyond a moment; `make test` runs everything. A test is slow when it is marked so,
 # lives in one of these files, or takes one of these fixtures (each trains, serves, builds or runs jobs).
 SLOW_FILES = {
+    "test_az_flag_forms.py",
     "test_bad_requests.py",
     "test_draw_page.py",
     "test_env_build.py",
@@ -291,6 +292,7 @@ LONGEST_FIRST = (
     "test_faults.py",
     "test_train_job.py",
     "test_isolation.py",
+    "test_mlflow_deployment.py",
     "test_environments.py",
     "test_rollout_under_load.py",
     "test_bad_requests.py",

@@ -23,14 +23,37 @@ def compute_dir() -> Path:
     return store.home() / "compute"
 
 
-def create(file, name=None) -> dict:
-    entity = specs.load("load_compute", file, [{"name": name}] if name else [], expected="a compute")
+def _load(file, overrides):
+    """load_compute(file, params_override=overrides), as ml_compute_create does (azext_mlv2/manual/custom/compute.py);
+    without --file the SDK builds the compute from the overrides alone (source=None)."""
+    if file:
+        return specs.load("load_compute", file, overrides, expected="a compute")
+    import azure.ai.ml
+    from azure.ai.ml.exceptions import MlException
+    from marshmallow.exceptions import ValidationError
+
+    try:
+        return azure.ai.ml.load_compute(None, params_override=list(overrides))
+    except (ValidationError, MlException, ValueError, KeyError, TypeError) as err:
+        raise AmlLocalError(f"compute create: {specs.sdk_error_summary(err)}") from None
+
+
+def create(file=None, name=None, overrides=()) -> dict:
+    """`overrides`: the params_override list ml_compute_create builds (--set pairs, then the flags given); --name is
+    the `name` argument here, as before."""
+    overrides = [*overrides, *([{"name": name}] if name else [])]
+    if not file and not any("type" in pair for pair in overrides):
+        # ml_compute_create's help: --name and --type are "Required if --file/-f is not provided".
+        raise AmlLocalError("compute create: give --file/-f, or --name/-n and --type/-t")
+    entity = _load(file, overrides)
     if not entity.name or not COMPUTE_NAME.match(entity.name):
         raise AmlLocalError(
             f"name {entity.name!r}: 2 to 16 letters, digits and '-', starting with a letter (Azure ML's rule)"
         )
     if entity.type != "amlcompute":
-        raise AmlLocalError(f"{file}: type {entity.type!r}: only amlcompute clusters are recorded locally")
+        raise AmlLocalError(
+            f"{file or 'compute create'}: type {entity.type!r}: only amlcompute clusters are recorded locally"
+        )
     record = {
         "name": entity.name,
         "type": entity.type,
@@ -41,7 +64,7 @@ def create(file, name=None) -> dict:
         "max_instances": entity.max_instances,
         "idle_time_before_scale_down": entity.idle_time_before_scale_down,
         "tags": {str(k): str(v) for k, v in (entity.tags or {}).items()},
-        "file": str(Path(file).resolve()),
+        "file": str(Path(file).resolve()) if file else None,
         "created_by": getpass.getuser(),
     }
     with store.locked("compute"):
@@ -75,7 +98,7 @@ def show(name: str) -> dict:
             # Said plainly: nothing is provisioned; jobs that name this compute run here.
             "aml_local.runs_on": f"this machine ({os.cpu_count()} cores); size and instance counts are recorded,"
             " not provisioned",
-            "aml_local.file": record["file"],
+            **({"aml_local.file": record["file"]} if record.get("file") else {}),
             "createdAt": record["created_at"],
             "modifiedAt": record["modified_at"],
         },

@@ -43,20 +43,38 @@ def models_dir() -> Path:
     return store.home() / "models"
 
 
-def _load(file, name, version, path, model_type, description):
+def _load(file, name, version, path, model_type, description, params_override=(), tags=None):
     """The Model entity, as `az ml model create` builds it: the YAML with the flags as params_override,
     or, without --file, from --name and --path alone."""
     from azure.ai.ml.entities import Model
     from azure.ai.ml.exceptions import MlException
     from marshmallow.exceptions import ValidationError
 
-    overrides = {"name": name, "version": version, "path": path, "type": model_type, "description": description}
+    # ml_model_create (azext_mlv2/manual/custom/model.py): the --set pairs first, then each flag given appended
+    # after them (so a flag wins over a --set of the same field); without --file, --set is not used there.
+    flags = {
+        "name": name,
+        "version": version,
+        "path": path,
+        "type": model_type,
+        "description": description,
+        "tags": tags,
+    }
+    overrides = [*(params_override or ()), *({k: v} for k, v in flags.items() if v)]
     if file:
-        return specs.load("load_model", file, [{k: v} for k, v in overrides.items() if v is not None])
+        return specs.load("load_model", file, overrides)
     if not (name and path):
+        # ml_model_create refuses this too ("Please provide either --file/-f  or --name/-n and --path/-p.").
         raise AmlLocalError("model create: give --file, or --name and --path")
     try:
-        return Model(name=name, version=version, path=path, type=model_type or "custom_model", description=description)
+        return Model(
+            name=name,
+            version=version,
+            path=path,
+            type=model_type or "custom_model",
+            description=description,
+            tags=tags,
+        )
     except (ValidationError, MlException, ValueError) as err:
         raise AmlLocalError(f"model create: {specs.sdk_error_summary(err)}") from None
 
@@ -154,8 +172,17 @@ def _copy_read_only(source: Path, target_dir: Path) -> Path:
     return target
 
 
-def create(file=None, name=None, version=None, path=None, model_type=None, description=None) -> dict:
-    entity = _load(file, name, version, path, model_type, description)
+def create(
+    file=None,
+    name=None,
+    version=None,
+    path=None,
+    model_type=None,
+    description=None,
+    params_override=(),
+    tags=None,
+) -> dict:
+    entity = _load(file, name, version, path, model_type, description, params_override, tags)
     name = entity.name
     if not name or not MODEL_NAME.match(name):
         raise AmlLocalError(

@@ -5,7 +5,7 @@ from knack.arguments import ArgumentsContext
 from knack.commands import CLICommandsLoader, CommandGroup
 
 from aml_local.cli import custom, helps, transforms
-from aml_local.cli.parser import SetPairs
+from aml_local.cli.parser import SetPairs, TagPairs
 
 # knack finds a command's function from "module#function" (and reads its signature for the arguments).
 OPERATIONS = f"{custom.__name__}#{{}}"
@@ -62,6 +62,20 @@ class CommandsLoader(CLICommandsLoader):
                 help="Override YAML fields: one or more KEY=VALUE pairs (split at the first '='); repeatable.",
             )
             c.argument("yes", options_list=["--yes", "-y"], help="Do not prompt (aml-local never prompts).")
+            # az ml's add_common_params (azext_mlv2/manual/_params/_common_params.py), on the verbs whose functions
+            # take them: there is one workspace here, the store in AML_LOCAL_HOME, so both are accepted and ignored.
+            c.argument(
+                "resource_group_name",
+                options_list=["--resource-group", "-g"],
+                help="Accepted and ignored: everything is in this machine's store (AML_LOCAL_HOME).",
+            )
+            c.argument(
+                "workspace_name",
+                options_list=["--workspace-name", "-w"],
+                help="Accepted and ignored: everything is in this machine's store (AML_LOCAL_HOME).",
+            )
+            c.argument("local", options_list=["--local"], help="Accepted: everything here is local.")
+            c.argument("web", options_list=["--web"], help="Ignored: there is no Azure ML studio locally.")
         with ArgumentsContext(self, "job") as c:
             c.argument("file", help="Job YAML, e.g. jobs/train.yml.")
             c.argument("name", help="Job name (create: default generated, as Azure ML does).")
@@ -91,17 +105,60 @@ class CommandsLoader(CLICommandsLoader):
             )
             c.argument(
                 "model_type",
-                options_list=["--type"],
+                options_list=["--type", "-t"],
                 choices=["custom_model", "mlflow_model", "triton_model"],
                 help="Model type.",
             )
             c.argument("description", options_list=["--description", "-d"], help="Description.")
+        # The rest of az's `ml model create` flags (azext_mlv2/manual/_params/_model_params.py).
+        with ArgumentsContext(self, "model create") as c:
+            c.argument("params_override", help="Override YAML fields, e.g. --set version=3 (flags win over --set).")
+            c.argument("tags", options_list=["--tags"], nargs="+", action=TagPairs, help="Space-separated key=value.")
+            c.argument("stage", options_list=["--stage", "-s"], help="Refused: stages are not recorded here.")
+            c.argument("datastore", options_list=["--datastore"], help="Ignored: the files are copied into the store.")
+            c.argument("registry_name", options_list=["--registry-name"], help="Refused: this machine's store only.")
+            c.argument(
+                "default_deployment_template",
+                options_list=["--default-deployment-template"],
+                help="Refused: deployment templates live in Azure ML registries.",
+            )
+            c.argument("no_wait", options_list=["--no-wait"], help="Accepted: registering is quick here.")
         with ArgumentsContext(self, "model list") as c:
             c.argument("name", help="List this model's versions.")
         for noun in ("compute", "environment", "data"):
             with ArgumentsContext(self, f"{noun} create") as c:
                 c.argument("name", help="Name (overrides the YAML's).")
                 c.argument("version", help="Version (default: the YAML's, else the next one).")
+        # az's `ml compute create` flags (azext_mlv2/manual/_params/_compute_params.py, custom/compute.py).
+        with ArgumentsContext(self, "compute create") as c:
+            c.argument("file", help="Compute YAML (or none: --name and --type make it).")
+            c.argument("name", help="Compute name: required if --file/-f is not given.")
+            c.argument(
+                "compute_type",
+                options_list=["--type", "-t"],
+                help="amlcompute (AmlCompute; the only type recorded here): required if --file/-f is not given.",
+            )
+            c.argument("size", options_list=["--size"], help="VM size, recorded (jobs run on this machine).")
+            c.argument("min_instances", options_list=["--min-instances"], help="Minimum nodes, recorded. Default: 0.")
+            c.argument("max_instances", options_list=["--max-instances"], help="Maximum nodes, recorded. Default: 4.")
+            c.argument(
+                "idle_time_before_scale_down",
+                options_list=["--idle-time-before-scale-down", "-d"],
+                help="Seconds, recorded. Default: 120.",
+            )
+            c.argument("tier", options_list=["--tier"], help="dedicated or low_priority, recorded.")
+            c.argument("description", options_list=["--description"], help="Description of the compute target.")
+            c.argument("tags", options_list=["--tags"], nargs="+", action=TagPairs, help="Space-separated key=value.")
+            c.argument("location", options_list=["--location", "-l"], help="Refused: computes here are local.")
+            c.argument("params_override", help="Override YAML fields, e.g. --set max_instances=2.")
+            c.argument("no_wait", options_list=["--no-wait"], help="Accepted: recording is quick here.")
+            refused = "Refused: an Azure resource setting."
+            for dest in ("vnet_name", "subnet", "admin_username", "admin_password", "ssh_key_value"):
+                c.argument(dest, options_list=["--" + dest.replace("_", "-")], help=refused)
+            for dest in ("identity_type", "enable_node_public_ip", "user_tenant_id", "user_object_id"):
+                c.argument(dest, options_list=["--" + dest.replace("_", "-")], help=refused)
+            c.argument("ssh_public_access_enabled", options_list=["--ssh-public-access-enabled", "-p"], help=refused)
+            c.argument("user_assigned_identities", options_list=["--user-assigned-identities", "-i"], help=refused)
         with ArgumentsContext(self, "environment") as c:
             c.argument(
                 "registry_name",
@@ -147,7 +204,8 @@ class CommandsLoader(CLICommandsLoader):
                 options_list=["--mirror-traffic"],
                 help="e.g. 'green=10': copy that share of live requests to one deployment (at most 50).",
             )
-            c.argument("no_wait", options_list=["--no-wait"], help="Accepted for az compatibility; deletion is quick.")
+            c.argument("no_wait", options_list=["--no-wait"], help="Accepted for az compatibility; it is quick here.")
+            c.argument("web", options_list=["--web", "-e"], help="Ignored: there is no Azure ML studio locally.")
             c.argument(
                 "request_file",
                 options_list=["--request-file", "-r"],
@@ -170,6 +228,26 @@ class CommandsLoader(CLICommandsLoader):
             c.argument("params_override", help="Override YAML fields, e.g. --set model=azureml:mnist-mlp:2.")
             c.argument("lines", options_list=["--lines", "-l"], type=int, help="How many of the last lines.")
             c.argument("container", options_list=["--container", "-c"], help="inference-server (the only one locally).")
+            c.argument("no_wait", options_list=["--no-wait"], help="Accepted: the command returns when it is ready.")
+            c.argument("local_enable_gpu", options_list=["--local-enable-gpu"], help="Ignored: servers see the GPUs.")
+            c.argument("vscode_debug", options_list=["--vscode-debug"], help="Refused: az's Docker --local only.")
+            c.argument(
+                "skip_script_validation",
+                options_list=["--skip-script-validation"],
+                help="Accepted: the scoring script is checked by starting it.",
+            )
+            c.argument("package_model", options_list=["--package-model"], help="Refused: packages are built by Azure.")
+        with ArgumentsContext(self, "online-endpoint create") as c:
+            c.argument("file", help="Endpoint YAML (or none: --name makes one, key auth).")
+            c.argument("params_override", help="Override YAML fields, e.g. --set description=mine.")
+        # az's update is a generic update (azext_mlv2/manual/commands.py, generic_update_command), with azure-cli's
+        # --set/--add/--remove/--force-string: only --traffic/--mirror-traffic change a local endpoint.
+        with ArgumentsContext(self, "online-endpoint update") as c:
+            c.argument("file", help="Endpoint YAML: its name (unless --name) and its traffic (unless --traffic).")
+            c.argument("params_override", help="Refused: use --traffic or --mirror-traffic.")
+            c.argument("add", options_list=["--add"], nargs="+", help="Refused: use --traffic or --mirror-traffic.")
+            c.argument("remove", options_list=["--remove"], nargs="+", help="Refused: use --traffic/--mirror-traffic.")
+            c.argument("force_string", options_list=["--force-string"], help="Refused with --set/--add/--remove.")
         with ArgumentsContext(self, "online-endpoint regenerate-keys") as c:
             c.argument("key_type", options_list=["--key-type"], help="primary (the default) or secondary.")
             c.argument("no_wait", options_list=["--no-wait"], help="Accepted as az accepts it; it is quick here.")

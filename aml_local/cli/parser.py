@@ -59,3 +59,11 @@ class SetPairs(argparse._AppendAction):
                 raise CLIError(f"usage error: {option_string} KEY=VALUE [KEY=VALUE ...]")
             pairs[key] = value
         super().__call__(parser, namespace, pairs, option_string)
+
+
+class TagPairs(argparse.Action):
+    """azure-cli's tags_type (azure/cli/core/commands/parameters.py, validate_tags): space-separated KEY[=VALUE] words
+    into one dict, a word without "=" giving an empty value."""
+
+    def __call__(self, parser, namespace, values, option_string=None):
+        setattr(namespace, self.dest, {k: v for k, _, v in (word.partition("=") for word in values)})

@@ -37,13 +37,26 @@ def _now() -> str:
     return datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds")
 
 
-def _load(file, name, auth_mode):
-    overrides = []
+def _load(file, name, auth_mode, params_override=()):
+    # ml_online_endpoint_create (azext_mlv2/manual/custom/online_endpoint.py): --set pairs, then --name and
+    # --auth-mode appended; load_online_endpoint(source=file) with file None builds the endpoint from them alone.
+    overrides = list(params_override or ())
     if name:
         overrides.append({"name": name.lower()})  # the CLI lower-cases a --name: endpoint names ignore case
     if auth_mode:
         overrides.append({"auth_mode": auth_mode.lower()})
-    return specs.load("load_online_endpoint", file, overrides)
+    if file:
+        return specs.load("load_online_endpoint", file, overrides)
+    if not name:
+        raise AmlLocalError("online-endpoint create: give --file/-f or --name/-n")
+    import azure.ai.ml
+    from azure.ai.ml.exceptions import MlException
+    from marshmallow.exceptions import ValidationError
+
+    try:
+        return azure.ai.ml.load_online_endpoint(None, params_override=overrides)
+    except (ValidationError, MlException, ValueError, KeyError, TypeError) as err:
+        raise AmlLocalError(f"online-endpoint create: {specs.sdk_error_summary(err)}") from None
 
 
 def _wanted_port() -> int:
@@ -69,15 +82,17 @@ def _port_holder(port: int) -> str:
     return ""
 
 
-def create(file, name=None, auth_mode=None) -> dict:
-    entity = _load(file, name, auth_mode)
+def create(file=None, name=None, auth_mode=None, params_override=()) -> dict:
+    entity = _load(file, name, auth_mode, params_override)
     name = entity.name
     if not name or not ENDPOINT_NAME.match(name):
         raise AmlLocalError(
             f"name {name!r}: 3 to 32 letters, digits and '-', starting with a letter and not ending with '-'"
         )
     if entity.auth_mode != "key":
-        raise AmlLocalError(f"{file}: auth_mode {entity.auth_mode!r} does not run locally (key only)")
+        raise AmlLocalError(
+            f"{file or 'online-endpoint create'}: auth_mode {entity.auth_mode!r} does not run locally (key only)"
+        )
     with store.locked("endpoints"):
         if (records.endpoint_dir(name) / "endpoint.json").exists():
             raise AmlLocalError(
@@ -97,7 +112,7 @@ def create(file, name=None, auth_mode=None) -> dict:
                 "description": entity.description,
                 "tags": {str(k): str(v) for k, v in (entity.tags or {}).items()},
                 "auth_mode": entity.auth_mode,
-                "file": str(Path(file).resolve()),
+                "file": str(Path(file).resolve()) if file else None,
                 "created_at": _now(),
                 "created_by": getpass.getuser(),
             }

@@ -58,6 +58,7 @@ if str(REPO_ROOT) not in sys.path:
 
 from aml_local import AmlLocalError  # noqa: E402
 from aml_local.assets import curated, env_build, environment  # noqa: E402
+from aml_local.assets.env_sources import shell_commands  # noqa: E402  (a Dockerfile RUN read as the engine reads it)
 from aml_local.assets.env_spec import CONDA_TO_PYPI, EXCLUDE_NEWER_VARIABLE, PIP_OPTIONS_WITH_VALUE  # noqa: E402
 
 DEFAULT_OUTPUT = REPO_ROOT / "aml_local" / "assets" / "curated_environments.json"
@@ -521,33 +522,6 @@ def expand(text: str, variables: dict) -> str:
 
     pattern = r"\$\{(?P<braced>\w+)(?::-(?P<default>[^}]*))?\}|\$(?P<plain>[A-Za-z_]\w*)"
     return re.sub(pattern, value, text)
-
-
-def shell_commands(value: str) -> list[list[str]]:
-    """A RUN value as simple commands (argv lists): JSON form, or shell form split at && ; || |."""
-    if value.lstrip().startswith("["):
-        try:
-            argv = json.loads(value)
-            if isinstance(argv, list):
-                return [[str(a) for a in argv]]
-        except ValueError:
-            pass
-    lexer = shlex.shlex(value, posix=True, punctuation_chars=";&|")
-    lexer.whitespace_split = True
-    commands, current = [], []
-    try:
-        for token in lexer:
-            if token and set(token) <= set(";&|"):
-                if current:
-                    commands.append(current)
-                current = []
-            else:
-                current.append(token)
-    except ValueError:  # an unbalanced quote
-        return []
-    if current:
-        commands.append(current)
-    return commands
 
 
 PREFIX_WORDS = {"do", "then", "else", "elif", "if", "while", "until", "!", "{", "(", "sudo", "env", "time", "nohup"}

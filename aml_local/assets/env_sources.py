@@ -109,7 +109,7 @@ def _read_build_context(env, build, builder: SpecBuilder, images: dict) -> None:
         if instruction["instruction"] == "FROM":
             commands = []  # only the final stage ends up in the image
         elif instruction["instruction"] == "RUN":
-            commands.extend(_shell_commands(instruction["value"]))
+            commands.extend(shell_commands(instruction["value"]))
     builder.set_image(parser.baseimage, images)
     installs_found = False
     not_applied = []
@@ -133,7 +133,7 @@ def _read_build_context(env, build, builder: SpecBuilder, images: dict) -> None:
         )
 
 
-def _shell_commands(value: str) -> list[list[str]]:
+def shell_commands(value: str) -> list[list[str]]:
     """A RUN value as simple commands (argv lists): JSON form, or shell form split at && ; || |."""
     if value.lstrip().startswith("["):
         with contextlib.suppress(ValueError):

@@ -3,6 +3,7 @@
 import gzip
 import os
 import pathlib
+import signal
 import struct
 
 import numpy as np
@@ -341,3 +342,17 @@ def project_environments():
         return folder
 
     return write
+
+
+@pytest.fixture
+def time_limit():
+    """Fail (not hang) a test that runs past its limit: SIGALRM raises in the test's own thread."""
+
+    def expired(signum, frame):
+        raise TimeoutError("the test ran past its time limit")
+
+    previous = signal.signal(signal.SIGALRM, expired)
+    signal.alarm(420)
+    yield
+    signal.alarm(0)
+    signal.signal(signal.SIGALRM, previous)

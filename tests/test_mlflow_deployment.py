@@ -8,7 +8,6 @@ import ast
 import http.client
 import json
 import pathlib
-import signal
 import sys
 import textwrap
 
@@ -23,20 +22,6 @@ ENDPOINTS = REPO_ROOT / "endpoints"
 SAMPLE_REQUEST = ENDPOINTS / "sample-request-mlflow.json"
 # The ncd sample's model: a regression on the diabetes dataset's ten columns (its MLmodel's signature).
 DIABETES_COLUMNS = ["age", "sex", "bmi", "bp", "s1", "s2", "s3", "s4", "s5", "s6"]
-
-
-@pytest.fixture
-def time_limit():
-    """Fail (not hang) a test that runs past its limit: SIGALRM raises in the test's own thread."""
-
-    def expired(signum, frame):
-        raise TimeoutError("the test ran past its time limit")
-
-    previous = signal.signal(signal.SIGALRM, expired)
-    signal.alarm(420)
-    yield
-    signal.alarm(0)
-    signal.signal(signal.SIGALRM, previous)
 
 
 def run_cli(capsys, *argv):

@@ -29,20 +29,6 @@ ENDPOINTS = REPO_ROOT / "endpoints"
 SAMPLE_REQUEST = ENDPOINTS / "sample-request.json"
 
 
-@pytest.fixture
-def time_limit():
-    """Fail (not hang) a test that runs past its limit: SIGALRM raises in the test's own thread."""
-
-    def expired(signum, frame):
-        raise TimeoutError("the test ran past its time limit")
-
-    previous = signal.signal(signal.SIGALRM, expired)
-    signal.alarm(420)
-    yield
-    signal.alarm(0)
-    signal.signal(signal.SIGALRM, previous)
-
-
 def run_cli(capsys, *argv):
     code = cli.main([str(a) for a in argv])
     captured = capsys.readouterr()

@@ -5,8 +5,9 @@ milliseconds whose site-packages chain to the environment's (the cached venv bui
 for an image whose contents are unknown, or the project venv where it already has every requirement). The layer is
 what the run's `python`, `pip` and console scripts are, and its sys.prefix: `pip install` in a job's command installs
 into the layer, never into the environment under it, and the layer is removed with the run, so the next run starts
-from the environment as built (https://learn.microsoft.com/azure/machine-learning/concept-environments: a job runs in
-a container of the environment's image; what a run installs dies with its container).
+from the environment as built ("Azure Machine Learning uses the environment specification to create the Docker
+container that your training or scoring code runs in", https://learn.microsoft.com/azure/machine-learning/
+how-to-use-environments; that what a run installs goes with its container is our reading of a container's life).
 
 How the layer is made (the mechanism `python -m venv --system-site-packages` uses, with the environment's venv in the
 place of the system's site-packages):

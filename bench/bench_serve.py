@@ -6,7 +6,7 @@ The same trained model (trained here, 3 epochs, without --model-dir), served six
 1. direct to the deployment: `aml-local online-deployment create` of endpoints/blue-deployment.yml (--workers
    WORKER_COUNT) called on its server's own port, as the endpoint's router calls it (no key: a server has none);
 2. through the router: the same deployment through its endpoint's scoring URI, with the key, as any client calls it
-   (aml_local/endpoints/router.py on uvloop + httptools);
+   (aml_local/endpoints/router/server.py on uvloop + httptools);
 3. the same router code on the standard library's asyncio event loop instead of uvloop (a second router process on a
    copy of the routing table): what the event loop is worth;
 4. a minimal forwarder on uvloop + httptools (key check, one pooled connection per client connection, nothing else):
@@ -71,7 +71,7 @@ def run(raw_data):
     return {"predictions": probabilities.argmax(axis=1).tolist(), "probabilities": probabilities.tolist()}
 """
 # The router's own serve() on the standard library's event loop (its main() runs it on uvloop).
-STDLIB_ROUTER = "import asyncio, pathlib, sys; from aml_local.endpoints import router; "
+STDLIB_ROUTER = "import asyncio, pathlib, sys; from aml_local.endpoints.router import server as router; "
 STDLIB_ROUTER += "asyncio.run(router.serve(pathlib.Path(sys.argv[1])))"
 
 

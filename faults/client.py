@@ -20,7 +20,7 @@ SAMPLE_LABEL = 7  # endpoints/sample-request.json is MNIST test image 0, a 7
 JSON = {"Content-Type": "application/json"}
 # Azure's endpoint router sends a request to the deployment this header names, whatever the traffic split ("Test
 # the green deployment in isolation": https://learn.microsoft.com/azure/machine-learning/how-to-safely-rollout-online-endpoints).
-# The local endpoint's router routes by it the same way (aml_local/endpoints/router.py).
+# The local endpoint's router routes by it the same way (aml_local/endpoints/router/server.py).
 DEPLOYMENT_HEADER = "azureml-model-deployment"
 
 

@@ -9,7 +9,7 @@ Bad input: the container answers HTTP 400 with {"message": "..."} naming the fie
 for a Content-Type other than JSON), exactly as the inference server itself answers a body that is not JSON or has
 no "data". An online endpoint's front end turns any answer but 200 into 424, with the container's status in the
 `ms-azureml-model-error-statuscode` header and this body passed on (Azure's troubleshooting page, HTTP status
-codes; aml_local/endpoints/router.py does the same locally).
+codes; aml_local/endpoints/router/server.py does the same locally).
 
 Parsing: the server hands the raw request to raw_run() (azureml-inference-server-http's @rawhttp), which parses the
 body once with simdjson and checks it with numpy: a body that is exactly {"data": [[...], ...]} of numbers (checked

@@ -97,7 +97,7 @@ def home(tmp_path, monkeypatch, empty_mlflow_db):
     import contextlib
 
     from aml_local import AmlLocalError
-    from aml_local.endpoints import endpoint
+    from aml_local.endpoints.online import endpoint
 
     for record in sorted((tmp_path / "home" / "endpoints").glob("*/endpoint.json")):
         with contextlib.suppress(AmlLocalError):  # a test that broke its endpoint on purpose: left in tmp_path

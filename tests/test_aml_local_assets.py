@@ -9,8 +9,8 @@ import threading
 import pytest
 
 from aml_local import cli
-from aml_local.endpoints import endpoint as online_endpoint
-from aml_local.endpoints import records, routing
+from aml_local.endpoints.online import endpoint as online_endpoint
+from aml_local.endpoints.online import records, routing
 
 REPO_ROOT = pathlib.Path(__file__).resolve().parents[1]
 

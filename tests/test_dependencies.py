@@ -214,7 +214,7 @@ def _providers(module):
 
 # Files of the package that aml_local never imports: a deployment's scoring script, copied into it and run by its
 # inference server in the deployment's environment (the MLflow model's requirements and azureml-inference-server-http).
-RUN_IN_A_DEPLOYMENT = {"aml_local/endpoints/mlflow_score.py"}
+RUN_IN_A_DEPLOYMENT = {"aml_local/endpoints/online/mlflow_score.py"}
 
 
 def test_runtime_dependencies_cover_every_module_aml_local_imports():

@@ -26,7 +26,7 @@ import pytest
 
 from aml_local import cli, store, tracking_server
 from aml_local.assets import env_layer, environment
-from aml_local.endpoints import records
+from aml_local.endpoints.online import records
 from aml_local.jobs import common
 
 REPO = Path(__file__).resolve().parents[1]
@@ -411,7 +411,7 @@ def test_a_deployment_serves_a_scikit_learn_model_with_the_version_its_conda_fil
 def test_a_deployments_server_is_the_environments_own_inference_server_with_nothing_of_ours():
     # It runs in the deployment environment's python, which has the inference server and nothing of aml_local: the
     # server is that package's own Flask app (the router in front owns keys and admission).
-    from aml_local.endpoints import servers
+    from aml_local.endpoints.online import servers
 
     record = {
         "name": "blue",

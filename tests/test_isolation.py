@@ -31,7 +31,7 @@ import pytest
 from aml_local import cli, store, tracking_server
 from aml_local.assets import environment
 from aml_local.assets.env_spec import EXCLUDE_NEWER_VARIABLE
-from aml_local.endpoints import records
+from aml_local.endpoints.online import records
 
 FIGLET = "pyfiglet==1.0.2"
 # What a job's second command prints: which of these it can import, and from where (JSON on one line).

@@ -1,5 +1,5 @@
 """MLflow models deployed with no scoring script and no environment, as Azure's no-code deployment serves them: the
-inference server runs aml_local/endpoints/mlflow_score.py in the model's own environment. This repository's model
+inference server runs aml_local/endpoints/online/mlflow_score.py in the model's own environment. This repository's model
 (endpoints/mlflow-deployment.yml, the tensor form of endpoints/sample-request-mlflow.json) and an sklearn model shaped
 like azureml-examples' cli/endpoints/online/ncd sample (a table in split orientation), each answered through the
 endpoint; bad requests are refused with the reason, never a 500."""
@@ -15,7 +15,7 @@ import numpy as np
 import pytest
 
 from aml_local import cli
-from aml_local.endpoints import deployment as online_deployment
+from aml_local.endpoints.online import deployment as online_deployment
 
 REPO_ROOT = pathlib.Path(__file__).resolve().parents[1]
 ENDPOINTS = REPO_ROOT / "endpoints"

@@ -20,9 +20,9 @@ import psutil
 import pytest
 
 from aml_local import AmlLocalError, cli
-from aml_local.endpoints import deployment as online_deployment
-from aml_local.endpoints import endpoint as online_endpoint
-from aml_local.endpoints import records, routing
+from aml_local.endpoints.online import deployment as online_deployment
+from aml_local.endpoints.online import endpoint as online_endpoint
+from aml_local.endpoints.online import records, routing
 
 REPO_ROOT = pathlib.Path(__file__).resolve().parents[1]
 ENDPOINTS = REPO_ROOT / "endpoints"

@@ -11,7 +11,7 @@ import tomllib
 import zipfile
 
 from aml_local import store
-from aml_local.endpoints import client_side
+from aml_local.endpoints.router import client_side
 from aml_local.jobs import verbs as job
 
 REPO_ROOT = store.REPO_ROOT

@@ -19,7 +19,7 @@ import threading
 import pytest
 
 from aml_local import progress
-from aml_local.endpoints import servers
+from aml_local.endpoints.online import servers
 
 REPO_ROOT = pathlib.Path(__file__).resolve().parents[1]
 

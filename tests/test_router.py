@@ -1,4 +1,4 @@
-"""The endpoint's front end (aml_local/endpoints/router.py) against real small servers on 127.0.0.1: the stub inference
+"""The endpoint's front end (endpoints/router/server.py) against real small servers on 127.0.0.1: the stub inference
 servers of tests/stub_inference_server.py, one process each, so they can be slow, fail, die and be restarted. Every
 expectation is Azure's documented behaviour (the router's docstring cites the pages). Request counts and waits are
 bounded; each test stops its own processes."""
@@ -21,8 +21,8 @@ from pathlib import Path
 import pytest
 
 from aml_local import AmlLocalError
-from aml_local.endpoints import router as router_module
-from aml_local.endpoints.client_side import IncomingRequest
+from aml_local.endpoints.router import server as router_module
+from aml_local.endpoints.router.client_side import IncomingRequest
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 STUB = Path(__file__).with_name("stub_inference_server.py")

@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from aml_local.endpoints import client_side
+from aml_local.endpoints.router import client_side
 from faults import endpoint
 from faults.settings import SHORT
 
@@ -31,7 +31,7 @@ def scan(*files) -> subprocess.CompletedProcess:
 
 
 def test_the_secrets_scan_passes_the_repo_and_catches_a_key_planted_in_a_copy(tmp_path):
-    clean = scan("src/mnist_data.py", "aml_local/endpoints/client_side.py", "tests/test_security.py")
+    clean = scan("src/mnist_data.py", "aml_local/endpoints/router/client_side.py", "tests/test_security.py")
     assert clean.returncode == 0, clean.stdout + clean.stderr
 
     copy = tmp_path / "mnist_data.py"  # a copy of the file with hex checksums, plus a planted key and password

@@ -8,7 +8,7 @@ from knack.log import get_logger
 from aml_local import AmlLocalError, ResourceNotFound, store, tracking_server
 from aml_local.assets import component, compute, curated, data, environment, model
 from aml_local.cli import transforms
-from aml_local.endpoints import deployment, endpoint
+from aml_local.endpoints.online import deployment, endpoint
 from aml_local.jobs import verbs as job_verbs
 
 FAILURE = "aml_local.failure"  # the key in cli_ctx.data of the one line a failed job ends the command with

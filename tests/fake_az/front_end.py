@@ -6,7 +6,7 @@ stage scripts' traffic checks (scripts/traffic.py) see it, answering for the end
 
 The fake az gives each endpoint the scoring URI http://127.0.0.1:N/<endpoint>/score when FAKE_AZ_FRONT_END names this
 server (http://127.0.0.1:N). Each POST there is answered as Azure's front end answers it (the rules aml_local's
-router keeps, aml_local/endpoints/router.py): 401 without `Authorization: Bearer <key>` (the scenario's keys, as
+router keeps, aml_local/endpoints/router/server.py): 401 without `Authorization: Bearer <key>` (the scenario's keys, as
 get-credentials gives them); the deployment named by the `azureml-model-deployment` header, else one drawn by the
 endpoint's traffic weights as the fake az last set them; 404 when there is none; then the scenario's `invoke` answer
 for that deployment (a prediction of 7 by default; an `error` becomes a 424 with the message), with the deployment

@@ -1,5 +1,5 @@
 """The scoring script aml-local supplies for an MLflow model deployed with no code_configuration and no environment
-(Azure's "no-code deployment"). aml_local/endpoints/deployment.py copies it into the deployment; the inference server
+(Azure's "no-code deployment"). online/deployment.py copies it into the deployment; the inference server
 (azureml-inference-server-http) imports it, calls init() once per worker and run() once per request to /score, in the
 deployment's environment: the model's own requirements plus the server. So it imports nothing of aml_local, only
 numpy, mlflow, pandas (when the environment has it) and what the server itself brings (inference-schema, AMLResponse).

@@ -1,5 +1,5 @@
-"""The routing table of a local online endpoint's router (aml_local/endpoints/router.py): its file, its rules, and the
-state file the router writes back. Read by the router, written by the verbs (aml_local/endpoints/routing.py).
+"""The routing table of a local online endpoint's router (endpoints/router/server.py): its file, its rules, and the
+state file the router writes back. Read by the router, written by the verbs (aml_local/endpoints/online/routing.py).
 
 The routing table: DIR/routing.json, written by the online-endpoint and online-deployment verbs (write a temporary
 file in DIR, then rename it over routing.json: the router never reads half a table), mode 0600 (it holds the keys):

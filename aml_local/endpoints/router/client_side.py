@@ -16,7 +16,7 @@ from urllib.parse import unquote
 import httptools
 
 from aml_local import AmlLocalError
-from aml_local.endpoints.routing_table import DeploymentSpec
+from aml_local.endpoints.router.routing_table import DeploymentSpec
 
 # The draw-a-digit page, served at GET /draw/ without a key: it asks for one and sends it on /score. Its files are
 # package data (aml_local/draw/), found through the package so that an installed aml-local serves them too.

@@ -2,8 +2,8 @@
 
 An endpoint here is what it is on Azure: one scoring URI in front of its deployments, deciding per request. Its record
 is $AML_LOCAL_HOME/endpoints/<name>/endpoint.json; its keys, traffic and mirrored traffic are in routing.json beside it
-(readable by the user only), the table its router serves (aml_local/endpoints/router.py, one process per endpoint on
-one 127.0.0.1 port for the endpoint's whole life; aml_local/endpoints/routing.py starts, finds and stops it). So
+(readable by the user only), the table its router serves (endpoints/router/server.py, one process per endpoint on
+one 127.0.0.1 port for the endpoint's whole life; aml_local/endpoints/online/routing.py starts, finds and stops it). So
 `scoring_uri` is http://127.0.0.1:<the router's port>/score from `create` to `delete`, whatever deployments come and go
 or traffic moves, and curl, `requests`, Postman or the draw-a-digit page reach the deployment the router draws, as
 `invoke` does.
@@ -20,8 +20,8 @@ import shutil
 from pathlib import Path
 
 from aml_local import AmlLocalError, specs, store
-from aml_local.endpoints import deployment as deployments_verbs
-from aml_local.endpoints import records, routing
+from aml_local.endpoints.online import deployment as deployments_verbs
+from aml_local.endpoints.online import records, routing
 
 SCHEMA = "https://azuremlschemas.azureedge.net/latest/managedOnlineEndpoint.schema.json"
 # Azure ML's rule for endpoint names: 3 to 32 characters, a letter first, letters, digits and '-', no '-' last.

@@ -12,7 +12,7 @@ import time
 import httptools
 import psutil
 
-from aml_local.endpoints.routing_table import ServerSpec
+from aml_local.endpoints.router.routing_table import ServerSpec
 
 STOP_GRACE_S = 10  # a server being replaced gets this long after SIGTERM before SIGKILL
 # Below gunicorn's default keep-alive (2 s): a pooled connection is dropped before the server closes it.

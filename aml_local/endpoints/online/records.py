@@ -1,6 +1,6 @@
 """The on-disk records of local online endpoints and their deployments, read by both nouns' verbs:
 $AML_LOCAL_HOME/endpoints/<endpoint>/endpoint.json, and deployments/<deployment>/deployment.json beside it (the
-endpoint's keys and traffic are in its routing.json, aml_local/endpoints/routing.py). Every write is
+endpoint's keys and traffic are in its routing.json, aml_local/endpoints/online/routing.py). Every write is
 whole-file-then-rename (store.write_json)."""
 
 import json

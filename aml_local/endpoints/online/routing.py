@@ -1,4 +1,4 @@
-"""The verbs' side of an endpoint's router (aml_local/endpoints/router.py): the routing table they write, the router
+"""The verbs' side of an endpoint's router (endpoints/router/server.py): the routing table they write, the router
 process they start, find and stop, and waiting until the router has a table in force.
 
 - routing.json (in the endpoint's folder, mode 0600: it holds the keys) is the one record of what the router serves:
@@ -24,8 +24,8 @@ import time
 from pathlib import Path
 
 from aml_local import AmlLocalError, processes, store
-from aml_local.endpoints import records
-from aml_local.endpoints.routing_table import ROUTER_FILE, ROUTING_FILE, SCHEMA_VERSION, parse_table
+from aml_local.endpoints.online import records
+from aml_local.endpoints.router.routing_table import ROUTER_FILE, ROUTING_FILE, SCHEMA_VERSION, parse_table
 
 ROUTER_LOG = "router.log"
 START_TIMEOUT_S = 20  # importing the router and binding its port takes well under a second; a loaded machine more

@@ -17,7 +17,7 @@ from pathlib import Path
 
 from aml_local import AmlLocalError, processes, progress
 from aml_local.assets import env_layer, environment
-from aml_local.endpoints import records, routing
+from aml_local.endpoints.online import records, routing
 
 READY_POLL_S = 0.25
 EXCEPTION_LINE = re.compile(r"^[A-Za-z_][\w.]*(Error|Exception|Exit|Interrupt)\b(: .*)?$")

@@ -56,9 +56,9 @@ What it does, and where Azure documents it:
 
 
 The routing table (routing.json, written by the verbs) and the state written back (router.json): their schemas and
-rules are in aml_local/endpoints/routing_table.py.
+rules are in aml_local/endpoints/router/routing_table.py.
 
-Life cycle, as the verbs drive it (aml_local/endpoints/routing.py): `online-endpoint create` writes routing.json (no
+Life cycle, as the verbs drive it (endpoints/online/routing.py): `online-endpoint create` writes routing.json (no
 deployments, no traffic, port 0 or the one AML_LOCAL_PORT names) and starts this module in a session of its own with
 stderr to DIR/router.log; it is up when router.json shows the child's pid and `GET /` answers 200, and the verbs then
 write the port it took into routing.json, so that a router started again later takes the same one and scoring_uri never
@@ -87,7 +87,7 @@ from pathlib import Path
 import psutil
 
 from aml_local import AmlLocalError
-from aml_local.endpoints.client_side import (
+from aml_local.endpoints.router.client_side import (
     Answer,
     ClientConnection,
     IncomingRequest,
@@ -98,7 +98,7 @@ from aml_local.endpoints.client_side import (
     json_answer,
     listening_socket,
 )
-from aml_local.endpoints.routing_table import (
+from aml_local.endpoints.router.routing_table import (
     DEFAULT_MAX_REQUEST_BYTES,
     ROUTER_FILE,
     ROUTING_FILE,
@@ -109,7 +109,7 @@ from aml_local.endpoints.routing_table import (
     read_table,
     write_json_atomically,
 )
-from aml_local.endpoints.upstream import (
+from aml_local.endpoints.router.upstream import (
     ConnectionDropped,
     Server,
     connect,

@@ -1,7 +1,7 @@
 """The `online-deployment` noun: `online-deployment create/update/show/list/get-logs/delete`.
 
 A deployment runs the Azure ML inference server (azureml-inference-server-http) on this machine, the way the
-managed online endpoint's container runs it, behind its endpoint's router (aml_local/endpoints/router.py), which
+managed online endpoint's container runs it, behind its endpoint's router (aml_local/endpoints/router/server.py), which
 does all that Azure's front end does before a request reaches a container (keys, traffic, mirroring, 429/408/413,
 424 for a model's error, liveness probes and restarts). The servers themselves have no auth or admission code:
 
@@ -9,7 +9,7 @@ does all that Azure's front end does before a request reaches a container (keys,
   app folder, AZUREML_ENTRY_SCRIPT <folder name>/<scoring_script>), so later edits do not change a running
   deployment; each `update` makes a new revision beside the one still serving;
 - an MLflow model (type mlflow_model) with no code_configuration and no environment is Azure's no-code deployment:
-  the scoring script is ours, aml_local/endpoints/mlflow_score.py (what Azure's generated one does), copied in as
+  the scoring script is ours, aml_local/endpoints/online/mlflow_score.py (what Azure's generated one does), copied in as
   code is, and the environment is the model's own requirements (its conda.yaml, else python_env.yaml or
   requirements.txt) plus azureml-inference-server-http, prepared as any environment (the project venv when it has
   them all); MLFLOW_MODEL_FOLDER names the model's folder in AZUREML_MODEL_DIR, as Azure sets it;
@@ -47,9 +47,9 @@ from pathlib import Path
 from aml_local import AmlLocalError, ResourceNotFound, processes, specs, store
 from aml_local.assets import environment, model
 from aml_local.assets.env_spec import EnvSpec, SpecBuilder
-from aml_local.endpoints import records, routing
-from aml_local.endpoints import servers as server_processes
-from aml_local.endpoints.routing_table import DEFAULT_MAX_REQUEST_BYTES
+from aml_local.endpoints.online import records, routing
+from aml_local.endpoints.online import servers as server_processes
+from aml_local.endpoints.router.routing_table import DEFAULT_MAX_REQUEST_BYTES
 
 SCHEMA = "https://azuremlschemas.azureedge.net/latest/managedOnlineDeployment.schema.json"
 # Azure ML's rule for deployment names: 3 to 32 characters, letters, digits and '-', alphanumeric at both ends.
@@ -230,7 +230,7 @@ def _mlflow_environment(model_path: Path, file) -> EnvSpec:
         builder.add_pip_line(INFERENCE_SERVER, origin="the server of Azure's MLflow inference image", base_dir=None)
     builder.notes.append(
         "no-code MLflow deployment: the model's own requirements and azureml-inference-server-http; the scoring "
-        "script is aml-local's (aml_local/endpoints/mlflow_score.py)"
+        "script is aml-local's (aml_local/endpoints/online/mlflow_score.py)"
     )
     return builder.finish()
 

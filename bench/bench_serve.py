@@ -2,7 +2,7 @@
 
     python bench/bench_serve.py [--model-dir DIR] [--workers 2] [--seconds 3] [--rounds 3] [--batch-rounds 7]
 
-The same trained model (trained here, 3 epochs, without --model-dir), served six ways:
+The same trained model (trained here, 3 epochs, without --model-dir), served seven ways:
 1. direct to the deployment: `aml-local online-deployment create` of endpoints/blue-deployment.yml (--workers
    WORKER_COUNT) called on its server's own port, as the endpoint's router calls it (no key: a server has none);
 2. through the router: the same deployment through its endpoint's scoring URI, with the key, as any client calls it
@@ -12,7 +12,11 @@ The same trained model (trained here, 3 epochs, without --model-dir), served six
 4. a minimal forwarder on uvloop + httptools (key check, one pooled connection per client connection, nothing else):
    the floor under any proxy on that stack, so the router's own cost is the difference;
 5. the straightforward score.py (Keras model called per request, json.loads) under the same inference server;
-6. `mlflow models serve` on the same model (--env-manager local, --workers WORKER_COUNT).
+6. `mlflow models serve` on the same model (--env-manager local, --workers WORKER_COUNT);
+7. the MLflow no-code deployment of the same registered model beside blue (endpoints/mlflow-deployment.yml: no scoring
+   script, aml-local's mlflow_score.py in its place, Azure's `input_data` requests), with blue's server settings
+   (its environment_variables and request_settings, by --set), called on its server's own port as row 1 is: the
+   speed of the two ways to deploy this model (score.py or MLflow no-code), reported as the ratio of 7 to 1.
 Every server is started first; then they are measured in turn, round after round, so that background load that comes
 and goes falls on every row alike: single-image requests (endpoints/sample-request.json) and 30-image requests (186
 KB of JSON, like the sample request of Azure's TF MNIST example) at 8 connections (wrk -t2 -c8), --seconds per round
@@ -51,6 +55,10 @@ import mnist_data  # noqa: E402
 from faults import client  # noqa: E402
 
 SAMPLE = REPO_ROOT / "endpoints/sample-request.json"
+NO_CODE = "MLflow no-code deployment (mlflow-deployment.yml), direct"
+# The body each row takes: score.py's {"data": ...}, `mlflow models serve`'s {"inputs": ...}, or the {"input_data":
+# ...} of Azure's MLflow no-code deployments (endpoints/sample-request-mlflow.json).
+BODY_KIND = {"mlflow models serve": "mlflow", NO_CODE: "input_data"}
 BATCH = 1000
 STRAIGHTFORWARD_SCORE = """
 import json
@@ -101,6 +109,16 @@ def post(url, body, key="", timeout=120):
     return response.status, json.loads(raw), elapsed
 
 
+def body_kind(name):
+    return BODY_KIND.get(name, "ours")
+
+
+def predictions(answer) -> list:
+    """The predictions in an answer: score.py's and mlflow's {"predictions": [...]}, or the no-code deployment's list
+    (one row of probabilities per image)."""
+    return answer.get("predictions", []) if isinstance(answer, dict) else answer
+
+
 def answers(port, path) -> bool:
     connection = http.client.HTTPConnection("127.0.0.1", port, timeout=5)
     try:
@@ -143,8 +161,9 @@ def server(name, command, env, port, health_path, scratch, cwd=None):
 
 @contextlib.contextmanager
 def local_endpoint(model_dir, env, scratch, workers):
-    """endpoints/*.yml deployed by aml-local into a throwaway AML_LOCAL_HOME: (scoring URI, key, the deployment's
-    server port, the endpoint's folder); deleted after."""
+    """endpoints/*.yml deployed by aml-local into a throwaway AML_LOCAL_HOME: blue, and the MLflow no-code deployment
+    beside it with blue's server settings; (scoring URI, key, blue's server port, the no-code deployment's server
+    port, the endpoint's folder); deleted after."""
     aml_local = Path(sys.executable).parent / "aml-local"
     env = {**env, "AML_LOCAL_HOME": str(scratch / "aml-local-home")}
 
@@ -160,10 +179,17 @@ def local_endpoint(model_dir, env, scratch, workers):
     try:
         create = ["online-deployment", "create", "-f", "endpoints/blue-deployment.yml", "--all-traffic"]
         shown = json.loads(call(*create, "--set", f"environment_variables.WORKER_COUNT={workers}").stdout)
+        blue = yaml.safe_load((REPO_ROOT / "endpoints/blue-deployment.yml").read_text())
+        settings = {**blue["environment_variables"], "WORKER_COUNT": workers}
+        same = [f"environment_variables.{name}={value}" for name, value in settings.items()]
+        same += [f"request_settings.{name}={value}" for name, value in blue["request_settings"].items()]
+        no_code = ["online-deployment", "create", "-f", "endpoints/mlflow-deployment.yml", "--set", *same]
+        shown_no_code = json.loads(call(*no_code).stdout)
         uri = call("online-endpoint", "show", "-n", endpoint, "--query", "scoring_uri", "-o", "tsv").stdout.strip()
         key = call("online-endpoint", "get-credentials", "-n", endpoint, "--query", "primaryKey", "-o", "tsv")
         port = int(shown["properties"]["aml_local.ports"].split(",")[0])
-        yield uri, key.stdout.strip(), port, Path(env["AML_LOCAL_HOME"]) / "endpoints" / endpoint
+        no_code_port = int(shown_no_code["properties"]["aml_local.ports"].split(",")[0])
+        yield uri, key.stdout.strip(), port, no_code_port, Path(env["AML_LOCAL_HOME"]) / "endpoints" / endpoint
     finally:
         deleted = call("online-endpoint", "delete", "-n", endpoint, "-o", "none", check=False)
         if deleted.returncode:
@@ -275,13 +301,15 @@ def run_minimal_forwarder(port, backend_port):
     uvloop.run(main())
 
 
-def wrk(url, body_file, seconds, key=""):
-    """wrk's numbers for one run at 8 connections (wrk -t2 -c8); every response must be a 2xx, no socket error."""
+def wrk(url, body_file, seconds, key="", warmup=False):
+    """wrk's numbers for one run at 8 connections (wrk -t2 -c8); every response must be a 2xx, no socket error, and a
+    measured run must have answers (a warm-up may end before a slow server's first: `mlflow models serve` on a loaded
+    machine takes seconds per request)."""
     try:
         numbers = client.wrk(url, body_file, 8, seconds, key=key, threads=2, timeout_s=10)
     except RuntimeError as err:
         fail(err)
-    if numbers["non_2xx"] or numbers["socket_errors"] or not numbers["requests"]:
+    if numbers["non_2xx"] or numbers["socket_errors"] or not (numbers["requests"] or warmup):
         fail(f"{url}: {numbers['statuses']} statuses, {numbers['socket_errors']} socket errors")
     return numbers
 
@@ -319,9 +347,8 @@ def batch_times(targets, bodies, rounds):
     ours = bodies["ours"]
     for round_number in range(rounds + 1):  # the first round warms up
         for name, (url, key) in targets.items():
-            body = bodies["mlflow" if name.startswith("mlflow") else "ours"]
-            status, answer, seconds = post(url, body, key)
-            if status != 200 or len(answer.get("predictions", [])) != BATCH:
+            status, answer, seconds = post(url, bodies[body_kind(name)], key)
+            if status != 200 or len(predictions(answer)) != BATCH:
                 fail(f"{name}: the batch of {BATCH} got {status} {str(answer)[:300]}")
             if round_number:
                 times[name].append(seconds)
@@ -373,6 +400,7 @@ def main():
             "single": {
                 "ours": SAMPLE.read_bytes(),
                 "mlflow": json.dumps({"inputs": json.loads(SAMPLE.read_text())["data"]}).encode(),
+                "input_data": (REPO_ROOT / "endpoints/sample-request-mlflow.json").read_bytes(),
             },
             "30 images": {"ours": json.dumps({"data": images[:30].tolist()}).encode()},
             "1,000 images": {"ours": json.dumps({"data": images.tolist()}).encode()},
@@ -380,6 +408,7 @@ def main():
         for size in ("30 images", "1,000 images"):
             count = 30 if size == "30 images" else BATCH
             bodies[size]["mlflow"] = json.dumps({"inputs": images[:count].tolist()}).encode()  # MLflow's format
+            bodies[size]["input_data"] = json.dumps({"input_data": images[:count].tolist()}).encode()  # Azure's
         files = {}
         for size, kinds in bodies.items():
             for kind, body in kinds.items():
@@ -392,7 +421,7 @@ def main():
             print(
                 f"starting the local endpoint (aml-local, blue-deployment.yml, {args.workers} workers) ...", flush=True
             )
-            uri, key, direct_port, endpoint_dir = running.enter_context(
+            uri, key, direct_port, no_code_port, endpoint_dir = running.enter_context(
                 local_endpoint(model_dir, server_env, scratch, args.workers)
             )
             router_pid = json.loads((endpoint_dir / "router.json").read_text())["pid"]
@@ -461,31 +490,27 @@ def main():
                     psutil.Process(forwarder.pid),
                 ),
                 **{name: (url, "", None) for name, url in others.items()},
+                NO_CODE: (f"http://127.0.0.1:{no_code_port}/score", "", None),
             }
             for name, (url, target_key, _) in targets.items():
-                kind = "mlflow" if name.startswith("mlflow") else "ours"
-                status, answer, _ = post(url, bodies["single"][kind], target_key)
-                if status != 200 or len(answer.get("predictions", [])) != 1:
+                status, answer, _ = post(url, bodies["single"][body_kind(name)], target_key)
+                if status != 200 or len(predictions(answer)) != 1:
                     fail(f"{name}: the sample request got {status} {str(answer)[:300]}")
             runs = {(name, size): [] for name in targets for size in ("single", "30 images")}
             for size in ("single", "30 images"):
                 for name, (url, target_key, _) in targets.items():
-                    wrk(url, files[size, "mlflow" if name.startswith("mlflow") else "ours"], args.warmup, target_key)
+                    wrk(url, files[size, body_kind(name)], args.warmup, target_key, warmup=True)
                 for round_number in range(1, args.rounds + 1):
                     print(f"{size}, 8 connections: round {round_number} of {args.rounds} ...", flush=True)
                     for name, (url, target_key, proxy) in targets.items():
-                        body_file = files[size, "mlflow" if name.startswith("mlflow") else "ours"]
+                        body_file = files[size, body_kind(name)]
                         before = sum(proxy.cpu_times()[:2]) if proxy else 0.0
                         numbers = wrk(url, body_file, args.seconds, target_key)
                         numbers["proxy_cpu_s"] = sum(proxy.cpu_times()[:2]) - before if proxy else 0.0
                         runs[name, size].append(numbers)
             print("1,000-image requests ...", flush=True)
             batch_targets = {name: (url, target_key) for name, (url, target_key, _) in targets.items()}
-            batch = batch_times(
-                batch_targets,
-                {"ours": bodies["1,000 images"]["ours"], "mlflow": bodies["1,000 images"]["mlflow"]},
-                args.batch_rounds,
-            )
+            batch = batch_times(batch_targets, bodies["1,000 images"], args.batch_rounds)
     figures = {name: {size: combined(runs[name, size]) for size in ("single", "30 images")} for name in targets}
     direct = figures["direct to the deployment"]
     lines = [
@@ -520,9 +545,21 @@ def main():
         "1,000 images <= 1.5x orjson: "
         f"{batch['**through the router (uvloop + httptools)**'] / batch['orjson.loads']:.2f}x",
     ]
+    # The two ways to deploy this model, as the README's "score.py or MLflow no-code" advice quotes them.
+    no_code = {
+        "rps_single": figures[NO_CODE]["single"]["rps"] / direct["single"]["rps"],
+        "rps_30_images": figures[NO_CODE]["30 images"]["rps"] / direct["30 images"]["rps"],
+        "time_1000_images": batch[NO_CODE] / batch["direct to the deployment"],
+    }
+    lines.append(
+        "MLflow no-code deployment vs score.py (blue), both direct to their server: requests/s "
+        f"{no_code['rps_single']:.3g}x (single image), {no_code['rps_30_images']:.3g}x (30 images); 1,000 images in "
+        f"{no_code['time_1000_images']:.3g}x the time"
+    )
     print("\n" + "\n".join(lines))
     if args.json_out:
-        Path(args.json_out).write_text(json.dumps({"figures": figures, "batch_ms": batch}, indent=1))
+        figures_out = {"figures": figures, "batch_ms": batch, "mlflow_no_code_vs_score_py": no_code}
+        Path(args.json_out).write_text(json.dumps(figures_out, indent=1))
 
 
 if __name__ == "__main__":

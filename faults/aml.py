@@ -1,13 +1,19 @@
 """aml-local as the scenarios drive it: one subprocess per command (the process boundary is part of what they
-test: a killed `job create --stream` is a killed process), in a home of the caller's choosing; and waiting."""
+test: a killed `job create --stream` is a killed process), in a home of the caller's choosing; the reads that only
+check what those commands left (a job's status, a listing) in this process; and waiting."""
 
+import contextlib
 import dataclasses
+import io
 import json
 import os
 import subprocess
 import sys
 import time
 from pathlib import Path
+from unittest import mock
+
+from aml_local import cli
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 AML_LOCAL = (sys.executable, "-m", "aml_local")
@@ -29,19 +35,22 @@ def clean_env(**extra: str) -> dict[str, str]:
 
 @dataclasses.dataclass(frozen=True)
 class Aml:
-    """aml-local with AML_LOCAL_HOME=home, run from the repository root (the specs' relative paths hold there)."""
+    """aml-local with AML_LOCAL_HOME=home, run from the repository root (the specs' relative paths hold there).
+    `command` is what run() starts: `python -m aml_local`, or another way to start the same command as a process
+    (the tests give tests/warm_aml_local/aml-local: a process forked from a parent that imported MLflow and the SDK
+    once); start() always starts `python -m aml_local`, a process of its own that a scenario may kill."""
 
     home: Path
     env: dict[str, str]
+    command: tuple[str, ...] = AML_LOCAL
 
     @classmethod
-    def at(cls, home: Path) -> "Aml":
-        return cls(Path(home), clean_env(AML_LOCAL_HOME=str(home)))
+    def at(cls, home: Path, command: tuple[str, ...] = AML_LOCAL, **env: str) -> "Aml":
+        return cls(Path(home), clean_env(AML_LOCAL_HOME=str(home), **env), tuple(command))
 
     def run(self, *args, check: bool = True, timeout: float = 600) -> subprocess.CompletedProcess:
-        result = subprocess.run(
-            [*AML_LOCAL, *map(str, args)], env=self.env, cwd=REPO_ROOT, capture_output=True, text=True, timeout=timeout
-        )
+        argv = [*self.command, *map(str, args)]
+        result = subprocess.run(argv, env=self.env, cwd=REPO_ROOT, capture_output=True, text=True, timeout=timeout)
         if check and result.returncode:
             raise CommandFailed(f"aml-local {' '.join(map(str, args[:2]))}: {result.stderr.strip()[-1500:]}")
         return result
@@ -49,9 +58,25 @@ class Aml:
     def json(self, *args, timeout: float = 600):
         return json.loads(self.run(*args, "-o", "json", timeout=timeout).stdout)
 
-    def value(self, *args, query: str) -> str:
-        """One field as `--query FIELD -o tsv` prints it."""
-        return self.run(*args, "--query", query, "-o", "tsv").stdout.strip()
+    def read(self, *args, check: bool = True) -> str | None:
+        """What a read-only command (`job show`, `job list`, `model list`) prints, run in this process with this
+        home (None when it fails and check is False): the scenarios poll and check the store with these, and a
+        `job` or `model` command as a process spends seconds importing MLflow each time (polled every 0.5 s, that
+        kept a core busy while the jobs under test started)."""
+        out, err = io.StringIO(), io.StringIO()
+        with (
+            mock.patch.dict(os.environ, self.env, clear=True),
+            contextlib.chdir(REPO_ROOT),
+            contextlib.redirect_stdout(out),
+            contextlib.redirect_stderr(err),
+        ):
+            code = cli.main([str(a) for a in args])
+        if code and check:
+            raise CommandFailed(f"aml-local {' '.join(map(str, args[:2]))}: {err.getvalue().strip()[-1500:]}")
+        return None if code else out.getvalue()
+
+    def read_json(self, *args):
+        return json.loads(self.read(*args, "-o", "json"))
 
     def start(self, *args, stderr=subprocess.DEVNULL) -> subprocess.Popen:
         """A command left running (e.g. `job create --stream`): the caller waits for it, or kills it."""

@@ -135,8 +135,8 @@ def trials_running(aml: Aml, sweep: str, count: int, timeout: float) -> list[str
     started = time.monotonic()
 
     def trials():
-        listed = aml.run("job", "list", "--parent-job-name", sweep, "-o", "json", check=False)
-        names = [t["name"] for t in json.loads(listed.stdout)] if listed.returncode == 0 else []
+        listed = aml.read("job", "list", "--parent-job-name", sweep, "-o", "json", check=False)
+        names = [t["name"] for t in json.loads(listed)] if listed is not None else []
         return names if len(names) >= count else None
 
     names = wait_until(trials, timeout, f"{count} trials of sweep {sweep} starting", interval=0.5)
@@ -145,7 +145,7 @@ def trials_running(aml: Aml, sweep: str, count: int, timeout: float) -> list[str
 
 
 def _status(aml: Aml, name: str) -> str:
-    return aml.value("job", "show", "-n", name, query="status")
+    return aml.read("job", "show", "-n", name, "--query", "status", "-o", "tsv").strip()
 
 
 def killed_driver(aml: Aml, project: dict[str, Path], kind: str) -> Check:
@@ -168,7 +168,7 @@ def killed_driver(aml: Aml, project: dict[str, Path], kind: str) -> Check:
     gone_after = time.monotonic() - killed_at
     left = [pid for pid, started in running if processes.alive(pid, started)]
     status = _status(aml, name)
-    trials = [aml.json("job", "show", "-n", child) for child in children] if kind == "sweep" else []
+    trials = [aml.read_json("job", "show", "-n", child) for child in children] if kind == "sweep" else []
     trial_states = sorted(t["status"] for t in trials)
     figure = (
         f"{kind}: SIGKILL of the streaming aml-local: {len(running) - len(left)}/{len(running)} processes gone in "
@@ -198,11 +198,12 @@ def concurrent_commands(aml: Aml, project: dict[str, Path], also_listed: tuple[s
     errors = [process.communicate(timeout=300)[1] for process in started]
     codes = [process.returncode for process in started]
     statuses = [_status(aml, job) for job in jobs]
-    versions = sorted(m["version"] for m in aml.json("model", "list", "-n", "faults-model")) if not any(codes) else []
+    models = aml.read_json("model", "list", "-n", "faults-model") if not any(codes) else []
+    versions = sorted(m["version"] for m in models)
     with contextlib.closing(sqlite3.connect(aml.home / "mlflow.db")) as connection:
         integrity = connection.execute("PRAGMA integrity_check").fetchone()[0]
     expected = {*jobs, *also_listed}
-    listed = {j["name"] for j in aml.json("job", "list")} & expected
+    listed = {j["name"] for j in aml.read_json("job", "list")} & expected
     what = "2 jobs + 2 model creates" + (" during a sweep" if also_listed else "")
     figure = (
         f"{what}: exits {codes}, jobs {statuses}, model versions {versions}, sqlite {integrity}, "

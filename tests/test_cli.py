@@ -22,7 +22,7 @@ import pytest
 import yaml
 
 from aml_local import cli
-from aml_local.cli import custom
+from aml_local.cli import custom_assets
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 COMPUTE_YML = REPO_ROOT / "compute/cpu-cluster.yml"
@@ -421,7 +421,7 @@ def test_an_unexpected_error_prints_its_traceback_and_ctrl_c_exits_1(compute, ca
     def broken(name):
         raise RuntimeError("a bug")
 
-    monkeypatch.setattr(custom, "compute_show", broken)
+    monkeypatch.setattr(custom_assets, "compute_show", broken)
     code, out, err = run_cli(capsys, "compute", "show", "-n", compute)
     # handle_exception's last branch: CLIInternalError with this line, then the traceback
     assert code == 1 and out == ""
@@ -431,7 +431,7 @@ def test_an_unexpected_error_prints_its_traceback_and_ctrl_c_exits_1(compute, ca
     def interrupted(name):
         raise KeyboardInterrupt
 
-    monkeypatch.setattr(custom, "compute_show", interrupted)
+    monkeypatch.setattr(custom_assets, "compute_show", interrupted)
     # knack's invoke: KeyboardInterrupt -> exit code 1 (azure-cli's __main__ exits 1 on it too)
     assert run_cli(capsys, "compute", "show", "-n", compute)[0] == 1
 

@@ -18,14 +18,16 @@ PYPROJECT = tomllib.loads((REPO_ROOT / "pyproject.toml").read_text())
 PROJECT = PYPROJECT["project"]
 # [project] dependencies (aml-local's run time) as a group beside the extras.
 GROUPS = {"runtime": PROJECT["dependencies"], **PROJECT["optional-dependencies"]}
-LOCAL_GROUPS = ("runtime", "train", "serve", "dev")  # what requirements.lock resolves (make lock)
-AZURE_ONLY = "azure"  # conflicts with azure-ai-ml's pins: only in the Azure images
+LOCAL_GROUPS = ("runtime", "train", "serve", "batch", "dev")  # what requirements.lock resolves (make lock)
+# Conflict with the project's pins (azure-ai-ml's, numpy's): only in the Azure images.
+AZURE_ONLY_GROUPS = ("azure", "azure-batch")
 LOCK = REPO_ROOT / "requirements.lock"
 # Which pyproject groups each Azure environment's conda file must carry, exactly.
 CONDA_FILES = {
     "environments/train.conda.yaml": ("train", "azure"),
     "environments/train-gpu.conda.yaml": ("train", "azure"),
     "environments/inference.conda.yaml": ("serve",),
+    "environments/batch.conda.yaml": ("batch", "azure-batch"),
 }
 
 
@@ -57,6 +59,11 @@ def _lock():
         else:
             assert not line.strip() or line.lstrip().startswith("#"), f"requirements.lock: unexpected line {line!r}"
     return entries
+
+
+def _azure_only():
+    """The pins of every Azure-only group together."""
+    return {name: pin for group in AZURE_ONLY_GROUPS for name, pin in _pins(GROUPS[group]).items()}
 
 
 def _conda_pip(path):
@@ -128,7 +135,7 @@ def test_conda_files_agree_with_the_lock():
     # Azure's images install the conda files; the local venv installs the lock: the same version of every package
     # they share. The Azure-only group is not in the lock (next test) and is checked against pyproject above.
     lock = _lock()
-    azure_only = _pins(GROUPS[AZURE_ONLY])
+    azure_only = _azure_only()
     for path in CONDA_FILES:
         for name, pinned in _pins(_conda_pip(path)).items():
             if name in azure_only:
@@ -139,13 +146,13 @@ def test_conda_files_agree_with_the_lock():
 
 def test_the_azure_only_group_stays_out_of_the_lock_and_agrees_with_the_conda_files():
     lock = _lock()
-    azure_only = _pins(GROUPS[AZURE_ONLY])
-    assert azure_only
-    for name in azure_only:
-        assert name not in lock, f"{name} is Azure-only (it conflicts with azure-ai-ml's pins) but is in the lock"
+    assert all(GROUPS[group] for group in AZURE_ONLY_GROUPS)
+    for name in _azure_only():
+        assert name not in lock, f"{name} is Azure-only (it conflicts with the project's pins) but is in the lock"
     for path, groups in CONDA_FILES.items():
         conda = _pins(_conda_pip(path))
-        if AZURE_ONLY in groups:
+        for group in set(groups) & set(AZURE_ONLY_GROUPS):
+            azure_only = _pins(GROUPS[group])
             assert {name: conda.get(name) for name in azure_only} == azure_only, path
 
 
@@ -167,7 +174,7 @@ def test_installed_versions_match_the_lock():
 
 
 def test_azure_only_extras_stay_out_of_the_local_venv():
-    for name in _pins(GROUPS[AZURE_ONLY]):
+    for name in _azure_only():
         try:
             version(name)
         except PackageNotFoundError:
@@ -212,9 +219,10 @@ def _providers(module):
     return providers
 
 
-# Files of the package that aml_local never imports: a deployment's scoring script, copied into it and run by its
-# inference server in the deployment's environment (the MLflow model's requirements and azureml-inference-server-http).
-RUN_IN_A_DEPLOYMENT = {"aml_local/endpoints/online/mlflow_score.py"}
+# Files of the package that aml_local never imports: a deployment's scoring script, copied into it and run in the
+# deployment's environment (the MLflow model's requirements): by its inference server (online, with
+# azureml-inference-server-http) or by a batch scoring job's workers.
+RUN_IN_A_DEPLOYMENT = {"aml_local/endpoints/online/mlflow_score.py", "aml_local/endpoints/batch/mlflow_driver.py"}
 
 
 def test_runtime_dependencies_cover_every_module_aml_local_imports():

@@ -98,7 +98,7 @@ def test_imports_run_down_the_layers():
 
 
 def test_kinds_never_import_their_dispatcher():
-    kinds = ["aml_local.jobs.command", "aml_local.jobs.sweep", "aml_local.jobs.pipeline"]
+    kinds = ["aml_local.jobs.command", "aml_local.jobs.sweep", "aml_local.jobs.pipeline", "aml_local.jobs.parallel"]
     assert all("aml_local.jobs.verbs" not in GRAPH[kind] for kind in kinds)
     # ...nor each other: a pipeline finds its nodes' kinds in the registry.
     assert all(not (set(kinds) - {kind}) & GRAPH[kind] for kind in kinds)

@@ -167,13 +167,14 @@ limits:
 
 
 @pytest.mark.slow
-def test_a_streamed_sweep_shows_its_trials_and_best_live_on_a_terminal(tmp_path, project_environments):
+def test_a_streamed_sweep_shows_its_trials_and_best_live_on_a_terminal(tmp_path, project_environments, warm_aml_local):
     project_environments(tmp_path)
     (tmp_path / "src").mkdir()
     (tmp_path / "src/trial.py").write_text(textwrap.dedent(TRIAL))
     (tmp_path / "sweep.yml").write_text(SWEEP)
-    env = environment(False, AML_LOCAL_HOME=str(tmp_path / "home"))
-    aml_local = [sys.executable, "-m", "aml_local", "job", "create", "--file", "sweep.yml", "--stream"]
+    # The command as a process forked from conftest's warm_aml_local, with the terminal as its stdout and stderr.
+    env = environment(False, AML_LOCAL_HOME=str(tmp_path / "home"), **warm_aml_local["env"])
+    aml_local = [warm_aml_local["command"], "job", "create", "--file", "sweep.yml", "--stream"]
     output = run_in(True, aml_local, env, cwd=tmp_path, timeout=240)
     assert "Status: Completed" in output and "new best:" in output, output[-3000:]
     live = [part for part in output.split("\r\x1b[K") if part.startswith("[sweep ")]

@@ -26,7 +26,9 @@ _imports = itertools.count()
 
 
 def import_score():
-    """A fresh copy of src/score.py: inference-schema registers run() by module name, so each copy has its own."""
+    """A fresh copy of src/score.py: inference-schema registers run() by module name, so each copy has its own. src/ is
+    on sys.path, as the code folder is on the server's: score.py imports mnist_model from beside it."""
+    sys.path.insert(0, str(REPO_ROOT / "src"))
     spec = importlib.util.spec_from_file_location(f"score_under_test_{next(_imports)}", REPO_ROOT / "src/score.py")
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
@@ -51,6 +53,15 @@ def init_with(module, model_dir):
 def score():
     """score.py imported, no model loaded: enough for everything that is refused before the model runs."""
     return import_score()
+
+
+@pytest.fixture(scope="module")
+def shared_model_module():
+    """src/mnist_model.py, the model loading score.py shares with batch_score.py (the module score.py imports)."""
+    import_score()
+    import mnist_model
+
+    return mnist_model
 
 
 @pytest.fixture(scope="module")
@@ -269,15 +280,16 @@ def two_different_models(tmp):
     return str(tmp)
 
 
-def test_the_model_folder_is_found_in_any_registration_layout(score, tmp_path):
+def test_the_model_folder_is_found_in_any_registration_layout(shared_model_module, tmp_path):
+    find_mlflow_model = shared_model_module.find_mlflow_model
     top = write_mlmodel(tmp_path / "top")
-    assert score.find_mlflow_model(str(top)) == top
+    assert find_mlflow_model(str(top)) == top
     azure = write_mlmodel(tmp_path / "azureml-models/mnist-mlp/3/model")  # AZUREML_MODEL_DIR/<registered folder>
-    assert score.find_mlflow_model(str(tmp_path / "azureml-models/mnist-mlp/3")) == azure
+    assert find_mlflow_model(str(tmp_path / "azureml-models/mnist-mlp/3")) == azure
     copies = tmp_path / "copies"
     write_mlmodel(copies / "model")
     write_mlmodel(copies / "model/backup")  # byte-identical copies of one model count once: the shallowest wins
-    assert score.find_mlflow_model(str(copies)) == copies / "model"
+    assert find_mlflow_model(str(copies)) == copies / "model"
 
 
 @pytest.mark.parametrize(
@@ -291,10 +303,10 @@ def test_the_model_folder_is_found_in_any_registration_layout(score, tmp_path):
     ],
     ids=["unset", "missing", "a-file", "empty", "two-models"],
 )
-def test_no_model_or_several_fail_with_a_message_naming_the_folder(score, tmp_path, setup, fragment):
+def test_no_model_or_several_fail_with_a_message_naming_the_folder(shared_model_module, tmp_path, setup, fragment):
     model_dir = setup(tmp_path)
     with pytest.raises(RuntimeError) as raised:
-        score.find_mlflow_model(model_dir)
+        shared_model_module.find_mlflow_model(model_dir)
     assert fragment in str(raised.value)
     if model_dir:
         assert model_dir in str(raised.value)
@@ -340,9 +352,12 @@ def test_a_model_that_is_not_a_plain_dense_stack_runs_through_tensorflow(tmp_pat
 
 
 @pytest.mark.slow
-def test_numpy_products_that_disagree_with_keras_are_not_used(trained_model_dir, test_images, monkeypatch):
+def test_numpy_products_that_disagree_with_keras_are_not_used(
+    trained_model_dir, test_images, monkeypatch, shared_model_module
+):
     strict = import_score()
-    monkeypatch.setattr(strict, "PROBE_TOLERANCE", -1.0)  # no difference passes: as if the products were wrong
+    # No difference passes: as if the products were wrong.
+    monkeypatch.setattr(shared_model_module, "PROBE_TOLERANCE", -1.0)
     init_with(strict, trained_model_dir)
     images, _ = test_images
     assert strict.backend == "tf.function"

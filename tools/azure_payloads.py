@@ -39,10 +39,12 @@ regenerates them and fails on any difference, so a change to a YAML shows in rev
 Each `<path>.json` is, for the YAML file `<path>.yml` of the repository, the JSON body of the PUT request that
 azure-ai-ml {sdk_version} (the SDK behind `az ml`) builds from it: the file loaded with the SDK's own loader
 (`load_job`, `load_component`, `load_environment`, `load_compute`, `load_data`, `load_model`,
-`load_online_endpoint`, `load_online_deployment`), converted by the entity's own REST conversion
-(`to_rest_job_object(job)` for jobs, as `JobOperations.create_or_update` calls it; `_to_rest_object()`; for an
-online endpoint `_to_rest_online_endpoint(location)`, for a deployment `_to_rest_object(location)`) and
-serialized as the SDK's REST client serializes a body (`SdkJSONEncoder` with `exclude_readonly=True`).
+`load_online_endpoint`, `load_online_deployment`, `load_batch_endpoint`, and for a batch deployment the loader
+`az ml batch-deployment create` picks by its `type`: `load_model_batch_deployment` for `type: model`), converted by
+the entity's own REST conversion (`to_rest_job_object(job)` for jobs, as `JobOperations.create_or_update` calls it;
+`_to_rest_object()`; for an online endpoint `_to_rest_online_endpoint(location)`, for a batch endpoint
+`_to_rest_batch_endpoint(location)`, for a deployment `_to_rest_object(location)`) and serialized as the SDK's
+REST client serializes a body (`SdkJSONEncoder` with `exclude_readonly=True`).
 
 It is the body *before* the SDK resolves references and uploads code, so it differs from the wire in exactly
 these ways:
@@ -99,6 +101,8 @@ def rest_object(path: pathlib.Path):
     """The REST object azure-ai-ml builds from the YAML, chosen by its $schema's file name."""
     import yaml
     from azure.ai.ml import (
+        load_batch_deployment,
+        load_batch_endpoint,
         load_component,
         load_compute,
         load_data,
@@ -109,8 +113,10 @@ def rest_object(path: pathlib.Path):
         load_online_endpoint,
     )
     from azure.ai.ml.entities._job.to_rest_functions import to_rest_job_object
+    from azure.ai.ml.entities._load_functions import load_model_batch_deployment
 
-    schema = str(yaml.safe_load(path.read_text())["$schema"]).rsplit("/", 1)[-1]
+    document = yaml.safe_load(path.read_text())
+    schema = str(document["$schema"]).rsplit("/", 1)[-1]
     if schema in ("commandJob.schema.json", "sweepJob.schema.json", "pipelineJob.schema.json"):
         return to_rest_job_object(load_job(str(path), params_override=[{"name": JOB_NAME}]))
     if schema == "commandComponent.schema.json":
@@ -127,6 +133,12 @@ def rest_object(path: pathlib.Path):
         return load_online_endpoint(str(path))._to_rest_online_endpoint(location=LOCATION)
     if schema == "managedOnlineDeployment.schema.json":
         return load_online_deployment(str(path))._to_rest_object(location=LOCATION)
+    if schema == "batchEndpoint.schema.json":
+        return load_batch_endpoint(str(path))._to_rest_batch_endpoint(location=LOCATION)
+    if schema == "batchDeployment.schema.json":
+        # As ml_batch_deployment_create in the az ml extension (custom/batch_deployment.py) chooses the loader.
+        load = load_model_batch_deployment if document.get("type") == "model" else load_batch_deployment
+        return load(str(path))._to_rest_object(location=LOCATION)
     raise SystemExit(f"ERROR: {shown(path)}: no REST body builder for $schema {schema} (add one here)")
 
 

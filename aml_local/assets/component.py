@@ -12,7 +12,8 @@ registered, in $AML_LOCAL_HOME/components/<name>/:
   registered with after the source changes; empty when the component has no `code:`;
 - `<version>/component.yml`: the component as registered (its `_to_dict()`, with `code: ./code`), what a pipeline
   node that names it loads, again with `load_component`.
-- `<version>.archived` / `.archived`: `component archive` of a version / of the whole component (the container).
+- `<version>.archived` / `.archived`: `component archive` of a version / of the whole component (the container), as
+  versions.py's RecordStore keeps them for every versioned asset.
 A YAML without a version gets the next one even when its content is the same as the latest's, as azure-ai-ml's
 ComponentOperations.create_or_update does for a component that sets none (`_create_or_update_autoincrement`).
 
@@ -41,19 +42,6 @@ from aml_local.assets import env_build, environment, versions
 
 RECORDS = versions.RecordStore("components", "component")
 NOUN = "component"
-CONTAINER_ARCHIVED = ".archived"
-
-
-def _archived_marker(name: str, version: str) -> Path:
-    return RECORDS.folder(name) / f"{version}.archived"
-
-
-def _is_archived(name: str, version: str) -> bool:
-    return _archived_marker(name, version).exists()
-
-
-def _active_versions(name: str) -> list[str]:
-    return [v for v in RECORDS.versions(name) if not _is_archived(name, v)]
 
 
 def _snapshot_code(source: Path, target: Path) -> str:
@@ -168,24 +156,17 @@ def _view(record: dict) -> dict:
     shown["properties"] = {
         **(spec.get("properties") or {}),
         "aml_local.file": record["file"],
-        "aml_local.archived": str(_is_archived(name, version)).lower(),
+        "aml_local.archived": str(RECORDS.archived(name, version)).lower(),
     }
     return shown
 
 
 def _pick(name: str, version: str | None, label: str | None) -> str:
-    if version is not None and label is not None:
-        # azure-ai-ml's ComponentOperations._get and _archive_or_restore: a ValidationException (exit 1).
-        raise AmlLocalError("Cannot specify both version and label.")
+    # azure-ai-ml's ComponentOperations._get: both is a ValidationException (exit 1).
+    versions.check_version_or_label(version, label)
     if not RECORDS.versions(name):
         raise ResourceNotFound(f"component {name!r} not found in {store.home()} (component create --file ...)")
-    if version is not None:
-        return versions.pick(NOUN, name, RECORDS.versions(name), version, None)
-    active = _active_versions(name)
-    if not active:
-        # azure-ai-ml's _get_latest: "Asset {name} does not exist in workspace ..." (a ValidationException, exit 1).
-        raise AmlLocalError(f"component {name}@{label or 'latest'}: every version is archived (component restore)")
-    return versions.pick(NOUN, name, active, None, label)
+    return RECORDS.load(name, version, label)["version"]
 
 
 def show(name: str, version: str | None = None, label: str | None = None) -> dict:
@@ -193,69 +174,24 @@ def show(name: str, version: str | None = None, label: str | None = None) -> dic
     return _view(json.loads((RECORDS.folder(name) / f"{chosen}.json").read_text()))
 
 
-def _names() -> list[str]:
-    root = store.home() / RECORDS.kind
-    return sorted(p.name for p in root.glob("*") if p.is_dir() and RECORDS.versions(p.name))
-
-
 def list_components(name=None, include_archived=False, archived_only=False) -> list[dict]:
     """azure-ai-ml's ComponentOperations.list: with a name, its versions (ComponentVersions list); without, one item
     per component (the ComponentContainers list, each `Component._from_container_rest_object`: name, id,
     creation_context, latest_version). The view (ActiveOnly by default, All, ArchivedOnly) applies to what is
-    listed: versions, or the components themselves."""
-    if include_archived and archived_only:
-        # azext_mlv2 custom/utils.py get_list_view_type (exit 1).
-        raise AmlLocalError("Cannot provide both archived-only and include-archived.")
-
-    def wanted(archived: bool) -> bool:
-        return include_archived or archived == archived_only
-
+    listed: versions, or the components themselves (versions.py RecordStore)."""
     if name:
-        return [
-            _view(json.loads((RECORDS.folder(name) / f"{v}.json").read_text()))
-            for v in reversed(RECORDS.versions(name))
-            if wanted(_is_archived(name, v))
-        ]
-    shown = []
-    for each in _names():
-        if not wanted((RECORDS.folder(each) / CONTAINER_ARCHIVED).exists()):
-            continue
-        every = RECORDS.versions(each)
-        # Ours: the version @latest resolves to (the newest not archived), else the newest.
-        latest = (_active_versions(each) or every)[-1]
-        first, last = (RECORDS.load(each, v) for v in (every[0], every[-1]))
-        shown.append(
-            {
-                "creation_context": {"created_at": first["created_at"], "last_modified_at": last["created_at"]},
-                "id": f"azureml:/local/components/{each}",
-                "latest_version": latest,
-                "name": each,
-            }
-        )
-    return shown
-
-
-def _set_archived(name: str, version: str | None, label: str | None, archived: bool) -> None:
-    """azure-ai-ml's _archive_or_restore (_utils/_asset_utils.py): a version (or the version a label names) is
-    archived or restored; with neither, the component's container is."""
-    if version is None and label is None:
-        if not RECORDS.versions(name):
-            raise ResourceNotFound(f"component {name!r} not found in {store.home()}")
-        marker = RECORDS.folder(name) / CONTAINER_ARCHIVED
-    else:
-        marker = _archived_marker(name, _pick(name, version, label))
-    if archived:
-        marker.touch()
-    else:
-        marker.unlink(missing_ok=True)
+        return [_view(record) for record in RECORDS.list_versions(name, include_archived, archived_only)]
+    return RECORDS.list_containers(include_archived, archived_only)
 
 
 def archive(name: str, version: str | None = None, label: str | None = None) -> None:
-    _set_archived(name, version, label, True)
+    """azure-ai-ml's _archive_or_restore (_utils/_asset_utils.py): a version (or the version a label names) is
+    archived; with neither, the component's container is."""
+    RECORDS.set_archived(name, version, label, True)
 
 
 def restore(name: str, version: str | None = None, label: str | None = None) -> None:
-    _set_archived(name, version, label, False)
+    RECORDS.set_archived(name, version, label, False)
 
 
 def resolve(reference: str, *, file, field: str = "component"):

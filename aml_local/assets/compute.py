@@ -1,4 +1,4 @@
-"""The `compute` noun: `compute create/show` for the cluster YAML that `az ml compute create` takes.
+"""The `compute` noun: `compute create/show/list/delete` for the cluster YAML that `az ml compute create` takes.
 
 Locally every job runs on this machine, so a compute target is a record, not a cluster: the YAML is parsed
 and validated by the SDK's own `load_compute` (what az rejects is rejected here), kept in
@@ -77,15 +77,70 @@ def create(file=None, name=None, overrides=()) -> dict:
     return show(entity.name)
 
 
-def show(name: str) -> dict:
+def _read(name: str) -> dict:
     path = compute_dir() / f"{name}.json"
     try:
-        record = json.loads(path.read_text())
+        return json.loads(path.read_text())
     except FileNotFoundError:
-        known = ", ".join(sorted(p.stem for p in compute_dir().glob("*.json"))) or "none"
+        known = ", ".join(_names()) or "none"
         raise ResourceNotFound(f"compute {name!r} not found in {store.home()} (compute: {known})") from None
     except (OSError, ValueError):
         raise AmlLocalError(f"compute {name!r}: its record {path} is unreadable") from None
+
+
+def _names() -> list[str]:
+    return sorted(p.stem for p in compute_dir().glob("*.json"))
+
+
+def list_computes(compute_type: str | None = None) -> list[dict]:
+    """azure-ai-ml's ComputeOperations.list(compute_type): every compute target, or those of one type (compared
+    without case: az's help names AmlCompute, the YAML and the records amlcompute)."""
+    shown = [show(name) for name in _names()]
+    return [c for c in shown if compute_type is None or c["type"].lower() == compute_type.lower()]
+
+
+def update(name: str, changes: dict) -> dict:
+    """`compute update`: the record's scale settings and tags changed, checked again by load_compute as
+    _ml_compute_update does (it loads the shown compute with the changes as params_override)."""
+    with store.locked("compute"):
+        record = _read(name)
+        fields = (
+            "type",
+            "size",
+            "tier",
+            "description",
+            "min_instances",
+            "max_instances",
+            "idle_time_before_scale_down",
+        )
+        overrides = [{key: record[key]} for key in fields if record.get(key) is not None]
+        overrides += [{"tags": record["tags"]}, {"name": name}]
+        overrides += [{key: value} for key, value in changes.items() if value is not None]
+        try:
+            entity = _load(None, overrides)
+        except AmlLocalError as err:
+            raise AmlLocalError(str(err).replace("compute create:", f"compute update {name}:", 1)) from None
+        record.update(
+            min_instances=entity.min_instances,
+            max_instances=entity.max_instances,
+            idle_time_before_scale_down=entity.idle_time_before_scale_down,
+            tags={str(k): str(v) for k, v in (entity.tags or {}).items()},
+            modified_at=now(),
+        )
+        store.write_json(compute_dir() / f"{name}.json", record)
+    return show(name)
+
+
+def delete(name: str) -> None:
+    """`compute delete`: the record goes (a missing one is az's 404, exit 3). Nothing was provisioned, so nothing
+    else changes: jobs run on this machine whatever compute they name."""
+    with store.locked("compute"):
+        _read(name)
+        (compute_dir() / f"{name}.json").unlink()
+
+
+def show(name: str) -> dict:
+    record = _read(name)
     return {
         "description": record["description"],
         "id": f"azureml:/local/computes/{name}",

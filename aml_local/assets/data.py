@@ -1,9 +1,10 @@
-"""The `data` noun: `data create/show` for data asset YAML, and the mapping of a job's data inputs to folders
-on this machine.
+"""The `data` noun: `data create/show/list/archive/restore` for data asset YAML, and the mapping of a job's data
+inputs to folders on this machine.
 
-`data create` parses the YAML with the SDK's own `load_data` and records the version in
-$AML_LOCAL_HOME/data/<name>/<version>.json; as on Azure a registered version cannot change (the same
-content again is answered as it is, other content is refused). `data show` answers az's JSON.
+`data create` parses the YAML with the SDK's own `load_data` (with az's flags as params_override; without --file, from
+the flags alone, as ml_data_create does) and records the version in $AML_LOCAL_HOME/data/<name>/<version>.json; as on
+Azure a registered version cannot change (the same content again is answered as it is, other content is refused).
+`data show` answers az's JSON; list, archive and restore are versions.py's RecordStore's.
 
 On Azure ML an input is mounted from a datastore; here it has to be a local path. A local path is used
 as it is; a data asset (`azureml:mnist@latest`, `azureml:mnist:2`) is the version `data create` registered here,
@@ -104,7 +105,8 @@ def local_path(input_name: str, path: str, base_dir: Path, input_type: str = "ur
             except AmlLocalError as err:
                 raise AmlLocalError(f"input {input_name}: {err}") from None
             content = record["content"]
-            return local_path(input_name, content["path"], Path(record["file"]).parent, content["type"])
+            base = Path(record["file"]).parent if record["file"] else Path.cwd()  # from flags: the SDK made it absolute
+            return local_path(input_name, content["path"], base, content["type"])
         asset = find_asset(ref["name"], ref["label"], ref["version"], project_root(base_dir))
         spec_dir = Path(asset.base_path) if getattr(asset, "base_path", None) else base_dir
         return local_path(input_name, str(asset.path), spec_dir, str(asset.type))
@@ -122,21 +124,62 @@ def _job_output(input_name: str, path: str, match) -> Path:
 RECORDS = versions.RecordStore("data", "data asset")
 
 
-def create(file, name=None, version=None) -> dict:
-    overrides = [o for o in ({"name": name} if name else None, {"version": version} if version else None) if o]
-    asset = specs.load("load_data", file, overrides, expected="a data asset")
+def _load(file, overrides):
+    """load_data(source=file, params_override=overrides), as ml_data_create calls it (azext_mlv2/manual/custom/data.py);
+    without --file the SDK builds the asset from the overrides alone."""
+    if file:
+        return specs.load("load_data", file, overrides, expected="a data asset")
+    import azure.ai.ml
+    from azure.ai.ml.exceptions import MlException
+    from marshmallow.exceptions import ValidationError
+
+    try:
+        return azure.ai.ml.load_data(None, params_override=list(overrides))
+    except (ValidationError, MlException, ValueError, KeyError, TypeError) as err:
+        raise AmlLocalError(f"data create: {specs.sdk_error_summary(err)}") from None
+
+
+def create(file=None, name=None, version=None, params_override=()) -> dict:
+    """`params_override`: what ml_data_create appends to load_data's (--set pairs, then the flags given); --name and
+    --version here come after them."""
+    overrides = [*params_override, *({k: v} for k, v in (("name", name), ("version", version)) if v)]
+    asset = _load(file, overrides)
+    if not asset.name or asset.path is None:
+        raise AmlLocalError(f"{file or 'data create'}: a data asset needs a name and a path (--name/-n, --path/-p)")
+    where = file or "data create"
     spec_dir = Path(asset.base_path) if getattr(asset, "base_path", None) else Path(file).resolve().parent
     path = str(asset.path)
     if not REMOTE.match(path) and not (spec_dir / path).exists():
-        raise AmlLocalError(f"{file}: path {spec_dir / path} does not exist")
+        raise AmlLocalError(f"{where}: path {spec_dir / path} does not exist")
     content = {"type": str(asset.type), "path": path, "description": asset.description}
+    if asset.tags:
+        content["tags"] = {str(k): str(v) for k, v in asset.tags.items()}
     chosen = RECORDS.create(asset.name, asset.version, content, file)
     return show(asset.name, version=chosen)
 
 
 def show(name: str, version: str | None = None, label: str | None = None) -> dict:
-    record = RECORDS.load(name, version, label)
-    version = record["version"]
+    return _view(RECORDS.load(name, version, label))
+
+
+def list_data(name=None, include_archived=False, archived_only=False) -> list[dict]:
+    """azure-ai-ml's DataOperations.list: with a name, its versions, newest first; without, one item per data asset
+    (its container: name, id, creation_context, latest_version), in the view the flags ask for."""
+    if name:
+        return [_view(record) for record in RECORDS.list_versions(name, include_archived, archived_only)]
+    return RECORDS.list_containers(include_archived, archived_only)
+
+
+def archive(name: str, version: str | None = None, label: str | None = None) -> None:
+    RECORDS.set_archived(name, version, label, True)
+
+
+def restore(name: str, version: str | None = None, label: str | None = None) -> None:
+    RECORDS.set_archived(name, version, label, False)
+
+
+def _view(record: dict) -> dict:
+    name, version = record["name"], record["version"]
     return {
         "creation_context": {"created_at": record["created_at"]},
         "description": record["content"]["description"],
@@ -144,6 +187,7 @@ def show(name: str, version: str | None = None, label: str | None = None) -> dic
         "name": name,
         "path": record["content"]["path"],
         "properties": {"aml_local.file": record["file"]},
+        "tags": record["content"].get("tags", {}),
         "type": record["content"]["type"],
         "version": version,
     }

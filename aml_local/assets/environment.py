@@ -1,4 +1,5 @@
-"""The `environment` noun: `environment create/show` for the environment YAML `az ml environment create` takes, and
+"""The `environment` noun: `environment create/show/list/archive/restore` for the environment YAML `az ml environment
+create` takes (or its flags alone: --name with --image or --build-context, as ml_environment_create builds one), and
 the environment a job or deployment names, resolved to what it asks for (an EnvSpec) and prepared to run in.
 
 `environment create` parses the YAML with the SDK's own `load_environment` (its image, conda file or build context
@@ -38,15 +39,40 @@ logger = get_logger(__name__)
 REFERENCE = re.compile(r"^azureml:(?P<name>[A-Za-z0-9][A-Za-z0-9_.-]*)(?::(?P<version>[^:@/]+)|@(?P<label>[^:@/]+))?$")
 
 
-def create(file, name=None, version=None) -> dict:
-    overrides = [o for o in ({"name": name} if name else None, {"version": version} if version else None) if o]
-    entity = specs.load("load_environment", file, overrides, expected="an environment")
+def _load(file, overrides):
+    """load_environment(source=file, params_override=overrides), as ml_environment_create calls it
+    (azext_mlv2/manual/custom/environment.py); without --file the SDK builds it from the overrides alone."""
+    if file:
+        return specs.load("load_environment", file, overrides, expected="an environment")
+    import azure.ai.ml
+    from azure.ai.ml.exceptions import MlException
+    from marshmallow.exceptions import ValidationError
+
+    try:
+        return azure.ai.ml.load_environment(None, params_override=list(overrides))
+    except (ValidationError, MlException, ValueError, KeyError, TypeError, OSError) as err:
+        raise AmlLocalError(f"environment create: {specs.sdk_error_summary(err)}") from None
+
+
+def create(file=None, name=None, version=None, params_override=()) -> dict:
+    """`params_override`: what ml_environment_create appends to load_environment's (--set pairs, then the flags
+    given); --name and --version here come after them."""
+    overrides = [*params_override, *({k: v} for k, v in (("name", name), ("version", version)) if v)]
+    entity = _load(file, overrides)
+    where = file or "environment create"
+    if not entity.name:
+        raise AmlLocalError(f"{where}: an environment needs a name (--name/-n)")
     if not entity.image and not entity.build:
-        raise AmlLocalError(f"{file}: an environment needs image (with an optional conda_file) or build")
+        raise AmlLocalError(f"{where}: an environment needs image (with an optional conda_file) or build")
+    if str(entity.os_type or "linux").lower() != "linux":
+        raise AmlLocalError(f"{where}: os_type {entity.os_type}: jobs and deployments here run on this Linux machine")
+    build_path = str(entity.build.path) if entity.build else None
+    if build_path and not file and not re.match(r"^[a-z]+:", build_path):
+        build_path = str(Path(build_path).resolve())  # from flags: relative to here, as the SDK reads it
     content = {
         "image": entity.image,
         "conda_file": entity.conda_file,
-        "build": {"path": str(entity.build.path)} if entity.build else None,
+        "build": {"path": build_path} if entity.build else None,
         "description": entity.description,
         "tags": {str(k): str(v) for k, v in (entity.tags or {}).items()},
     }
@@ -55,8 +81,27 @@ def create(file, name=None, version=None) -> dict:
 
 
 def show(name: str, version: str | None = None, label: str | None = None) -> dict:
-    record = RECORDS.load(name, version, label)
-    version = record["version"]
+    return _view(RECORDS.load(name, version, label))
+
+
+def list_environments(name=None, include_archived=False, archived_only=False) -> list[dict]:
+    """azure-ai-ml's EnvironmentOperations.list: with a name, its versions, newest first; without, one item per
+    environment (its container: name, id, creation_context, latest_version), in the view the flags ask for."""
+    if name:
+        return [_view(record) for record in RECORDS.list_versions(name, include_archived, archived_only)]
+    return RECORDS.list_containers(include_archived, archived_only)
+
+
+def archive(name: str, version: str | None = None, label: str | None = None) -> None:
+    RECORDS.set_archived(name, version, label, True)
+
+
+def restore(name: str, version: str | None = None, label: str | None = None) -> None:
+    RECORDS.set_archived(name, version, label, False)
+
+
+def _view(record: dict) -> dict:
+    name, version = record["name"], record["version"]
     content = record["content"]
     return {
         "build": content["build"],
@@ -145,7 +190,9 @@ def _from_record(record: dict):
     says what was recorded (its conda file's path is then named in errors), else the recorded content."""
     from azure.ai.ml.entities import BuildContext, Environment
 
-    content, file = record["content"], Path(record["file"])
+    content = record["content"]
+    # One made from flags alone (no --file) has its build path absolute already.
+    file = Path(record["file"]) if record["file"] else Path.cwd() / f"(environment create -n {record['name']})"
     if file.is_file():
         try:
             loaded = specs.load("load_environment", file)

@@ -1,10 +1,12 @@
-"""The `model` noun: `model create/show/list`, for the model YAML that `az ml model create` takes.
+"""The `model` noun: `model create/show/list/archive/restore`, for the model YAML that `az ml model create` takes.
 
 A registered version is a copy: its files go to $AML_LOCAL_HOME/models/<name>/<version>/<file or folder name>,
 laid out as Azure ML lays out AZUREML_MODEL_DIR for a deployment, and are made read-only. Deleting the job
 that produced them loses nothing. The version is recorded in the MLflow model registry of the local store
 (a registered model per name, one MLflow model version per Azure ML version; Azure's version strings are
-kept as a tag because MLflow numbers its versions itself).
+kept as a tag because MLflow numbers its versions itself). An archived version carries the tag aml.archived, an
+archived model (the container: archive without --version/--label) the same tag on its registered model; what that
+means for list and @latest is versions.py's (as for data, environments and components).
 """
 
 import datetime
@@ -15,7 +17,7 @@ import shutil
 import tempfile
 from pathlib import Path
 
-from aml_local import AmlLocalError, job_records, specs, store
+from aml_local import AmlLocalError, ResourceNotFound, job_records, specs, store
 from aml_local.assets import versions
 
 # Azure ML's asset naming rules, and the version strings `az ml model create --version` accepts.
@@ -36,6 +38,8 @@ TAG_SOURCE = "aml.source"
 TAG_JOB = "aml.job_name"
 TAG_CREATED_BY = "aml.created_by"
 TAG_PREFIX = "aml."
+TAG_ARCHIVED = "aml.archived"
+TAG_STAGE = "aml.stage"  # the version's stage (az ml model create/update --stage); Development when none was given
 SCHEMA = "https://azuremlschemas.azureedge.net/latest/model.schema.json"
 
 
@@ -43,7 +47,7 @@ def models_dir() -> Path:
     return store.home() / "models"
 
 
-def _load(file, name, version, path, model_type, description, params_override=(), tags=None):
+def _load(file, name, version, path, model_type, description, params_override=(), tags=None, stage=None):
     """The Model entity, as `az ml model create` builds it: the YAML with the flags as params_override,
     or, without --file, from --name and --path alone."""
     from azure.ai.ml.entities import Model
@@ -59,6 +63,7 @@ def _load(file, name, version, path, model_type, description, params_override=()
         "type": model_type,
         "description": description,
         "tags": tags,
+        "stage": stage,
     }
     overrides = [*(params_override or ()), *({k: v} for k, v in flags.items() if v)]
     if file:
@@ -74,6 +79,7 @@ def _load(file, name, version, path, model_type, description, params_override=()
             type=model_type or "custom_model",
             description=description,
             tags=tags,
+            stage=stage,
         )
     except (ValidationError, MlException, ValueError) as err:
         raise AmlLocalError(f"model create: {specs.sdk_error_summary(err)}") from None
@@ -181,8 +187,9 @@ def create(
     description=None,
     params_override=(),
     tags=None,
+    stage=None,
 ) -> dict:
-    entity = _load(file, name, version, path, model_type, description, params_override, tags)
+    entity = _load(file, name, version, path, model_type, description, params_override, tags, stage)
     name = entity.name
     if not name or not MODEL_NAME.match(name):
         raise AmlLocalError(
@@ -241,6 +248,7 @@ def _register(entity, name, model_type, source, source_text, origin) -> dict:
             TAG_TYPE: model_type,
             TAG_SOURCE: source_text,
             TAG_CREATED_BY: getpass.getuser(),
+            **({TAG_STAGE: str(entity.stage)} if entity.stage else {}),
             **origin,
         }
         try:
@@ -276,12 +284,61 @@ def _run_id_of(origin):
         return None
 
 
+def _container_archived(name: str) -> bool:
+    from mlflow.exceptions import MlflowException
+
+    try:
+        return store.client().get_registered_model(name).tags.get(TAG_ARCHIVED) == "true"
+    except MlflowException:
+        return False
+
+
+def _archived(found, container_archived: bool) -> bool:
+    return container_archived or found.tags.get(TAG_ARCHIVED) == "true"
+
+
 def _find(name: str, version: str | None = None, label: str | None = None):
-    """The registered version a reference means; MLflow versions are in creation order, so the last is `latest`."""
-    by_version = {v.tags.get(TAG_VERSION, "?"): v for v in _versions(name)}
+    """The registered version a reference means; MLflow versions are in creation order, so the last is `latest`,
+    the newest not archived (archived versions are found by their version only)."""
+    found = _versions(name)
+    if version is None and found:
+        container_archived = _container_archived(name)
+        found = [v for v in found if not _archived(v, container_archived)]
+        if not found:
+            # azure-ai-ml's _get_latest finds no active version: "Asset ... does not exist" (exit 1).
+            raise AmlLocalError(
+                f"model {name}@{label or 'latest'}: every version is archived (model restore -n {name})"
+            )
+    by_version = {v.tags.get(TAG_VERSION, "?"): v for v in found}
     where = f"the local registry {store.home()}"
     chosen = versions.pick("model", name, list(by_version), version, label, where)
     return by_version[chosen]
+
+
+def set_archived(name: str, version: str | None, label: str | None, archived: bool) -> None:
+    """`model archive` (archived=True) / `model restore`: a version, the version a label names, or with neither the
+    model itself (azure-ai-ml's _archive_or_restore), as versions.py's RecordStore.set_archived does for the others."""
+    versions.check_version_or_label(version, label)
+    client = store.client()
+    if not _versions(name):
+        raise ResourceNotFound(f"model {name!r} not found in the local registry {store.home()}")
+    with store.locked("models"):
+        if version is None and label is None:
+            if archived:
+                client.set_registered_model_tag(name, TAG_ARCHIVED, "true")
+            elif _container_archived(name):
+                client.delete_registered_model_tag(name, TAG_ARCHIVED)
+            return
+        if not archived and _container_archived(name):
+            raise AmlLocalError(
+                f"model {name}: the whole model is archived; restore it first (model restore -n {name}, without"
+                " --version/--label)"
+            )
+        found = _find(name, version, label)
+        if archived:
+            client.set_model_version_tag(name, found.version, TAG_ARCHIVED, "true")
+        elif found.tags.get(TAG_ARCHIVED):
+            client.delete_model_version_tag(name, found.version, TAG_ARCHIVED)
 
 
 def resolve(reference: str) -> dict:
@@ -328,12 +385,29 @@ def _shown(found) -> dict:
             "aml_local.model_dir": str(stored.parent),
             "mlflow.registeredModelVersion": str(found.version),
         },
-        "stage": "Development",
+        "stage": tags.get(TAG_STAGE, "Development"),
         "tags": {k: v for k, v in tags.items() if not k.startswith(TAG_PREFIX)},
         "type": model_type,
         "version": version,
     }
     return {k: v for k, v in result.items() if v is not None}
+
+
+def update(name: str, version: str, description=None, tags=None, stage=None) -> dict:
+    """`model update`: what may change on a registered version here, its description, tags and stage (its files,
+    path and type are what was registered). `tags` is the whole new set: the others are removed."""
+    client = store.client()
+    with store.locked("models"):
+        found = _find(name, version)
+        client.update_model_version(name, found.version, description=description or "")
+        old = {k for k in found.tags if not k.startswith(TAG_PREFIX)}
+        for key in old - set(tags or {}):
+            client.delete_model_version_tag(name, found.version, key)
+        for key, value in (tags or {}).items():
+            client.set_model_version_tag(name, found.version, str(key), str(value))
+        if stage is not None:
+            client.set_model_version_tag(name, found.version, TAG_STAGE, str(stage))
+    return show(name, version=version)
 
 
 def _flavors(stored: Path):
@@ -351,13 +425,19 @@ def _flavors(stored: Path):
     }
 
 
-def list_models(name: str | None = None) -> list[dict]:
-    """With a name, its versions (newest first); without, the latest version of each model, as az lists them."""
+def list_models(name: str | None = None, stage=None, include_archived=False, archived_only=False) -> list[dict]:
+    """With a name, its versions (newest first); without, the latest version of each model, as az lists them. The
+    view (azure-ai-ml's ModelOperations.list list_view_type) applies to versions, or to the models themselves; a
+    stage keeps a name's versions in that stage (ModelOperations.list sends it with a name only)."""
+    wanted = versions.list_view(include_archived, archived_only)
     if name:
-        return [_shown(v) for v in reversed(_versions(name))]
+        container_archived = _container_archived(name)
+        shown = [_shown(v) for v in reversed(_versions(name)) if wanted(_archived(v, container_archived))]
+        return [item for item in shown if stage is None or item["stage"] == stage]
     shown = []
     for registered in store.client().search_registered_models():
-        versions = _versions(registered.name)
-        if versions:
-            shown.append(_shown(versions[-1]))
+        every = _versions(registered.name)
+        if every and wanted(registered.tags.get(TAG_ARCHIVED) == "true"):
+            # Ours, as for the other assets: the newest version not archived on its own, else the newest.
+            shown.append(_shown(([v for v in every if v.tags.get(TAG_ARCHIVED) != "true"] or every)[-1]))
     return shown

@@ -1,17 +1,26 @@
 """The command table: `az ml` nouns and verbs (knack CommandGroups over custom.py) and the flags each one takes
 (knack ArgumentsContexts: options, help, types, choices), as az's command modules register theirs."""
 
-from knack.arguments import ArgumentsContext
+from knack.arguments import ArgumentsContext, CaseInsensitiveList
 from knack.commands import CLICommandsLoader, CommandGroup
 
-from aml_local.cli import custom, helps, transforms
-from aml_local.cli.parser import SetPairs, TagPairs
+from aml_local.cli import batch, custom, custom_assets, generic_update, helps, transforms
+from aml_local.cli.command import AzMlCommand
+from aml_local.cli.parser import GenericUpdate, SetPairs, TagPairs, three_state
 
 # knack finds a command's function from "module#function" (and reads its signature for the arguments).
 OPERATIONS = f"{custom.__name__}#{{}}"
+ASSETS = f"{custom_assets.__name__}#{{}}"
+BATCH = f"{batch.__name__}#{{}}"  # the batch-endpoint and batch-deployment nouns (cli/batch.py)
+# The verbs az ml registers with supports_no_wait=True (azext_mlv2/manual/commands.py): each has --no-wait.
+NO_WAIT = {"supports_no_wait": True}
 
 
 class CommandsLoader(CLICommandsLoader):
+    def __init__(self, cli_ctx=None):
+        # AzMlCommand adds -g/-w and --no-wait where az has them (cli/command.py).
+        super().__init__(cli_ctx=cli_ctx, command_cls=AzMlCommand)
+
     def load_command_table(self, args):
         helps.register()
         with CommandGroup(self, "job", OPERATIONS) as g:
@@ -21,27 +30,55 @@ class CommandsLoader(CLICommandsLoader):
             g.command("stream", "job_stream")
             g.command("cancel", "job_cancel")
             g.command("download", "job_download")
-        with CommandGroup(self, "model", OPERATIONS) as g:
-            g.command("create", "model_create")
+            g.command("archive", "job_archive")
+            g.command("restore", "job_restore")
+        # The asset nouns (custom_assets.py), each list with az's table (table_transformer in az's commands.py).
+        with CommandGroup(self, "model", ASSETS) as g:
+            g.command("create", "model_create", **NO_WAIT)
             g.command("show", "model_show")
             g.command("list", "model_list", table_transformer=transforms.model_table)
-        with CommandGroup(self, "component", OPERATIONS) as g:
+            for verb in ("archive", "restore", "update"):
+                g.command(verb, f"model_{verb}")
+        with CommandGroup(self, "component", ASSETS) as g:
             for verb in ("create", "show", "list", "archive", "restore"):
                 g.command(verb, f"component_{verb}")
-        for noun in ("compute", "environment", "data"):
-            with CommandGroup(self, noun, OPERATIONS) as g:
-                g.command("create", f"{noun}_create")
-                g.command("show", f"{noun}_show")
-        with CommandGroup(self, "environment", OPERATIONS) as g:
-            g.command("list", "environment_list")
+        with CommandGroup(self, "data", ASSETS) as g:
+            g.command("create", "data_create", **NO_WAIT)
+            g.command("list", "data_list", table_transformer=transforms.data_table)
+            for verb in ("show", "archive", "restore", "update"):
+                g.command(verb, f"data_{verb}")
+        with CommandGroup(self, "environment", ASSETS) as g:
+            g.command("create", "environment_create", **NO_WAIT)
+            g.command("list", "environment_list", table_transformer=transforms.environment_table)
+            for verb in ("show", "archive", "restore", "update"):
+                g.command(verb, f"environment_{verb}")
+        with CommandGroup(self, "compute", ASSETS) as g:
+            g.command("show", "compute_show")
+            g.command("list", "compute_list", table_transformer=transforms.compute_table)
+            for verb in ("create", "delete", "update"):
+                g.command(verb, f"compute_{verb}", **NO_WAIT)
         with CommandGroup(self, "online-endpoint", OPERATIONS) as g:
-            for verb in ("create", "show", "get-credentials", "regenerate-keys", "list", "update", "delete", "invoke"):
+            for verb in ("show", "get-credentials", "list", "invoke"):
                 g.command(verb, "online_endpoint_" + verb.replace("-", "_"))
+            for verb in ("create", "regenerate-keys", "update", "delete"):
+                g.command(verb, "online_endpoint_" + verb.replace("-", "_"), **NO_WAIT)
         with CommandGroup(self, "online-deployment", OPERATIONS) as g:
-            for verb in ("create", "update", "show", "list", "get-logs", "delete"):
+            for verb in ("show", "list", "get-logs"):
                 g.command(verb, "online_deployment_" + verb.replace("-", "_"))
+            for verb in ("create", "update", "delete"):
+                g.command(verb, "online_deployment_" + verb.replace("-", "_"), **NO_WAIT)
+        # The batch nouns, as azext_mlv2/manual/commands.py registers them (create, update and delete with --no-wait).
+        for noun, verbs, waiting in (
+            ("batch-endpoint", ("show", "list", "list-jobs", "invoke"), ("create", "update", "delete")),
+            ("batch-deployment", ("show", "list", "list-jobs"), ("create", "update", "delete")),
+        ):
+            with CommandGroup(self, noun, BATCH) as g:
+                for verb in verbs:
+                    g.command(verb, f"{noun}_{verb}".replace("-", "_"))
+                for verb in waiting:
+                    g.command(verb, f"{noun}_{verb}".replace("-", "_"), **NO_WAIT)
         # Local only (az ml has no such noun): the store's MLflow tracking server (aml_local/tracking_server.py).
-        with CommandGroup(self, "tracking-server", OPERATIONS) as g:
+        with CommandGroup(self, "tracking-server", OPERATIONS, workspace=False) as g:
             g.command("show", "tracking_server_show")
             g.command("stop", "tracking_server_stop")
         return super().load_command_table(args)
@@ -62,8 +99,9 @@ class CommandsLoader(CLICommandsLoader):
                 help="Override YAML fields: one or more KEY=VALUE pairs (split at the first '='); repeatable.",
             )
             c.argument("yes", options_list=["--yes", "-y"], help="Do not prompt (aml-local never prompts).")
-            # az ml's add_common_params (azext_mlv2/manual/_params/_common_params.py), on the verbs whose functions
-            # take them: there is one workspace here, the store in AML_LOCAL_HOME, so both are accepted and ignored.
+            # az ml's add_common_params (azext_mlv2/manual/_params/_common_params.py), on every command of an az
+            # noun (cli/command.py): there is one workspace here, the store in AML_LOCAL_HOME, so both are accepted
+            # and ignored.
             c.argument(
                 "resource_group_name",
                 options_list=["--resource-group", "-g"],
@@ -74,15 +112,29 @@ class CommandsLoader(CLICommandsLoader):
                 options_list=["--workspace-name", "-w"],
                 help="Accepted and ignored: everything is in this machine's store (AML_LOCAL_HOME).",
             )
-            c.argument("local", options_list=["--local"], help="Accepted: everything here is local.")
+            c.argument("local", options_list=["--local"], **three_state("Accepted: everything here is local."))
             c.argument("web", options_list=["--web"], help="Ignored: there is no Azure ML studio locally.")
+            c.argument("no_wait", options_list=["--no-wait"], help="Accepted: the command returns when it is done.")
+            # _common_params.py's add_registry_param, add_max_results_params, add_include_archived_param,
+            # add_archived_only_param and add_tags_param, wherever a verb takes them.
+            c.argument("registry_name", options_list=["--registry-name"], help="Refused: this machine's store only.")
+            c.argument("max_results", options_list=["--max-results", "-r"], type=int, help="Most to list.")
+            c.argument("include_archived", options_list=["--include-archived"], help="List archived and active ones.")
+            c.argument("archived_only", options_list=["--archived-only"], help="List archived ones only.")
+            c.argument("tags", options_list=["--tags"], nargs="+", action=TagPairs, help="Space-separated key=value.")
         with ArgumentsContext(self, "job") as c:
             c.argument("file", help="Job YAML, e.g. jobs/train.yml.")
             c.argument("name", help="Job name (create: default generated, as Azure ML does).")
             c.argument("params_override", help="Override YAML fields, e.g. --set inputs.epochs=2.")
             c.argument("stream", options_list=["--stream", "-s"], help="Run in the foreground, streaming logs.")
             c.argument("parent_job_name", options_list=["--parent-job-name", "-p"], help="List this job's children.")
-            c.argument("max_results", options_list=["--max-results", "-r"], type=int, help="Most jobs to list.")
+            c.argument("max_results", help="Most jobs to list. Default: 50.")
+            # ml_job_list's all_results is a three-state flag (_job_params.py: get_three_state_flag()).
+            c.argument("all_results", options_list=["--all-results"], **three_state("List every job."))
+            c.argument("skip_validation", options_list=["--skip-validation"], help="Accepted: load_job still checks.")
+            c.argument("save_as", options_list=["--save-as", "-a"], help="Also write the created job as YAML there.")
+            c.argument("web", options_list=["--web", "-e"], help="Ignored: there is no Azure ML studio locally.")
+            c.argument("no_wait", help="Accepted: cancel returns once the job's processes have stopped (seconds).")
             c.argument(
                 "output_name",
                 options_list=["--output-name"],
@@ -109,22 +161,22 @@ class CommandsLoader(CLICommandsLoader):
                 choices=["custom_model", "mlflow_model", "triton_model"],
                 help="Model type.",
             )
-            c.argument("description", options_list=["--description", "-d"], help="Description.")
+            c.argument("description", options_list=["--description"], help="Description.")
+            c.argument("stage", options_list=["--stage", "-s"], help="Stage, e.g. Production (default: Development).")
         # The rest of az's `ml model create` flags (azext_mlv2/manual/_params/_model_params.py).
         with ArgumentsContext(self, "model create") as c:
             c.argument("params_override", help="Override YAML fields, e.g. --set version=3 (flags win over --set).")
             c.argument("tags", options_list=["--tags"], nargs="+", action=TagPairs, help="Space-separated key=value.")
-            c.argument("stage", options_list=["--stage", "-s"], help="Refused: stages are not recorded here.")
             c.argument("datastore", options_list=["--datastore"], help="Ignored: the files are copied into the store.")
-            c.argument("registry_name", options_list=["--registry-name"], help="Refused: this machine's store only.")
             c.argument(
                 "default_deployment_template",
-                options_list=["--default-deployment-template"],
+                options_list=["--default-deployment-template", "-d"],
                 help="Refused: deployment templates live in Azure ML registries.",
             )
             c.argument("no_wait", options_list=["--no-wait"], help="Accepted: registering is quick here.")
         with ArgumentsContext(self, "model list") as c:
             c.argument("name", help="List this model's versions.")
+            c.argument("stage", help="Only the versions in this stage.")
         for noun in ("compute", "environment", "data"):
             with ArgumentsContext(self, f"{noun} create") as c:
                 c.argument("name", help="Name (overrides the YAML's).")
@@ -229,8 +281,12 @@ class CommandsLoader(CLICommandsLoader):
             c.argument("lines", options_list=["--lines", "-l"], type=int, help="How many of the last lines.")
             c.argument("container", options_list=["--container", "-c"], help="inference-server (the only one locally).")
             c.argument("no_wait", options_list=["--no-wait"], help="Accepted: the command returns when it is ready.")
-            c.argument("local_enable_gpu", options_list=["--local-enable-gpu"], help="Ignored: servers see the GPUs.")
-            c.argument("vscode_debug", options_list=["--vscode-debug"], help="Refused: az's Docker --local only.")
+            c.argument(
+                "local_enable_gpu", options_list=["--local-enable-gpu"], **three_state("Ignored: servers see GPUs.")
+            )
+            c.argument(
+                "vscode_debug", options_list=["--vscode-debug"], **three_state("Refused: az's Docker --local only.")
+            )
             c.argument(
                 "skip_script_validation",
                 options_list=["--skip-script-validation"],
@@ -251,4 +307,85 @@ class CommandsLoader(CLICommandsLoader):
         with ArgumentsContext(self, "online-endpoint regenerate-keys") as c:
             c.argument("key_type", options_list=["--key-type"], help="primary (the default) or secondary.")
             c.argument("no_wait", options_list=["--no-wait"], help="Accepted as az accepts it; it is quick here.")
+        self._load_asset_arguments()
+        batch.load_arguments(self)
         super().load_arguments(command)
+
+    def _load_asset_arguments(self):
+        """The flags of the data, environment and compute verbs and of the generic updates, as az ml's
+        _params/_data_params.py, _environment_params.py and _compute_params.py register them."""
+        with ArgumentsContext(self, "data create") as c:
+            c.argument("file", help="Data asset YAML, e.g. data/mnist.yml (or none: --name, --path and --type).")
+            c.argument("description", options_list=["--description", "-d"], help="Description of the data asset.")
+            c.argument("path", options_list=["--path", "-p"], help="A local file or folder, or a remote URL.")
+            c.argument(
+                "data_type",
+                options_list=["--type", "-t"],
+                choices=CaseInsensitiveList(["uri_file", "uri_folder", "mltable"]),
+                help="Type of the data asset.",
+            )
+            c.argument("datastore", options_list=["--datastore"], help="Ignored: local assets point at local paths.")
+            c.argument("skip_validation", options_list=["--skip-validation"], help="Accepted: the path is checked.")
+            c.argument("no_wait", help="Accepted: registering is quick here.")
+        with ArgumentsContext(self, "data list") as c:
+            c.argument("name", help="List this data asset's versions (newest first).")
+        with ArgumentsContext(self, "environment create") as c:
+            c.argument("file", help="Environment YAML (or none: --name with --image or --build-context).")
+            c.argument("description", options_list=["--description"], help="Description of the environment.")
+            c.argument("image", options_list=["--image", "-i"], help="Docker image (its conda file runs in a venv).")
+            c.argument("conda_file", options_list=["--conda-file", "-c"], help="A conda specification file.")
+            c.argument("build_context", options_list=["--build-context", "-b"], help="A Docker build context folder.")
+            c.argument(
+                "dockerfile_path",
+                options_list=["--dockerfile-path", "-d"],
+                help="The Dockerfile inside --build-context (az's default: /Dockerfile).",
+            )
+            c.argument("os_type", options_list=["--os-type"], help="linux (the only one that runs here).")
+            c.argument("datastore", options_list=["--datastore"], help="Ignored: recorded in this machine's store.")
+            c.argument("path", options_list=["--path", "-p"], help="Ignored: az's is for copying into a registry.")
+            c.argument("no_wait", help="Accepted: registering is quick here.")
+        for verb in ("create", "archive", "restore", "update"):
+            with ArgumentsContext(self, f"environment {verb}") as c:
+                c.argument("registry_name", help="Refused: environments are registered in this machine's store only.")
+        with ArgumentsContext(self, "compute list") as c:
+            c.argument("compute_type", options_list=["--type"], help="Only this type, e.g. AmlCompute (any case).")
+        with ArgumentsContext(self, "compute delete") as c:
+            c.argument("no_wait", help="Accepted: deleting a record is quick here.")
+        with ArgumentsContext(self, "compute update") as c:
+            c.argument("min_instances", options_list=["--min-instances"], type=int, help="Minimum nodes, recorded.")
+            c.argument("max_instances", options_list=["--max-instances"], type=int, help="Maximum nodes, recorded.")
+            c.argument(
+                "idle_time_before_scale_down",
+                options_list=["--idle-time-before-scale-down", "-d"],
+                type=int,
+                help="Seconds, recorded.",
+            )
+            c.argument("identity_type", options_list=["--identity-type"], help="Refused: an Azure resource setting.")
+            c.argument(
+                "user_assigned_identities",
+                options_list=["--user-assigned-identities", "-i"],
+                help="Refused: an Azure resource setting.",
+            )
+            c.argument("no_wait", help="Accepted: updating a record is quick here.")
+        # azure-cli's generic update arguments (arm.py _cli_generic_update_command) on az ml's update verbs
+        # (generic_update_command in azext_mlv2/manual/commands.py), applied by cli/generic_update.py.
+        for scope in ("model update", "data update", "environment update", "compute update"):
+            with ArgumentsContext(self, scope) as c:
+                for dest, option, usage in (
+                    ("params_override", "--set", "KEY=VALUE"),
+                    ("add", "--add", "LIST KEY=VALUE"),
+                    ("remove", "--remove", "LIST INDEX"),
+                ):
+                    c.argument(
+                        dest,
+                        options_list=[option],
+                        action=GenericUpdate,
+                        nargs="+",
+                        metavar=usage,
+                        help=f"Generic update, e.g. {option} " + generic_update.EXAMPLES[option],
+                    )
+                c.argument("force_string", options_list=["--force-string"], help="Keep --set/--add values as text.")
+        with ArgumentsContext(self, "online-deployment update") as c:
+            c.argument("add", options_list=["--add"], nargs="+", help="Refused: use --set KEY=VALUE or the YAML.")
+            c.argument("remove", options_list=["--remove"], nargs="+", help="Refused: use --set KEY=VALUE or the YAML.")
+            c.argument("force_string", options_list=["--force-string"], help="Accepted: --set values are read as YAML.")

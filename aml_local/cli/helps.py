@@ -18,10 +18,16 @@ _HELP = {
         ],
     ),
     "job show": ("command", "Show a job."),
-    "job list": ("command", "List jobs, newest first."),
+    "job list": (
+        "command",
+        "List jobs, newest first (archived ones with --include-archived or --archived-only).",
+        [("List every job, archived ones too", "aml-local job list --all-results --include-archived -o table")],
+    ),
     "job stream": ("command", "Follow a job's logs until it ends."),
     "job cancel": ("command", "Cancel a running job."),
     "job download": ("command", "Copy a finished job's artifacts or outputs to a folder, laid out as the SDK does."),
+    "job archive": ("command", "Archive a job: it is left out of `job list` unless --include-archived is given."),
+    "job restore": ("command", "Restore an archived job."),
     "model": ("group", "The local model registry, like `az ml model`."),
     "model create": (
         "command",
@@ -35,6 +41,17 @@ _HELP = {
     ),
     "model show": ("command", "Show a model version."),
     "model list": ("command", "List models (the latest version of each), or one model's versions."),
+    "model archive": (
+        "command",
+        "Archive a model version (it is no longer @latest), or without --version/--label every version.",
+        [("Archive version 1", "aml-local model archive -n mnist-mlp -v 1")],
+    ),
+    "model restore": ("command", "Restore an archived model version, or without --version/--label the model."),
+    "model update": (
+        "command",
+        "Change a model version's description, tags or stage (--set/--add/--remove, as az's generic update).",
+        [("Tag a version", "aml-local model update -n mnist-mlp -v 1 --set tags.approved=yes")],
+    ),
     "component": ("group", "Components, like `az ml component`: registered here, run by the pipelines that name them."),
     "component create": (
         "command",
@@ -61,8 +78,18 @@ _HELP = {
     "compute": ("group", "Compute targets, like `az ml compute` (jobs run on this machine)."),
     "compute create": ("command", "Create or update a compute target from YAML."),
     "compute show": ("command", "Show a compute target."),
+    "compute list": ("command", "List the compute targets recorded here."),
+    "compute delete": ("command", "Delete a compute target's record."),
+    "compute update": (
+        "command",
+        "Change a compute target's scale settings or tags.",
+        [("Allow 2 nodes", "aml-local compute update -n cpu-cluster --max-instances 2")],
+    ),
     "environment": ("group", "Environments, like `az ml environment` (a job runs in the one its YAML names)."),
-    "environment create": ("command", "Create an environment version from YAML."),
+    "environment create": (
+        "command",
+        "Create an environment version from YAML, or from --name with --image (and --conda-file) or --build-context.",
+    ),
     "environment show": (
         "command",
         "Show an environment version (the latest unless --version is given); with --registry-name azureml, a curated"
@@ -80,9 +107,16 @@ _HELP = {
             )
         ],
     ),
+    "environment archive": ("command", "Archive an environment version, or without --version/--label every version."),
+    "environment restore": ("command", "Restore an archived environment version, or without --version/--label all."),
+    "environment update": ("command", "Change an environment version's description or tags (--set/--add/--remove)."),
     "data": ("group", "Data assets, like `az ml data`."),
-    "data create": ("command", "Create a data asset version from YAML."),
+    "data create": ("command", "Create a data asset version from YAML, or from --name, --path and --type."),
     "data show": ("command", "Show a data asset version (the latest unless --version is given)."),
+    "data list": ("command", "List data assets (the latest version of each), or with --name one asset's versions."),
+    "data archive": ("command", "Archive a data asset version, or without --version/--label every version."),
+    "data restore": ("command", "Restore an archived data asset version, or without --version/--label the asset."),
+    "data update": ("command", "Change a data asset version's description or tags (--set/--add/--remove)."),
     "online-endpoint": ("group", "Local online endpoints, like `az ml online-endpoint`."),
     "online-endpoint create": ("command", "Create an endpoint (and its keys)."),
     "online-endpoint show": ("command", "Show an endpoint: scoring_uri, traffic, provisioning_state."),

@@ -8,6 +8,7 @@ import argparse
 import difflib
 import sys
 
+from knack.arguments import CaseInsensitiveList
 from knack.log import get_logger
 from knack.parser import CLICommandParser
 from knack.util import CLIError
@@ -67,3 +68,32 @@ class TagPairs(argparse.Action):
 
     def __call__(self, parser, namespace, values, option_string=None):
         setattr(namespace, self.dest, {k: v for k, _, v in (word.partition("=") for word in values)})
+
+
+# azure-cli's get_three_state_flag (azure/cli/core/commands/parameters.py): a flag that may stand alone (true) or take
+# true/false, compared without case; the az ml reference shows these as `[--local {false, true}]`.
+THREE_STATE_CHOICES = CaseInsensitiveList(["true", "false"])
+
+
+class ThreeStateFlag(argparse.Action):
+    def __call__(self, parser, namespace, values, option_string=None):
+        setattr(namespace, self.dest, (values or "true").lower() == "true")
+
+
+def three_state(help_text: str) -> dict:
+    """The argument settings of a three-state flag, for ArgumentsContext.argument(dest, **three_state(...))."""
+    return {"nargs": "?", "choices": THREE_STATE_CHOICES, "action": ThreeStateFlag, "help": help_text}
+
+
+class GenericUpdate(argparse.Action):
+    """azure-cli's generic update arguments (azure/cli/core/commands/arm.py, _cli_generic_update_command): --set,
+    --add and --remove, each one or more words and repeatable, applied in the order they are given. Each use is
+    kept in its own dest as (position, option, words); the position comes from a counter on the namespace (knack
+    passes no attribute starting with '_' to the command), so the command can replay them in order."""
+
+    def __call__(self, parser, namespace, values, option_string=None):
+        position = getattr(namespace, "_generic_update_position", 0)
+        namespace._generic_update_position = position + 1
+        kept = list(getattr(namespace, self.dest, None) or [])
+        kept.append((position, option_string, list(values)))
+        setattr(namespace, self.dest, kept)

@@ -58,6 +58,36 @@ MODEL_LATEST = ("latest version", "latest_version", None)
 MODEL_VERSION = (("version", "version", None), ("model type", "type", None), ("path", "path", None))
 
 
+# transform_data, transform_environment, transform_compute: the tables (table_transformer only) of `data list`,
+# `environment list` and `compute list`; the version columns only for a row with a version.
+DATA_TABLE = (("name", "name", None), ("latest version", "latest_version", None))
+# transform_data puts the version again under "data type" (its r.get("version")): read as written there.
+DATA_VERSION = (("version", "version", None), ("data type", "version", None), ("path", "path", None))
+ENVIRONMENT_TABLE = (("name", "name", None), ("latest version", "latest_version", None))
+COMPUTE_TABLE = (
+    ("name", "name", None),
+    ("compute type", "type", None),
+    ("state", "provisioning_state", None),  # transform_compute: state, else provisioning_state (none has a state)
+    ("Instance type", "size", None),
+)
+
+
+def _versioned_rows(result, columns, version_columns):
+    return [_rows([item], [*columns, *(version_columns if item.get("version") else ())])[0] for item in result]
+
+
+def data_table(result):
+    return _versioned_rows(result, DATA_TABLE, DATA_VERSION)
+
+
+def environment_table(result):
+    return _versioned_rows(result, ENVIRONMENT_TABLE, (("version", "version", None),))
+
+
+def compute_table(result):
+    return _rows(result, COMPUTE_TABLE)
+
+
 def job_table(result):
     return _rows(result, JOB_TABLE)
 

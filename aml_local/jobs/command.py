@@ -62,7 +62,7 @@ def prepare_node(node, template, *, name, file, yaml_dir, compute, display_name,
         yaml_dir=yaml_dir,
         shown_inputs=template["inputs"],
         input_values=template["input_values"],
-        outputs={o: {"type": t} for o, t in template["outputs"].items()},
+        outputs=template["output_settings"],  # each output's type, mode and path (jobs/pipeline.py node_outputs)
         experiment_name=fields["experiment_name"],
         environment=template["environment"],
         environment_spec=template["environment_spec"],

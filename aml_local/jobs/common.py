@@ -12,7 +12,7 @@ import shutil
 import string
 import subprocess
 import sys
-from pathlib import Path
+from pathlib import Path, PurePosixPath
 
 from aml_local import AmlLocalError, job_records, specs, store
 from aml_local.assets import data
@@ -132,18 +132,107 @@ def resolve_inputs(inputs, yaml_dir):
     return shown, values
 
 
-def output_type(node_output):
+def output_field(node_output, key):
+    """A field (type, mode, path) of an output as the SDK holds it: an Output, a node's or pipeline's output (its
+    _data), or a dict; None when it is not given."""
     spec = getattr(node_output, "_data", node_output)
-    if isinstance(spec, dict):
-        return spec.get("type") or "uri_folder"
-    return getattr(spec, "type", None) or "uri_folder"
+    return spec.get(key) if isinstance(spec, dict) else getattr(spec, key, None)
+
+
+def output_type(node_output):
+    return output_field(node_output, "type") or "uri_folder"
 
 
 def output_mode(node_output):
-    """rw_mount (Azure's default for outputs), upload or direct."""
-    spec = getattr(node_output, "_data", node_output)
-    mode = spec.get("mode") if isinstance(spec, dict) else getattr(spec, "mode", None)
-    return str(mode or "rw_mount")
+    """rw_mount (Azure's default for outputs), upload or direct; `mount` is rw_mount (an output is written)."""
+    mode = str(output_field(node_output, "mode") or "rw_mount")
+    return "rw_mount" if mode == "mount" else mode
+
+
+def output_path(node_output) -> str | None:
+    """Where the output is to be stored, as the YAML gives it (azureml://datastores/<datastore>/paths/<path>)."""
+    path = output_field(node_output, "path")
+    return str(path) if path else None
+
+
+# A command's reserved output: `outputs: artifacts:` with no path of its own is the run's artifacts, what the job
+# logged and what Azure uploads from ./outputs and ./logs: azureml-examples' cli/jobs/basics/
+# hello-pipeline-default-artifacts(-serverless).yml writes ./outputs/world.txt and the next node reads
+# ${{inputs.world_input}}/outputs/world.txt from ${{parent.jobs.hello_job.outputs.artifacts}}; the older version of
+# that sample writes ${{outputs.artifacts}}/world.txt and reads ${{inputs.world_input}}/world.txt, so in the command
+# ${{outputs.artifacts}} is the artifacts' folder itself. A uri_file named so, or one given a path, is an ordinary
+# output (our reading: the reserved meaning is that of a folder at its default place).
+ARTIFACTS_OUTPUT = "artifacts"
+# An output's `path`: "A path on an Azure Machine Learning datastore: azureml://datastores/<data_store_name>/paths/
+# <path>", the one location the pipeline docs list for outputs besides a data asset ("Manage component and pipeline
+# inputs and outputs", MicrosoftDocs/azure-ai-docs articles/machine-learning/how-to-manage-inputs-outputs-
+# pipeline.md). Locally a datastore is a folder of the store: $AML_LOCAL_HOME/datastores/<datastore>/<path>.
+DATASTORE_URI = re.compile(r"^azureml://datastores/(?P<datastore>[A-Za-z0-9_]+)/paths/(?P<path>.*)$")
+# The placeholders such a path may hold: "By default, component output is stored in azureml://datastores/
+# ${{default_datastore}}/paths/${{name}}/${{output_name}} ... The job {name} is resolved at job execution time, and
+# the {output_name} is the name you defined in the component YAML" (the same page); the default datastore, "if not
+# set, ... the workspace blob storage".
+PATH_PLACEHOLDER = re.compile(r"\$\{\{\s*([A-Za-z_]+)\s*\}\}")
+DEFAULT_DATASTORE = "workspaceblobstore"
+
+
+def resolve_output_uri(uri: str, field: str, values: dict) -> str:
+    """An output path with ${{name}}, ${{output_name}} and ${{default_datastore}} replaced by `values`' own."""
+
+    def substitute(match):
+        if match[1] not in values:
+            known = ", ".join(f"${{{{{key}}}}}" for key in values)
+            raise AmlLocalError(f"{field} {uri}: ${{{{{match[1]}}}}} is not known in an output's path ({known} are)")
+        return str(values[match[1]])
+
+    return PATH_PLACEHOLDER.sub(substitute, uri)
+
+
+def datastore_path(uri: str, field: str, output_type_name: str = "uri_folder") -> Path:
+    """The local file or folder of an output path azureml://datastores/<datastore>/paths/<path>."""
+    match = DATASTORE_URI.match(uri)
+    if not match:
+        raise AmlLocalError(
+            f"{field} {uri}: an output's path is a datastore path here, azureml://datastores/<datastore>/paths/<path> "
+            "(written under $AML_LOCAL_HOME/datastores/<datastore>/<path>)"
+        )
+    relative = PurePosixPath(match["path"])
+    if relative.is_absolute() or ".." in relative.parts:
+        raise AmlLocalError(f"{field} {uri}: the path on the datastore must stay inside it (no '..', no leading '/')")
+    if output_type_name == "uri_file" and not relative.name:
+        raise AmlLocalError(f"{field} {uri}: a uri_file output's path names its file, e.g. .../paths/<folder>/<file>")
+    return store.home() / "datastores" / match["datastore"] / relative
+
+
+def run_artifact_folder(run_id: str) -> Path:
+    """The local folder of an MLflow run's artifacts (every experiment aml-local makes has a file: location)."""
+    from mlflow.utils.file_utils import local_file_uri_to_path
+
+    return Path(local_file_uri_to_path(store.client().get_run(run_id).info.artifact_uri))
+
+
+def _output_places(name, outputs, job_dir: Path, file) -> dict:
+    """Each output of a job: {"type", "mode", "path"}, the path where it is written (a datastore path's local file or
+    folder, else outputs/<name> in the job's folder) or None for the reserved artifacts output (the run's artifacts,
+    known once its run is recorded)."""
+    places = {}
+    for output_name, node_output in (outputs or {}).items():
+        kind, given = output_type(node_output), output_path(node_output)
+        if given:
+            field = f"{file}: outputs.{output_name}.path"
+            values = {"name": name, "output_name": output_name, "default_datastore": DEFAULT_DATASTORE}
+            path = datastore_path(resolve_output_uri(given, field, values), field, kind)
+        elif output_name == ARTIFACTS_OUTPUT and kind != "uri_file":
+            path = None
+        else:
+            path = job_dir / "outputs" / output_name
+        places[output_name] = {"type": kind, "mode": output_mode(node_output), "path": path}
+    return places
+
+
+def _make_place(path: Path, kind: str):
+    """A folder output's folder, or a uri_file output's parent folder (the command writes the file)."""
+    (path.parent if kind == "uri_file" else path).mkdir(parents=True, exist_ok=True)
 
 
 def environment_spec(environment, file) -> dict | None:
@@ -219,32 +308,37 @@ def prepare_command(
 
     The folders, as on Azure: the command runs in a snapshot of the code (`code/`) that also holds `./outputs` and
     `./logs`, made before it starts (what lands there becomes the run's artifacts when it ends, jobs/runner.py);
-    named outputs are `outputs/<name>` (an `upload` output is written to `upload/<name>` and moved there when the
-    command ends: azure.ai.ml.Output's mode "upload", "Upload the data from the compute target", against
-    "rw_mount", "Read-write mount the data"); ro_mount/download inputs are copies under `inputs/`."""
+    named outputs are `outputs/<name>`, or the local folder of their datastore `path`, or for the reserved
+    `artifacts` output the run's artifacts (a `uri_file` output is that file: the command writes it); an `upload`
+    output is written to `upload/<name>` and moved into place when the command ends: azure.ai.ml.Output's mode
+    "upload", "Upload the data from the compute target", against "rw_mount", "Read-write mount the data" (`direct`,
+    which passes the storage URI on Azure, is the local path here: our reading, as a command cannot write to an
+    azureml:// URI locally); ro_mount/download inputs are copies under `inputs/`."""
     check_distribution(distribution, file)
     job_dir = store.jobs_dir() / name
-    shown_outputs, values, staging = {}, dict(input_values), {}
-    for output_name, node_output in (outputs or {}).items():
-        folder = job_dir / "outputs" / output_name
-        mode = output_mode(node_output)
-        shown_outputs[output_name] = {"type": output_type(node_output), "path": str(folder), "mode": mode}
-        if mode == "upload":
-            staging[output_name] = str(job_dir / "upload" / output_name)
-        values[f"outputs.{output_name}"] = staging.get(output_name, str(folder))
-    resolve_command(command, values)  # a bad ${{...}} fails before anything is recorded
+    places = _output_places(name, outputs, job_dir, file)  # a bad output path fails before anything is recorded
+    resolve_command(command, dict(input_values) | {f"outputs.{o}": o for o in places})  # and a bad ${{...}}
     code_source = (yaml_dir / code).resolve() if code else yaml_dir
     if not code_source.is_dir():
         raise AmlLocalError(f"{file}: code {code} is not a folder ({code_source})")
     experiment_name, experiment_id, run_id, tags = record_run(name, job_type, experiment_name, tags, parent_run_id)
     for key, value in (params or {}).items():
         store.client().log_param(run_id, key, value)
+    shown_outputs, values, staging = {}, dict(input_values), {}
+    for output_name, place in places.items():
+        place["path"] = place["path"] or run_artifact_folder(run_id)
+        shown_outputs[output_name] = {"type": place["type"], "path": str(place["path"]), "mode": place["mode"]}
+        if place["mode"] == "upload":
+            staging[output_name] = str(job_dir / "upload" / output_name)
+        values[f"outputs.{output_name}"] = staging.get(output_name, str(place["path"]))
     job_dir.mkdir(parents=True)
     _copy_code(code_source, job_dir / "code")
     for folder in ("outputs", "logs"):
         (job_dir / "code" / folder).mkdir(exist_ok=True)
-    for folder in [*(o["path"] for o in shown_outputs.values()), *staging.values()]:
-        Path(folder).mkdir(parents=True)
+    for output_name, place in places.items():
+        _make_place(place["path"], place["type"])
+        if output_name in staging:
+            _make_place(Path(staging[output_name]), place["type"])
     values = _deliver_inputs(job_dir, shown_inputs, values)
     resolved_command = resolve_command(command, values)
     spec = {

@@ -17,6 +17,7 @@ import contextlib
 import getpass
 import json
 import re
+import shutil
 import sys
 from pathlib import Path
 
@@ -30,8 +31,14 @@ PARENT_OUTPUT = re.compile(r"^\$\{\{\s*parent\.outputs\.([A-Za-z0-9_]+)\s*\}\}$"
 
 
 def _binding(value):
-    """A node input's or output's value as the SDK holds it: a binding string, a literal, an Input, or None."""
-    return getattr(value, "_data", value)
+    """A node input's or output's value as the SDK holds it: a binding string, a literal, an Input, or None. An input
+    written out in full whose path is a binding ({type, path: ${{parent...}}, mode}, as azureml-examples' cli/jobs/
+    parallel/3a_mnist_batch_identification/pipeline.yml gives a parallel node's input_data) binds as its path does."""
+    value = getattr(value, "_data", value)
+    path = getattr(value, "path", None)
+    if isinstance(path, str) and path.strip().startswith("${{parent."):
+        return path.strip()
+    return value
 
 
 def _component(node):
@@ -62,12 +69,14 @@ def dependencies(pipeline, file) -> dict[str, list[str]]:
         raise AmlLocalError(f"{file}: jobs: a pipeline needs at least one node")
     needs = {}
     for node_name, node in nodes.items():
-        if node.type not in ("command", "sweep"):
+        if node.type not in ("command", "sweep", "parallel"):
             raise AmlLocalError(
-                f"{file}: jobs.{node_name}: node type {node.type!r} does not run locally (command and sweep nodes do)"
+                f"{file}: jobs.{node_name}: node type {node.type!r} does not run locally (command, sweep and parallel "
+                "nodes do)"
             )
         component = _component(node)
-        if not isinstance(getattr(component, "command", None), str):
+        # A parallel node's component has a task (entry script) in place of a command (jobs/parallel.py).
+        if node.type != "parallel" and not isinstance(getattr(component, "command", None), str):
             raise AmlLocalError(f"{file}: jobs.{node_name}: expected a command component")
         common.check_distribution(node_distribution(node), f"{file}: jobs.{node_name}")
         needs[node_name] = []
@@ -125,12 +134,14 @@ def create(job, file, name=None, set_pairs=(), stream=False, echo=None):
     needs = dependencies(job, file)
     node_order = order(needs, file)
     for node_name in node_order:  # every input that does not wait for another node must resolve now, and every
-        node_inputs(job, node_name, yaml_dir, lambda node, output: None)  # environment
+        node_inputs(job, node_name, yaml_dir, lambda node, output: None)  # environment and output path
         node_environment_spec(job.jobs[node_name], node_name, file)
+        node_outputs(job, node_name, name, file)
     shown_inputs, _ = common.resolve_inputs({k: _binding(v) for k, v in (job.inputs or {}).items()}, yaml_dir)
     settings = job.settings
-    experiment_name, experiment_id, run_id, tags = common.record_run(name, "pipeline", job.experiment_name, job.tags)
     job_dir = store.jobs_dir() / name
+    outputs = pipeline_outputs(job, name, file, job_dir)
+    experiment_name, experiment_id, run_id, tags = common.record_run(name, "pipeline", job.experiment_name, job.tags)
     (job_dir / "outputs").mkdir(parents=True)
     spec = {
         "name": name,
@@ -157,10 +168,7 @@ def create(job, file, name=None, set_pairs=(), stream=False, echo=None):
             for n in node_order
         },
         "inputs": shown_inputs,
-        "outputs": {
-            o: {"type": common.output_type(_binding(v)), "path": str(job_dir / "outputs" / o)}
-            for o, v in (job.outputs or {}).items()
-        },
+        "outputs": outputs,
         "tags": tags,
         "created_at": common.now(),
         "created_by": getpass.getuser(),
@@ -168,6 +176,20 @@ def create(job, file, name=None, set_pairs=(), stream=False, echo=None):
     job_records.write_spec(job_dir, spec)
     common.launch(spec, stream=stream, echo=echo)
     return spec
+
+
+def pipeline_outputs(pipeline, pipeline_name, file, job_dir: Path) -> dict:
+    """The pipeline's outputs as its record keeps them, {"type", "mode", "path"}: the local file or folder of a
+    datastore path, else outputs/<name> in the pipeline's folder (a link to the node's output once it has run)."""
+    outputs = {}
+    for output_name, value in (pipeline.outputs or {}).items():
+        value, path = _binding(value), job_dir / "outputs" / output_name
+        if common.output_path(value):
+            field = f"{file}: outputs.{output_name}.path"
+            uri = output_uri(common.output_path(value), field, pipeline_name, output_name, default_datastore(pipeline))
+            path = common.datastore_path(uri, field, common.output_type(value))
+        outputs[output_name] = {"type": common.output_type(value), "mode": common.output_mode(value), "path": str(path)}
+    return outputs
 
 
 def add_to_show(result, spec, run):
@@ -183,7 +205,47 @@ def add_to_show(result, spec, run):
             nodes[node_name]["component"] = node["component"]
     result["jobs"] = nodes
     for output in result["outputs"].values():
-        output.setdefault("mode", "rw_mount")
+        output.setdefault("mode", "rw_mount")  # a pipeline recorded before its outputs' modes were
+
+
+def default_datastore(pipeline) -> str:
+    """settings.default_datastore (`azureml:<name>` or `<name>`), else the workspace blob store, Azure's default."""
+    given = getattr(pipeline.settings, "default_datastore", None) if pipeline.settings else None
+    return str(given).removeprefix("azureml:") if given else common.DEFAULT_DATASTORE
+
+
+def output_uri(path, field, pipeline_name, output_name, datastore) -> str:
+    """An output path of the pipeline's YAML with its placeholders filled: ${{name}} is the pipeline job's name (our
+    reading: the YAML is the pipeline job's, and azureml-examples' cli/jobs/pipelines-with-components/basics/
+    4b_datastore_datapath_uri reads in one node, by ${{name}}, the path another node wrote by ${{name}})."""
+    values = {"name": pipeline_name, "output_name": output_name, "default_datastore": datastore}
+    return common.resolve_output_uri(path, field, values)
+
+
+def node_outputs(pipeline, node_name, pipeline_name, file) -> dict[str, dict]:
+    """Each output of a node as its job is to write it, {"type", "mode", "path"}: the component's declaration, with
+    what the node gives over it: a type, mode or path of its own, or those of the pipeline output it is bound to
+    (${{parent.outputs.x}}). A path has its placeholders filled (output_uri) and is checked (common.datastore_path)."""
+    node = pipeline.jobs[node_name]
+    merged, sources = {}, {}
+    for output_name, declared in (_component(node).outputs or {}).items():
+        merged[output_name] = {key: common.output_field(declared, key) for key in ("type", "mode", "path")}
+    for output_name, value in (node.outputs or {}).items():
+        value, sources[output_name] = _binding(value), (f"jobs.{node_name}.outputs.{output_name}", output_name)
+        if isinstance(value, str) and (m := PARENT_OUTPUT.match(value)):
+            value, sources[output_name] = _binding(pipeline.outputs[m[1]]), (f"outputs.{m[1]}", m[1])
+        given = {key: common.output_field(value, key) for key in ("type", "mode", "path")}
+        merged[output_name] = merged.get(output_name, {}) | {key: v for key, v in given.items() if v}
+    outputs = {}
+    for output_name, output in merged.items():
+        path = common.output_path(output)
+        if path:
+            source, path_name = sources.get(output_name, (f"jobs.{node_name}.outputs.{output_name}", output_name))
+            field = f"{file}: {source}.path"
+            path = output_uri(path, field, pipeline_name, path_name, default_datastore(pipeline))
+            common.datastore_path(path, field, common.output_type(output))
+        outputs[output_name] = {"type": common.output_type(output), "mode": common.output_mode(output), "path": path}
+    return outputs
 
 
 def node_environment_spec(node, node_name, file) -> dict | None:
@@ -252,7 +314,10 @@ class Pipeline:
 
     def node_inputs(self, node_name):
         def output_path(node, output):
-            return store.jobs_dir() / self.spec["nodes"][node]["job_name"] / "outputs" / output
+            # Where the node's job wrote it, as its record says (a datastore path's folder or file, the run's
+            # artifacts for the reserved `artifacts` output, else the job's outputs/<output>).
+            field = f"jobs.{node_name}: ${{{{parent.jobs.{node}.outputs.{output}}}}}"
+            return job_records.output_folder(self.spec["nodes"][node]["job_name"], output, field)
 
         return node_inputs(self.sdk_job, node_name, self.yaml_dir, output_path)
 
@@ -264,7 +329,7 @@ class Pipeline:
         env = {str(k): str(v) for k, v in (getattr(component, "environment_variables", None) or {}).items()}
         env |= {str(k): str(v) for k, v in (getattr(node, "environment_variables", None) or {}).items()}
         return {
-            "command": component.command,
+            "command": getattr(component, "command", None),  # None for a parallel node's component
             "code": str((base / component.code).resolve() if component.code else base),
             "environment": common.ref(getattr(node, "environment", None) or component.environment),
             "environment_spec": node_environment_spec(node, node_name, self.spec["file"]),
@@ -274,6 +339,8 @@ class Pipeline:
             "input_values": values,
             "inputs": shown,
             "outputs": {o: common.output_type(v) for o, v in (component.outputs or {}).items()},
+            # What a command node's job writes: each output's type, mode and path (node_outputs).
+            "output_settings": node_outputs(self.sdk_job, node_name, self.spec["name"], self.spec["file"]),
             "params_as_inputs": True,  # a sweep node's search space fills the component's inputs of those names
         }
 
@@ -303,15 +370,26 @@ class Pipeline:
         return kind.run(store.jobs_dir() / spec["name"], echo=echo)
 
     def bind_outputs(self, node_name):
-        """Outputs bound to ${{parent.outputs.x}} become the pipeline's: links to the node's folders."""
+        """Outputs bound to ${{parent.outputs.x}} become the pipeline's. One with a datastore path of its own was
+        written there by the node (a sweep node's best trial's output is copied there); else the pipeline's
+        outputs/x is a link to the file or folder the node wrote."""
         child = self.spec["nodes"][node_name]["job_name"]
         for output_name, value in (self.sdk_job.jobs[node_name].outputs or {}).items():
             value = _binding(value)
-            if isinstance(value, str) and (m := PARENT_OUTPUT.match(value)):
-                link = self.job_dir / "outputs" / m[1]
-                if link.is_symlink():
-                    link.unlink()
-                link.symlink_to(store.jobs_dir() / child / "outputs" / output_name)
+            if not (isinstance(value, str) and (m := PARENT_OUTPUT.match(value))):
+                continue
+            written = job_records.output_folder(child, output_name, f"jobs.{node_name}.outputs.{output_name}")
+            place = Path(self.spec["outputs"][m[1]]["path"])
+            if place == self.job_dir / "outputs" / m[1]:
+                if place.is_symlink():
+                    place.unlink()
+                place.symlink_to(written)
+            elif written.exists() and written.resolve() != place.resolve():
+                if written.is_dir():
+                    shutil.copytree(written, place, dirs_exist_ok=True)
+                else:
+                    place.parent.mkdir(parents=True, exist_ok=True)
+                    shutil.copy2(written, place)
 
     def run(self) -> tuple[str, str | None]:
         keep_going = bool(self.spec["settings"].get("continue_on_step_failure"))

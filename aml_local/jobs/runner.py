@@ -285,8 +285,15 @@ def _collect_artifacts(spec, job_dir: Path):
     """What Azure uploads when a job ends: `upload` outputs into their place, then ./outputs, ./logs and the job's
     own log as the run's artifacts (outputs/, logs/, user_logs/: the folders `job download` brings back)."""
     for output_name, staged in (spec.get("output_staging") or {}).items():
-        target = Path(spec["outputs"][output_name]["path"])
-        for item in Path(staged).iterdir():
+        output = spec["outputs"][output_name]
+        target, staged = Path(output["path"]), Path(staged)
+        if output["type"] == "uri_file":  # the file the command wrote, if it wrote one
+            if staged.is_file():
+                target.parent.mkdir(parents=True, exist_ok=True)
+                shutil.move(str(staged), target)
+            continue
+        for item in staged.iterdir():
+            _replace(target / item.name)  # an upload to a datastore path replaces what was there
             shutil.move(str(item), target / item.name)
     code_dir = Path(spec["code_dir"])
     for folder, artifact_path in (
@@ -296,6 +303,13 @@ def _collect_artifacts(spec, job_dir: Path):
     ):
         if folder.is_dir() and any(folder.iterdir()):
             store.client().log_artifacts(spec["mlflow_run_id"], str(folder), artifact_path)
+
+
+def _replace(path: Path):
+    if path.is_dir() and not path.is_symlink():
+        shutil.rmtree(path)
+    else:
+        path.unlink(missing_ok=True)
 
 
 def log_paths(job_dir: Path, procs: int, per_process: bool = False):

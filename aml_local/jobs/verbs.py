@@ -1,4 +1,5 @@
-"""The `job` verbs: `job create/show/list/stream/cancel/download`, for the job YAML that `az ml job create` takes.
+"""The `job` verbs: `job create/show/list/stream/cancel/download/archive/restore`, for the job YAML that `az ml job
+create` takes.
 
 The YAML is parsed by azure.ai.ml's own load_job (so what the CLI rejects is rejected here, with the SDK's message)
 and dispatched on its `type` to the kind registered for it (jobs/command.py, sweep.py, pipeline.py); a job is
@@ -101,10 +102,15 @@ def _as_child(shown: dict, spec: dict) -> dict:
     return child
 
 
-def list_jobs(parent_job_name=None, max_results=50) -> list[dict]:
+def list_jobs(parent_job_name=None, max_results=50, include_archived=False, archived_only=False) -> list[dict]:
+    """Newest first. A parent's children come from its run's children whatever the view, as azure-ai-ml's
+    JobOperations.list goes to run history for them (get_run_children) and ignores list_view_type; other jobs are
+    listed in the view --include-archived/--archived-only ask for (active only by default)."""
+    archived = None if include_archived else bool(archived_only)
+    _check_view(include_archived, archived_only)
     parent = store.find_job_run(parent_job_name).info.run_id if parent_job_name else None
     jobs = []
-    for run in store.job_runs(parent, max_results):
+    for run in job_records.runs(parent, max_results, None if parent else archived):
         name = run.data.tags[store.TAG_NAME]
         try:
             shown = show(name)
@@ -112,6 +118,24 @@ def list_jobs(parent_job_name=None, max_results=50) -> list[dict]:
         except AmlLocalError:
             continue  # a run whose job folder was removed by hand
     return jobs
+
+
+def _check_view(include_archived, archived_only):
+    if include_archived and archived_only:
+        # azext_mlv2 custom/utils.py get_list_view_type (exit 1).
+        raise AmlLocalError("Cannot provide both archived-only and include-archived.")
+
+
+def set_archived(name, archived: bool, command: str) -> None:
+    """`job archive` / `job restore`. A pipeline's child is refused, with azure-ai-ml's PipelineChildJobError
+    (azure/ai/ml/exceptions.py; JobOperations._archive_or_restore raises it for a pipeline child job)."""
+    store.find_job_run(name)  # first: an unknown name is "not found" (exit 3), as az says
+    if _is_pipeline_child(job_records.read_spec(name)):
+        raise AmlLocalError(
+            f"job {command} is not supported on pipeline child job {name}, please use this command on pipeline parent"
+            f" job {job_records.read_spec(name)['parent_job_name']}."
+        )
+    job_records.set_archived(name, archived)
 
 
 def stream(name, echo=None, poll=0.5) -> dict:

@@ -5,9 +5,10 @@ managed online endpoint's container runs it, behind its endpoint's router (aml_l
 does all that Azure's front end does before a request reaches a container (keys, traffic, mirroring, 429/408/413,
 424 for a model's error, liveness probes and restarts). The servers themselves have no auth or admission code:
 
-- code: code_configuration.code is copied to <deployment>/revisions/<n>/app/<folder name> (AML_APP_ROOT is that
-  app folder, AZUREML_ENTRY_SCRIPT <folder name>/<scoring_script>), so later edits do not change a running
-  deployment; each `update` makes a new revision beside the one still serving;
+- code: code_configuration.code is copied to <deployment>/revisions/<n>/app/<folder name>, so later edits do not
+  change a running deployment; each `update` makes a new revision beside the one still serving. AML_APP_ROOT is the
+  scoring script's folder in that copy, as on Azure: a swagger2.json / swagger3.json there is the deployment's own
+  OpenAPI document at /swagger.json?version=2|3 (endpoints/online/servers.py);
 - an MLflow model (type mlflow_model) with no code_configuration and no environment is Azure's no-code deployment:
   the scoring script is ours, aml_local/endpoints/online/mlflow_score.py (what Azure's generated one does), copied in as
   code is, and the environment is the model's own requirements (its conda.yaml, else python_env.yaml or

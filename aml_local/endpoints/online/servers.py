@@ -13,7 +13,7 @@ import socket
 import subprocess
 import sys
 import time
-from pathlib import Path
+from pathlib import Path, PurePosixPath
 
 from aml_local import AmlLocalError, processes, progress
 from aml_local.assets import env_layer, environment
@@ -55,11 +55,21 @@ def server_environment(record: dict, port: int, layer: env_layer.Layer) -> dict:
     env.update(record["environment_variables"])
     env.setdefault("SCORING_TIMEOUT_MS", str(record["request_settings"]["request_timeout_ms"]))
     env.setdefault("SERVICE_NAME", record["endpoint_name"])
+    code_folder = Path(record["app_root"]) / record["code_folder"]
+    script = PurePosixPath(record["scoring_script"])
     env.update(
         {
-            "AML_APP_ROOT": record["app_root"],
-            "AZUREML_SOURCE_DIRECTORY": record["code_folder"],
-            "AZUREML_ENTRY_SCRIPT": f"{record['code_folder']}/{record['scoring_script']}",
+            # AML_APP_ROOT is the scoring script's folder, as "In online deployment, AML_APP_ROOT is set to the
+            # directory containing scoring script" (Azure/azure-sdk-for-python pull request 30296, which made
+            # azure-ai-ml's local endpoints do the same: _local_endpoints/azureml_image_context.py). The server reads
+            # a deployment's own swagger2.json / swagger3.json (and swagger.json for version 2) from there
+            # (azureml_inference_server_http/server/swagger.py, _SwaggerBuilder._read_swagger), the "root of the
+            # `code` directory" of azureml-examples' cli/endpoints/online/managed/openapi README for a script at its
+            # top. The code folder stays on sys.path through AZUREML_SOURCE_DIRECTORY (an absolute path: the server
+            # joins it to AML_APP_ROOT), as when AML_APP_ROOT was the folder holding it.
+            "AML_APP_ROOT": str(code_folder / script.parent),
+            "AZUREML_SOURCE_DIRECTORY": str(code_folder),
+            "AZUREML_ENTRY_SCRIPT": script.name,
             "WORKER_COUNT": str(record["worker_count"]),
             "SERVER_PORT": str(port),
             "HEALTH_PORT": str(port),

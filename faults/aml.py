@@ -38,7 +38,7 @@ class Aml:
     """aml-local with AML_LOCAL_HOME=home, run from the repository root (the specs' relative paths hold there).
     `command` is what run() starts: `python -m aml_local`, or another way to start the same command as a process
     (the tests give tests/warm_aml_local/aml-local: a process forked from a parent that imported MLflow and the SDK
-    once); start() always starts `python -m aml_local`, a process of its own that a scenario may kill."""
+    once); a command that a scenario may kill is always `python -m aml_local` (start())."""
 
     home: Path
     env: dict[str, str]
@@ -78,10 +78,12 @@ class Aml:
     def read_json(self, *args):
         return json.loads(self.read(*args, "-o", "json"))
 
-    def start(self, *args, stderr=subprocess.DEVNULL) -> subprocess.Popen:
-        """A command left running (e.g. `job create --stream`): the caller waits for it, or kills it."""
+    def start(self, *args, stderr=subprocess.DEVNULL, waited_for: bool = False) -> subprocess.Popen:
+        """A command left running (e.g. `job create --stream`): the caller waits for it, or kills it. One that the
+        caller only waits for (waited_for) is started as run() starts commands; one it may kill is always
+        `python -m aml_local`, the process that is the command."""
         return subprocess.Popen(
-            [*AML_LOCAL, *map(str, args)],
+            [*(self.command if waited_for else AML_LOCAL), *map(str, args)],
             env=self.env,
             cwd=REPO_ROOT,
             stdout=subprocess.DEVNULL,

@@ -194,7 +194,7 @@ def concurrent_commands(aml: Aml, project: dict[str, Path], also_listed: tuple[s
     jobs = ("faults_a", "faults_b")
     model = ("model", "create", "-n", "faults-model", "--path", model_source, "--type", "custom_model", "-o", "none")
     commands = [*(("job", "create", "-f", project["command"], "-n", job, "--stream", "-o", "none") for job in jobs)]
-    started = [aml.start(*command, stderr=subprocess.PIPE) for command in [*commands, model, model]]
+    started = [aml.start(*command, stderr=subprocess.PIPE, waited_for=True) for command in [*commands, model, model]]
     errors = [process.communicate(timeout=300)[1] for process in started]
     codes = [process.returncode for process in started]
     statuses = [_status(aml, job) for job in jobs]

@@ -163,6 +163,39 @@ def trained_model_dir(small_mnist_dir, tmp_path_factory) -> pathlib.Path:
     return _once_per_run(tmp_path_factory, "trained-model", train) / "model"
 
 
+# jobs/train.yml made short: 2 epochs of small_mnist_dir (5,000 training images after the 1,000 held out), a learning
+# rate that gets past 0.85 in them, no momentum (tests/test_train_job.py trains the same on two workers and compares).
+SHORT_TRAINING = ("inputs.epochs=2", "inputs.validation_size=1000", "inputs.learning_rate=0.1", "inputs.momentum=0")
+
+
+@pytest.fixture(scope="session")
+def train_job(small_mnist_dir, tmp_path_factory) -> dict:
+    """jobs/train.yml with SHORT_TRAINING, run once per run (xdist workers share it) with `aml-local job create
+    --stream --name train_e2e` in a store of its own: {"returncode", "stdout", "stderr", "home", "shown" (the job as
+    `job create` printed it at the end; None if it failed)}. The one short training of the suite's train.py tests
+    (tests/test_train.py) and jobs tests (tests/test_train_job.py)."""
+    import json
+    import subprocess
+    import sys
+
+    def run(folder: pathlib.Path):
+        env = {k: v for k, v in os.environ.items() if not k.startswith(("MLFLOW_", "TF_CONFIG", "AZUREML_"))}
+        env |= {"AML_LOCAL_HOME": str(folder / "aml-local"), "CI": "true"}
+        sets = [a for pair in (*SHORT_TRAINING, f"inputs.mnist.path={small_mnist_dir}") for a in ("--set", pair)]
+        command = [pathlib.Path(sys.executable).parent / "aml-local", "job", "create", "--file", "jobs/train.yml"]
+        result = subprocess.run(
+            [*command, "--stream", "--name", "train_e2e", *sets], cwd=REPO_ROOT, env=env, capture_output=True, text=True
+        )
+        outcome = {"returncode": result.returncode, "stdout": result.stdout, "stderr": result.stderr}
+        (folder / "result.json").write_text(json.dumps(outcome))
+
+    folder = _once_per_run(tmp_path_factory, "train-job", run)
+    result = json.loads((folder / "result.json").read_text())
+    stdout = result["stdout"]
+    shown = json.loads(stdout[stdout.rindex("\n{") :]) if result["returncode"] == 0 else None
+    return result | {"home": folder / "aml-local", "shown": shown}
+
+
 def _once_per_run(tmp_path_factory, name: str, make) -> pathlib.Path:
     """The folder `name`, made by make(folder) once for the whole run: under pytest-xdist each worker is its own
     process with its own session fixtures, so the first to get here makes it (under a lock) in the folder all
@@ -184,8 +217,40 @@ def _once_per_run(tmp_path_factory, name: str, make) -> pathlib.Path:
     return folder
 
 
+WARM_AML_LOCAL = REPO_ROOT / "tests" / "warm_aml_local"
+
+
 @pytest.fixture(scope="session")
-def mnist_deployment(trained_model_dir, tmp_path_factory):
+def warm_aml_local(tmp_path_factory):
+    """tests/warm_aml_local/server.py, for the tests that run aml-local dozens of times as processes (the stage
+    scripts, the faults scenarios' set-up): each `aml-local job ...` or `model ...` started afresh spends about 3 s of
+    CPU importing MLflow and the SDK, and these tests are not about that start-up (tests/test_train_job.py runs the
+    console script). A dict: `command`, tests/warm_aml_local/aml-local, which runs each command as a process forked
+    from the server (see server.py), to run itself or to find first on PATH; `env`, the variable that names the
+    server to it."""
+    import subprocess
+    import sys
+
+    folder = tmp_path_factory.mktemp("warm-aml-local")
+    variables = {k: v for k, v in os.environ.items() if not k.startswith(("MLFLOW_", "AML_", "AZURE"))}
+    with open(folder / "server.log", "w") as log:
+        server = subprocess.Popen(
+            [sys.executable, str(WARM_AML_LOCAL / "server.py"), str(folder / "server.sock")],
+            cwd=REPO_ROOT,
+            env=variables,
+            stdin=subprocess.DEVNULL,
+            stdout=subprocess.PIPE,
+            stderr=log,
+            text=True,
+        )
+    assert server.stdout.readline().strip() == "ready", (folder / "server.log").read_text()[-3000:]
+    yield {"command": str(WARM_AML_LOCAL / "aml-local"), "env": {"AML_LOCAL_WARM_SERVER": str(folder / "server.sock")}}
+    server.kill()
+    server.wait(timeout=30)
+
+
+@pytest.fixture(scope="session")
+def mnist_deployment(trained_model_dir, tmp_path_factory, warm_aml_local):
     """(Aml, faults.endpoint.Deployment): trained_model_dir deployed with the project's endpoints/*.yml in a home
     of its own, one worker, a body limit above every hand-written bad request; deleted at the end of the session.
     Shared by the bad-input and security scenarios, Postman's collection and the draw-a-digit page
@@ -194,7 +259,8 @@ def mnist_deployment(trained_model_dir, tmp_path_factory):
     from faults.aml import Aml
     from faults.bad_requests import LIMIT_ABOVE_EVERY_CASE
 
-    aml = Aml.at(tmp_path_factory.mktemp("mnist-deployment") / "home")
+    home = tmp_path_factory.mktemp("mnist-deployment") / "home"
+    aml = Aml.at(home, (warm_aml_local["command"],), **warm_aml_local["env"])
     settings = {"WORKER_COUNT": "1", "AML_LOCAL_MAX_REQUEST_BYTES": str(LIMIT_ABOVE_EVERY_CASE)}
     with endpoint.mnist_deployment(aml, trained_model_dir, settings) as deployed:
         yield aml, deployed
@@ -249,7 +315,9 @@ SLOW_FIXTURES = {
     "sleepy",
     "small_mnist_dir",
     "test_images",
+    "train_job",
     "trained_model_dir",
+    "warm_aml_local",
 }
 
 
@@ -264,7 +332,6 @@ SAME_WORKER = {
     "test_security.py": "mnist_deployment",
     "test_environments.py": "test_environments.py",
     "test_score.py": "test_score.py",
-    "test_train.py": "test_train.py",
 }
 
 
@@ -295,9 +362,8 @@ LONGEST_FIRST = (
     "test_isolation.py",
     "test_mlflow_deployment.py",
     "test_environments.py",
-    "test_rollout_under_load.py",
-    "test_bad_requests.py",
     "test_online_endpoint.py",
+    "test_bad_requests.py",
     "test_draw_page.py",
     "test_score.py",
     "test_progress.py",

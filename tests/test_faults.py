@@ -19,23 +19,21 @@ def report(checks) -> str:
 
 
 @pytest.fixture
-def sleepy(tmp_path):
-    """(Aml, faults.endpoint.Deployment) of the sleepy deployment, in an endpoint of its own; deleted after."""
-    aml = Aml.at(tmp_path / "home")
+def sleepy(tmp_path, warm_aml_local):
+    """(Aml, faults.endpoint.Deployment) of the sleepy deployment, in an endpoint of its own; deleted after. Its
+    aml-local commands are processes forked from conftest's warm_aml_local (the scenario kills servers, not them)."""
+    aml = Aml.at(tmp_path / "home", (warm_aml_local["command"],), **warm_aml_local["env"])
     with endpoint.sleepy_deployment(aml, tmp_path) as deployed:
         yield aml, deployed
 
 
 @pytest.mark.slow
-def test_requests_past_the_slots_get_429_and_a_stuck_run_408_never_a_hang(sleepy):
+def test_requests_past_the_slots_get_429_a_stuck_run_408_and_a_dead_server_is_shown_failed_then_brought_back(sleepy):
+    """Two scenarios on one sleepy deployment (starting one is most of either's cost): overload and a stuck run(),
+    never a hang; then its server killed: shown Failed, answered 424 by the router, and `create` brings it back."""
     aml, deployed = sleepy
     checks = endpoint.overload_and_stuck(aml, deployed.target, SHORT)
     assert [c.verdict for c in checks] == ["PASS", "PASS"], report(checks)
-
-
-@pytest.mark.slow
-def test_a_deployment_whose_server_died_is_shown_failed_and_create_brings_it_back(sleepy):
-    aml, deployed = sleepy
     checks = endpoint.recovery(aml, deployed)
     assert [c.verdict for c in checks] == ["PASS", "PASS"], report(checks)
 
@@ -52,8 +50,10 @@ def test_a_killed_streaming_driver_leaves_no_process_and_no_running_record(tmp_p
 
 
 @pytest.mark.slow
-def test_two_jobs_and_two_model_versions_at_once_leave_the_store_intact(tmp_path):
-    check = jobs.concurrent_commands(Aml.at(tmp_path / "home"), jobs.write_project(tmp_path / "project"))
+def test_two_jobs_and_two_model_versions_at_once_leave_the_store_intact(tmp_path, warm_aml_local):
+    # The four commands are processes at once either way; forked from conftest's warm_aml_local, they start faster.
+    aml = Aml.at(tmp_path / "home", (warm_aml_local["command"],), **warm_aml_local["env"])
+    check = jobs.concurrent_commands(aml, jobs.write_project(tmp_path / "project"))
     assert check.passed, check
 
 

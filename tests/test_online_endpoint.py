@@ -1,15 +1,18 @@
 """aml-local's online endpoints and deployments: records and keys, the endpoint's router (one scoring URI for the
 endpoint's life, tests/test_router.py has its rules against stub servers), local servers started, updated and
 stopped (a trivial scoring script), and a full deploy of a trained model with src/score.py and the endpoints/*.yml
-specs."""
+specs, then a blue -> green rollout of it under load."""
 
 import http.client
 import json
 import os
 import pathlib
+import re
+import shutil
 import signal
 import socket
 import stat
+import subprocess
 import sys
 import textwrap
 import threading
@@ -448,8 +451,31 @@ def expected_label(small_mnist_dir):
     return int(data.test_labels[matches[0]]) if len(matches) else None
 
 
+HEY_LIMIT_S = 300
+STEP_S = 0.5  # traffic at each step of the rollout before the next one (hundreds of requests at hey's 500/s here)
+
+
+def hey_summary(text: str) -> tuple[dict[int, int], list[str], int]:
+    """({status: responses}, the error lines, requests) from hey's report."""
+    statuses = {int(code): int(count) for code, count in re.findall(r"\[(\d{3})\]\s+(\d+) responses", text)}
+    errors = text.partition("Error distribution:")[2].strip().splitlines()
+    return statuses, [line.strip() for line in errors if line.strip()], sum(statuses.values())
+
+
 @pytest.mark.slow
-def test_a_trained_model_deployed_with_the_project_specs(home, trained_model_dir, small_mnist_dir, capsys, time_limit):
+def test_a_trained_model_deployed_with_the_project_specs_then_rolled_out_under_load(
+    home, trained_model_dir, small_mnist_dir, capsys, time_limit, tmp_path
+):
+    """One deployment of the trained model, checked as a client sees it; then a whole blue -> green rollout of it
+    under load, as a user would rehearse Azure's safe rollout here: `hey` keeps 8 connections busy on the endpoint's
+    scoring URI (within blue's capacity: 2 x max_concurrent_requests_per_instance 4 x instance_count 1, Azure's limit
+    on requests in progress) while green is created, mirrored 20%, given 10%, 50% and 100% of the traffic, moved
+    back, and deleted. Not one request may fail and no connection may be reset: the router switches tables between
+    requests, and a deployment's servers are stopped only after they are out of the table and drained. (One test, so
+    that the model is deployed once: hey stops when the rollout is done, at the latest after HEY_LIMIT_S.)"""
+    hey = shutil.which("hey")
+    if hey is None:
+        pytest.skip("hey is not installed (Debian: apt-get install hey; make test installs it when it may)")
     one_worker = ["--set", "environment_variables.WORKER_COUNT=1"]  # the specs ask for 4; this machine has 2 cores
     small_body_limit = ["--set", "environment_variables.AML_LOCAL_MAX_REQUEST_BYTES=100000"]
     registered = ok(capsys, "model", "create", "-f", ENDPOINTS / "model.yml", "--path", trained_model_dir)
@@ -516,17 +542,60 @@ def test_a_trained_model_deployed_with_the_project_specs(home, trained_model_dir
             assert secret not in json.dumps(process.environ())
     assert all(c.laddr.ip == "127.0.0.1" for p in processes for c in p.net_connections() if c.status == "LISTEN")
 
-    # A second deployment: green takes the latest version, gets no traffic until it is given some.
+    # A second deployment, under load from here on: green takes the latest version, gets no traffic until it is
+    # given some, and takes it step by step.
     registered = ok(capsys, "model", "create", "-f", ENDPOINTS / "model.yml", "--path", trained_model_dir)
-    green = ok(capsys, "online-deployment", "create", "-f", ENDPOINTS / "green-deployment.yml", *one_worker)
-    assert green["model"] == f"azureml:/local/models/mnist-mlp/versions/{registered['version']}"
-    assert ok(capsys, "online-endpoint", "show", "-n", "mnist-endpoint")["traffic"] == {"blue": 100, "green": 0}
-    by_name = ok(capsys, "online-endpoint", "invoke", "-n", "mnist-endpoint", "-r", SAMPLE_REQUEST, "-d", "green")
-    assert json.loads(by_name)["predictions"] == answer["predictions"]
-    listed = ok(capsys, "online-deployment", "list", "-e", "mnist-endpoint", "--query", "[].[name, provisioning_state]")
-    assert listed == [["blue", "Succeeded"], ["green", "Succeeded"]]
+    report = tmp_path / "hey.txt"
+    with open(report, "w") as out:
+        load_for = ("-c", "8", "-z", f"{HEY_LIMIT_S}s")
+        request = ("-m", "POST", "-T", "application/json", "-D", str(SAMPLE_REQUEST))
+        load = subprocess.Popen(
+            [hey, *load_for, *request, "-H", f"Authorization: Bearer {keys['primaryKey']}", endpoint["scoring_uri"]],
+            stdout=out,
+            stderr=subprocess.STDOUT,
+        )
+    steps = []
+    try:
+        time.sleep(STEP_S)
+        green = ok(capsys, "online-deployment", "create", "-f", ENDPOINTS / "green-deployment.yml", *one_worker)
+        steps.append("green created")
+        assert green["model"] == f"azureml:/local/models/mnist-mlp/versions/{registered['version']}"
+        assert ok(capsys, "online-endpoint", "show", "-n", "mnist-endpoint")["traffic"] == {"blue": 100, "green": 0}
+        by_name = ok(capsys, "online-endpoint", "invoke", "-n", "mnist-endpoint", "-r", SAMPLE_REQUEST, "-d", "green")
+        assert json.loads(by_name)["predictions"] == answer["predictions"]
+        shown = ok(
+            capsys, "online-deployment", "list", "-e", "mnist-endpoint", "--query", "[].[name, provisioning_state]"
+        )
+        assert shown == [["blue", "Succeeded"], ["green", "Succeeded"]]
+        processes += server_processes("mnist-endpoint", "green")
+        time.sleep(STEP_S)
 
-    processes += server_processes("mnist-endpoint", "green")
+        def step(what, *argv):
+            ok(capsys, *argv)
+            steps.append(what)
+            time.sleep(STEP_S)
+
+        step("mirror 20%", "online-endpoint", "update", "-n", "mnist-endpoint", "--mirror-traffic", "green=20")
+        step(
+            "canary 10%",
+            *("online-endpoint", "update", "-n", "mnist-endpoint"),
+            *("--mirror-traffic", "green=0", "--traffic", "blue=90 green=10"),
+        )
+        step("50%", "online-endpoint", "update", "-n", "mnist-endpoint", "--traffic", "blue=50 green=50")
+        step("100%", "online-endpoint", "update", "-n", "mnist-endpoint", "--traffic", "blue=0 green=100")
+        step("back", "online-endpoint", "update", "-n", "mnist-endpoint", "--traffic", "blue=100 green=0")
+        step("green deleted", "online-deployment", "delete", "-n", "green", "-e", "mnist-endpoint", "--yes")
+    finally:
+        load.send_signal(signal.SIGINT)  # hey stops and prints its report
+        load.wait(timeout=60)
+    text = report.read_text()
+    statuses, errors, requests = hey_summary(text)
+    assert steps[-1] == "green deleted" and load.returncode == 0, text[-2000:]
+    assert requests > 500, text[-2000:]
+    assert statuses == {200: requests}, text[-2000:]
+    assert errors == [], errors[:10]
+    assert ok(capsys, "online-endpoint", "show", "-n", "mnist-endpoint")["scoring_uri"] == endpoint["scoring_uri"]
+
     assert ok(capsys, "online-endpoint", "delete", "-n", "mnist-endpoint", "--yes") is None
     assert all_gone(processes), [p for p in processes if p.is_running()]
     with pytest.raises(OSError):

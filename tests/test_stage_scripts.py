@@ -37,13 +37,22 @@ def env(tmp_path):
     return variables
 
 
+@pytest.fixture
+def warm_env(env, warm_aml_local):
+    """env, with tests/warm_aml_local/aml-local first on PATH, for the tests that train, deploy and roll out: their
+    scripts call aml-local dozens of times, each call a process forked from a warm parent (conftest's
+    warm_aml_local), with the script's argv, environment, folder, stdin, stdout and stderr and its own exit code."""
+    folder = pathlib.Path(warm_aml_local["command"]).parent
+    return env | warm_aml_local["env"] | {"PATH": f"{folder}{os.pathsep}{env['PATH']}"}
+
+
 def run(env, *argv, timeout=300):
     return subprocess.run(
         [str(a) for a in argv], cwd=REPO_ROOT, env=env, capture_output=True, text=True, timeout=timeout, check=False
     )
 
 
-def aml_local(env, *argv):
+def aml_local(env, *argv, exit_code=0):
     """aml-local in this process, with env as its environment and the repository as its folder: these calls set up
     and check what the scripts did (the scripts themselves run aml-local as processes, as a user's shell does)."""
     out, err = io.StringIO(), io.StringIO()
@@ -54,7 +63,7 @@ def aml_local(env, *argv):
         contextlib.redirect_stderr(err),
     ):
         code = cli.main([str(a) for a in argv])
-    assert code == 0, err.getvalue()
+    assert code == exit_code, err.getvalue()
     return out.getvalue()
 
 
@@ -78,7 +87,8 @@ def test_the_scripts_are_shellcheck_clean():
 
 
 @pytest.mark.slow
-def test_register_takes_a_sweeps_model_from_its_best_trial(env, tmp_path, trained_model_dir, project_environments):
+def test_register_takes_a_sweeps_model_from_its_best_trial(warm_env, tmp_path, trained_model_dir, project_environments):
+    env = warm_env
     code = tmp_path / "project" / "code"
     code.mkdir(parents=True)
     project_environments(code.parent)
@@ -126,6 +136,7 @@ def test_register_takes_a_sweeps_model_from_its_best_trial(env, tmp_path, traine
     best = aml_local(env, "job", "show", "-n", "sweep_job", "--query", "properties.best_child_run_id", "-o", "tsv")
     registered = run(env, SCRIPTS / "register.sh", "sweep_job")
     assert registered.returncode == 0, registered.stderr
+    assert registered.stdout.splitlines() == ["model:   mnist-mlp", "version: 1"]
     assert f"sweep sweep_job: the model of its best trial, {best.strip()}" in registered.stderr
     shown = json.loads(aml_local(env, "model", "show", "-n", "mnist-mlp", "--label", "latest"))
     assert shown["job_name"] == best.strip() and shown["job_name"].startswith("sweep_job")
@@ -133,10 +144,11 @@ def test_register_takes_a_sweeps_model_from_its_best_trial(env, tmp_path, traine
 
 @pytest.mark.slow
 def test_wait_and_register_take_a_pipelines_model_from_its_sweep_node_locally(
-    env, tmp_path, trained_model_dir, project_environments
+    warm_env, tmp_path, trained_model_dir, project_environments
 ):
     """The pipeline path with aml-local: the sweep node is found by the node types in the pipeline's record and by
     its child job's display name (the node's name), as on Azure (see the fake-az pipeline test)."""
+    env = warm_env
     project = tmp_path / "project"
     (project / "code").mkdir(parents=True)
     project_environments(project)
@@ -232,7 +244,8 @@ def test_register_names_a_missing_job_and_needs_one(env):
 
 
 @pytest.mark.slow
-def test_register_refuses_a_job_that_did_not_complete(env, tmp_path, project_environments):
+def test_register_refuses_a_job_that_did_not_complete(warm_env, tmp_path, project_environments):
+    env = warm_env
     spec = tmp_path / "project" / "failing.yml"  # the job's code folder: not the one holding the store
     spec.parent.mkdir()
     project_environments(spec.parent)
@@ -241,8 +254,7 @@ def test_register_refuses_a_job_that_did_not_complete(env, tmp_path, project_env
         "code: .\ncommand: exit 3\noutputs:\n  model:\n    type: mlflow_model\n"
         "environment: azureml:mnist-train@latest\ncompute: azureml:cpu-cluster\n"
     )
-    created = run(env, VENV_BIN / "aml-local", "job", "create", "-f", spec, "-n", "failed_job", "--stream")
-    assert created.returncode == 1
+    aml_local(env, "job", "create", "-f", spec, "-n", "failed_job", "--stream", exit_code=1)
     refused = run(env, SCRIPTS / "register.sh", "failed_job", timeout=120)
     assert refused.returncode != 0 and "job failed_job is Failed" in refused.stderr
 
@@ -254,14 +266,14 @@ def test_the_backend_must_be_local_or_azure(env):
 
 
 @pytest.mark.slow
-def test_the_whole_chain_locally_then_a_green_rollout(env, tmp_path, small_mnist_dir):
+def test_the_whole_chain_locally_then_a_green_rollout(warm_env, tmp_path, small_mnist_dir):
     """scripts/run-all.sh for real: set-up records, a short training job on the small MNIST, registration, blue
     with all traffic, a scored sample. Then the stages one by one on what it left: register.sh again (a second
     version); a rollout whose smoke test fails rolls back; an update rolls green out (mirror, canary, all traffic)
     and blue goes; invoke.sh scores the sample; teardown.sh stops every process, once and then as a no-op.
     (One chain, so that the stages after the first deployment do not train and deploy again.)"""
     # As `make demo` runs it: the job's log streamed while it runs (one process following it, not a show a second).
-    env |= {"AML_STREAM_LOGS": "1", "AML_POLL_S": "1", "ROLLOUT_OBSERVE_S": "0"}
+    env = warm_env | {"AML_STREAM_LOGS": "1", "AML_POLL_S": "1", "ROLLOUT_OBSERVE_S": "0"}
     chain = run(
         env,
         SCRIPTS / "run-all.sh",
@@ -273,7 +285,7 @@ def test_the_whole_chain_locally_then_a_green_rollout(env, tmp_path, small_mnist
         "--set",
         f"inputs.mnist.path={small_mnist_dir}",
         "--set",
-        "inputs.epochs=2",
+        "inputs.epochs=1",
         "--set",
         "inputs.validation_size=500",
         timeout=400,

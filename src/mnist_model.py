@@ -121,11 +121,13 @@ def saved_weights_forward(folder: Path):
         return None
     layers = []
     with h5py.File(weights_file, "r") as weights:
-        for layer in dense:
+        for index, layer in enumerate(dense):
             settings = layer["config"]
             if layer["class_name"] != "Dense" or settings.get("activation") not in ("relu", "linear", "softmax"):
                 return None
-            group = weights.get(f"layers/{settings.get('name')}/vars")
+            # Keras' saving_lib names a container's layers in the file by class, counted in order (dense, dense_1,
+            # ...), not by layer.name: a model built after others in one process has layers named dense_7 and on.
+            group = weights.get(f"layers/dense{f'_{index}' if index else ''}/vars")
             if not float32(settings) or group is None or len(group) != (2 if settings.get("use_bias") else 1):
                 return None
             kernel = np.asarray(group["0"], np.float32)

@@ -67,3 +67,15 @@ def _json_after_failed(text: str):
     except ValueError:
         return None
     return value
+
+
+def parse_set_pairs(pairs, example: str) -> list[tuple[str, str]]:
+    """`key=value` strings as (key, value), split at the first '='; one error line, with `example` (a pair the verb
+    takes), for a string that is not one."""
+    parsed = []
+    for pair in pairs or ():
+        key, sep, value = pair.partition("=")
+        if not sep or not key.strip():
+            raise AmlLocalError(f"--set {pair!r}: expected key=value, e.g. --set {example}")
+        parsed.append((key.strip(), value))
+    return parsed

@@ -32,27 +32,14 @@ import yaml
 REPO_ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO_ROOT / "src"))
 
+import trained_model  # noqa: E402
+from trained_model import fail  # noqa: E402
+
 import mnist_data  # noqa: E402
 
 TARGET_SECONDS = 30  # for 10,000 files, invoke to Completed (issue 23)
 TARGET_RATIO = 20
 WARM_UP_FILES = 100
-
-
-def fail(message):
-    sys.exit(f"error: {message}")
-
-
-def train_model(scratch, data_folder):
-    print("training a model (src/train.py, 3 epochs) ...", flush=True)
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("MLFLOW_", "AZUREML_", "TF_CONFIG"))}
-    env |= {"MLFLOW_TRACKING_URI": f"sqlite:///{scratch / 'mlflow.db'}", "TF_CPP_MIN_LOG_LEVEL": "2"}
-    command = [sys.executable, str(REPO_ROOT / "src/train.py"), "--data-folder", str(data_folder), "--epochs", "3"]
-    command += ["--model-output", str(scratch / "model"), "--checkpoint-dir", str(scratch / "checkpoints")]
-    result = subprocess.run(command, env=env, cwd=scratch, capture_output=True, text=True)
-    if result.returncode:
-        fail(f"training failed: {result.stderr[-2000:]}")
-    return scratch / "model"
 
 
 class LocalBatchEndpoint:
@@ -119,16 +106,14 @@ def one_image_at_a_time(model_dir: Path, files: list[Path]) -> tuple[float, int]
 
 def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--model-dir", help="an MLflow model folder as train.py saves it (default: train one)")
-    parser.add_argument("--data-folder", help="MNIST folder (default: $MNIST_DATA, then the download cache)")
+    trained_model.add_arguments(parser)
     parser.add_argument("--count", type=int, default=10000, help="test images to score (10,000)")
     parser.add_argument("--baseline-sample", type=int, default=500, help="files the one-at-a-time way scores (500)")
     parser.add_argument("--json-out", help="also write the figures to this file as JSON")
     args = parser.parse_args()
     if args.count < 1 or args.baseline_sample < 1:
         fail("--count and --baseline-sample must be at least 1")
-    if args.model_dir and not (Path(args.model_dir) / "MLmodel").is_file():
-        fail(f"--model-dir {args.model_dir} has no MLmodel file (pass the folder train.py's --model-output wrote)")
+    trained_model.check_model_dir(args.model_dir)
     try:
         data_folder = mnist_data.resolve_data_folder(args.data_folder)
     except mnist_data.MnistDataError as e:
@@ -136,7 +121,7 @@ def main():
     load_before = os.getloadavg()[0]
     with tempfile.TemporaryDirectory(prefix="bench-batch-") as scratch_name:
         scratch = Path(scratch_name)
-        model_dir = Path(args.model_dir).resolve() if args.model_dir else train_model(scratch, data_folder)
+        model_dir = trained_model.model_folder(args.model_dir, scratch, data_folder)
         try:
             pngs = mnist_data.write_pngs(args.count, scratch / "png", data_folder, log=lambda line: None)
             warm_up = mnist_data.write_pngs(WARM_UP_FILES, scratch / "warm-up", data_folder, log=lambda line: None)

@@ -51,6 +51,9 @@ REPO_ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO_ROOT / "src"))
 sys.path.insert(0, str(REPO_ROOT))  # the faults/ library's wrk runner
 
+import trained_model  # noqa: E402
+from trained_model import fail  # noqa: E402
+
 import mnist_data  # noqa: E402
 from faults import client  # noqa: E402
 
@@ -81,10 +84,6 @@ def run(raw_data):
 # The router's own serve() on the standard library's event loop (its main() runs it on uvloop).
 STDLIB_ROUTER = "import asyncio, pathlib, sys; from aml_local.endpoints.router import server as router; "
 STDLIB_ROUTER += "asyncio.run(router.serve(pathlib.Path(sys.argv[1])))"
-
-
-def fail(message):
-    sys.exit(f"error: {message}")
 
 
 def free_port():
@@ -327,18 +326,6 @@ def combined(runs):
     }
 
 
-def train_model(scratch, data_folder):
-    print("training a model (src/train.py, 3 epochs) ...", flush=True)
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("MLFLOW_", "AZUREML_", "TF_CONFIG"))}
-    env |= {"MLFLOW_TRACKING_URI": f"sqlite:///{scratch / 'mlflow.db'}", "TF_CPP_MIN_LOG_LEVEL": "2"}
-    command = [sys.executable, str(REPO_ROOT / "src/train.py"), "--data-folder", str(data_folder), "--epochs", "3"]
-    command += ["--model-output", str(scratch / "model"), "--checkpoint-dir", str(scratch / "checkpoints")]
-    result = subprocess.run(command, env=env, cwd=scratch, capture_output=True, text=True)
-    if result.returncode:
-        fail(f"training failed: {result.stderr[-2000:]}")
-    return scratch / "model"
-
-
 def batch_times(targets, bodies, rounds):
     """Medians (ms) of one 1,000-image request to each target (a fresh connection each: a kept-alive one would be
     closed by some servers between rounds), and of orjson.loads / json.loads of our body, measured interleaved in
@@ -362,8 +349,7 @@ def batch_times(targets, bodies, rounds):
 
 def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--model-dir", help="an MLflow model folder as train.py saves it (default: train one)")
-    parser.add_argument("--data-folder", help="MNIST folder (default: $MNIST_DATA, then the download cache)")
+    trained_model.add_arguments(parser)
     parser.add_argument("--workers", type=int, default=2, help="worker processes per server (2: one per core here)")
     parser.add_argument("--seconds", type=int, default=3, help="of load per row, body and round (3)")
     parser.add_argument("--rounds", type=int, default=3, help="rounds over all rows (3)")
@@ -378,8 +364,7 @@ def main():
         fail("--seconds, --rounds, --warmup, --batch-rounds and --workers must be at least 1")
     if not shutil.which("wrk"):
         fail("wrk is not installed (Debian/Ubuntu: apt-get install wrk)")
-    if args.model_dir and not (Path(args.model_dir) / "MLmodel").is_file():
-        fail(f"--model-dir {args.model_dir} has no MLmodel file (pass the folder train.py's --model-output wrote)")
+    trained_model.check_model_dir(args.model_dir)
     try:
         data_folder = mnist_data.resolve_data_folder(args.data_folder)
         mnist = mnist_data.load_mnist(data_folder)
@@ -394,7 +379,7 @@ def main():
 
     with tempfile.TemporaryDirectory(prefix="bench-serve-") as scratch_name:
         scratch = Path(scratch_name)
-        model_dir = Path(args.model_dir).resolve() if args.model_dir else train_model(scratch, data_folder)
+        model_dir = trained_model.model_folder(args.model_dir, scratch, data_folder)
         images = mnist.test_images[:BATCH].reshape(BATCH, 784) / 255.0
         bodies = {
             "single": {

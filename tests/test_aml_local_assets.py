@@ -4,6 +4,7 @@ and online endpoints' mirrored traffic: Azure's rules for --mirror-traffic and t
 import http.server
 import json
 import pathlib
+import shutil
 import threading
 
 import pytest
@@ -182,7 +183,7 @@ def test_a_delete_that_cannot_remove_the_folder_says_so(home, capsys, monkeypatc
     def refuse(path, *args, **kwargs):
         raise PermissionError(13, "Permission denied", str(path))
 
-    monkeypatch.setattr(records.shutil, "rmtree", refuse)
+    monkeypatch.setattr(shutil, "rmtree", refuse)
     code, _, err = run_cli(capsys, "online-endpoint", "delete", "-n", "stuck-endpoint", "--yes")
     assert code != 0
     assert f"its folder {folder} could not be removed (Permission denied)" in err

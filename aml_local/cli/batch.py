@@ -12,7 +12,6 @@ from knack.arguments import ArgumentsContext
 
 from aml_local import AmlLocalError
 from aml_local.cli import generic_update
-from aml_local.cli.parser import GenericUpdate
 from aml_local.endpoints.batch import deployment, endpoint, scoring
 
 ENDPOINT_UPDATABLE = {"defaults", "description", "tags"}
@@ -220,30 +219,15 @@ def batch_deployment_list_jobs(name, endpoint_name):
 
 
 def load_arguments(loader):
-    """The batch nouns' flags (az's help texts, shortened)."""
+    """The batch nouns' flags (az's help texts, shortened): their own, and the help of the flags every noun shares
+    (--name/-n, --file/-f, --endpoint-name/-e, --set: commands.py registers their options for all)."""
     with ArgumentsContext(loader, "batch-endpoint") as c:
-        c.argument("name", options_list=["--name", "-n"], help="Name of the batch endpoint.")
-        c.argument(
-            "file", options_list=["--file", "-f"], help="Batch endpoint YAML, e.g. endpoints/batch/endpoint.yml."
-        )
+        c.argument("name", help="Name of the batch endpoint.")
+        c.argument("file", help="Batch endpoint YAML, e.g. endpoints/batch/endpoint.yml.")
         c.argument("params_override", help="Override YAML fields, e.g. --set description=mine.")
+    loader.generic_update_arguments("batch-endpoint update", set_example="defaults.deployment_name=<deployment>")
     with ArgumentsContext(loader, "batch-endpoint update") as c:
         c.argument("defaults", options_list=["--defaults"], help="deployment_name=<deployment>: the default one.")
-        for dest, option, usage in (
-            ("params_override", "--set", "KEY=VALUE"),
-            ("add", "--add", "LIST KEY=VALUE"),
-            ("remove", "--remove", "LIST INDEX"),
-        ):
-            c.argument(
-                dest,
-                options_list=[option],
-                action=GenericUpdate,
-                nargs="+",
-                metavar=usage,
-                help=f"Generic update, e.g. {option} "
-                + ("defaults.deployment_name=<deployment>" if option == "--set" else generic_update.EXAMPLES[option]),
-            )
-        c.argument("force_string", options_list=["--force-string"], help="Keep --set/--add values as text.")
     with ArgumentsContext(loader, "batch-endpoint invoke") as c:
         c.argument(
             "deployment_name", options_list=["--deployment-name", "-d"], help="Name of the deployment to target."
@@ -263,20 +247,14 @@ def load_arguments(loader):
         c.argument("instance_count", options_list=["--instance-count", "-c"], help="Instances the job runs on.")
         c.argument("job_name", options_list=["--job-name"], help="Name of the job (default: batchjob-<uuid>).")
         c.argument("params_override", help="e.g. --set output_file_name=scores.csv retry_settings.max_retries=1.")
-        c.argument("file", options_list=["--file", "-f"], help="Refused: for pipeline component deployments.")
+        c.argument("file", help="Refused: for pipeline component deployments.")
         c.argument("inputs", options_list=["--inputs"], help="Refused: for pipeline component deployments.")
         c.argument("outputs", options_list=["--outputs"], help="Refused: for pipeline component deployments.")
         c.argument("experiment_name", options_list=["--experiment-name"], help="Refused: for pipeline components.")
-    with ArgumentsContext(loader, "batch-endpoint list-jobs") as c:
-        c.argument("name", help="Name of the batch endpoint.")
     with ArgumentsContext(loader, "batch-deployment") as c:
-        c.argument("name", options_list=["--name", "-n"], help="Name of the deployment (create: overrides the YAML's).")
-        c.argument("endpoint_name", options_list=["--endpoint-name", "-e"], help="Name of the batch endpoint.")
-        c.argument(
-            "file",
-            options_list=["--file", "-f"],
-            help="Batch deployment YAML (update: default, the one it was made from).",
-        )
+        c.argument("name", help="Name of the deployment (create: overrides the YAML's).")
+        c.argument("endpoint_name", help="Name of the batch endpoint.")
+        c.argument("file", help="Batch deployment YAML (update: default, the one it was made from).")
         c.argument("params_override", help="Override YAML fields, e.g. --set settings.mini_batch_size=20.")
     with ArgumentsContext(loader, "batch-deployment create") as c:
         c.argument(
@@ -291,18 +269,11 @@ def load_arguments(loader):
             action="store_true",
             help="Accepted: the scoring script is checked when a job imports it.",
         )
-    with ArgumentsContext(loader, "batch-deployment update") as c:
-        for dest, option, usage in (
-            ("params_override", "--set", "KEY=VALUE"),
-            ("add", "--add", "LIST KEY=VALUE"),
-            ("remove", "--remove", "LIST INDEX"),
-        ):
-            c.argument(
-                dest,
-                options_list=[option],
-                action=GenericUpdate,
-                nargs="+",
-                metavar=usage,
-                help="e.g. --set settings.mini_batch_size=20 (a YAML field)" if option == "--set" else "Refused.",
-            )
-        c.argument("force_string", options_list=["--force-string"], help="Accepted: --set values are YAML fields.")
+    # A batch deployment is made again from its YAML: the --set pairs are its fields, --add/--remove are refused.
+    loader.generic_update_arguments(
+        "batch-deployment update",
+        params_override="e.g. --set settings.mini_batch_size=20 (a YAML field)",
+        add="Refused.",
+        remove="Refused.",
+        force_string="Accepted: --set values are YAML fields.",
+    )

@@ -166,14 +166,13 @@ class CommandsLoader(CLICommandsLoader):
         # The rest of az's `ml model create` flags (azext_mlv2/manual/_params/_model_params.py).
         with ArgumentsContext(self, "model create") as c:
             c.argument("params_override", help="Override YAML fields, e.g. --set version=3 (flags win over --set).")
-            c.argument("tags", options_list=["--tags"], nargs="+", action=TagPairs, help="Space-separated key=value.")
             c.argument("datastore", options_list=["--datastore"], help="Ignored: the files are copied into the store.")
             c.argument(
                 "default_deployment_template",
                 options_list=["--default-deployment-template", "-d"],
                 help="Refused: deployment templates live in Azure ML registries.",
             )
-            c.argument("no_wait", options_list=["--no-wait"], help="Accepted: registering is quick here.")
+            c.argument("no_wait", help="Accepted: registering is quick here.")
         with ArgumentsContext(self, "model list") as c:
             c.argument("name", help="List this model's versions.")
             c.argument("stage", help="Only the versions in this stage.")
@@ -200,10 +199,9 @@ class CommandsLoader(CLICommandsLoader):
             )
             c.argument("tier", options_list=["--tier"], help="dedicated or low_priority, recorded.")
             c.argument("description", options_list=["--description"], help="Description of the compute target.")
-            c.argument("tags", options_list=["--tags"], nargs="+", action=TagPairs, help="Space-separated key=value.")
             c.argument("location", options_list=["--location", "-l"], help="Refused: computes here are local.")
             c.argument("params_override", help="Override YAML fields, e.g. --set max_instances=2.")
-            c.argument("no_wait", options_list=["--no-wait"], help="Accepted: recording is quick here.")
+            c.argument("no_wait", help="Accepted: recording is quick here.")
             refused = "Refused: an Azure resource setting."
             for dest in ("vnet_name", "subnet", "admin_username", "admin_password", "ssh_key_value"):
                 c.argument(dest, options_list=["--" + dest.replace("_", "-")], help=refused)
@@ -214,12 +212,10 @@ class CommandsLoader(CLICommandsLoader):
         with ArgumentsContext(self, "environment") as c:
             c.argument(
                 "registry_name",
-                options_list=["--registry-name"],
                 help="The registry; only azureml, whose curated environments are the catalog from azureml-assets.",
             )
         with ArgumentsContext(self, "environment list") as c:
             c.argument("name", help="List this environment's versions.")
-            c.argument("max_results", options_list=["--max-results", "-r"], type=int, help="Most to list.")
         # az ml component's flags: azext_mlv2/manual/_params/_component_params.py (load_component_params), with the
         # shared ones of _common_params.py (--set, --max-results/-r, --include-archived, --archived-only,
         # --registry-name, --skip-validation); only the arguments its functions take exist (custom/component.py).
@@ -231,7 +227,6 @@ class CommandsLoader(CLICommandsLoader):
             c.argument("params_override", help="Override YAML fields, e.g. --set display_name=Train.")
             c.argument(
                 "registry_name",
-                options_list=["--registry-name"],
                 help="A registry: refused here (components are registered in this machine's store only).",
             )
             c.argument(
@@ -241,9 +236,6 @@ class CommandsLoader(CLICommandsLoader):
             )
         with ArgumentsContext(self, "component list") as c:
             c.argument("name", help="List this component's versions (newest first).")
-            c.argument("max_results", options_list=["--max-results", "-r"], type=int, help="Most to list.")
-            c.argument("include_archived", options_list=["--include-archived"], help="List archived and active ones.")
-            c.argument("archived_only", options_list=["--archived-only"], help="List archived ones only.")
         with ArgumentsContext(self, "online-endpoint") as c:
             c.argument("file", help="Endpoint YAML, e.g. endpoints/endpoint.yml.")
             c.argument("name", help="Endpoint name (create: overrides the YAML's).")
@@ -256,7 +248,7 @@ class CommandsLoader(CLICommandsLoader):
                 options_list=["--mirror-traffic"],
                 help="e.g. 'green=10': copy that share of live requests to one deployment (at most 50).",
             )
-            c.argument("no_wait", options_list=["--no-wait"], help="Accepted for az compatibility; it is quick here.")
+            c.argument("no_wait", help="Accepted for az compatibility; it is quick here.")
             c.argument("web", options_list=["--web", "-e"], help="Ignored: there is no Azure ML studio locally.")
             c.argument(
                 "request_file",
@@ -274,13 +266,12 @@ class CommandsLoader(CLICommandsLoader):
             c.argument("all_traffic", options_list=["--all-traffic"], help="Send all of the endpoint's traffic to it.")
             c.argument(
                 "file",
-                options_list=["--file", "-f"],
                 help="Deployment YAML, e.g. endpoints/blue-deployment.yml (update: default, the one it was made from).",
             )
             c.argument("params_override", help="Override YAML fields, e.g. --set model=azureml:mnist-mlp:2.")
             c.argument("lines", options_list=["--lines", "-l"], type=int, help="How many of the last lines.")
             c.argument("container", options_list=["--container", "-c"], help="inference-server (the only one locally).")
-            c.argument("no_wait", options_list=["--no-wait"], help="Accepted: the command returns when it is ready.")
+            c.argument("no_wait", help="Accepted: the command returns when it is ready.")
             c.argument(
                 "local_enable_gpu", options_list=["--local-enable-gpu"], **three_state("Ignored: servers see GPUs.")
             )
@@ -306,7 +297,7 @@ class CommandsLoader(CLICommandsLoader):
             c.argument("force_string", options_list=["--force-string"], help="Refused with --set/--add/--remove.")
         with ArgumentsContext(self, "online-endpoint regenerate-keys") as c:
             c.argument("key_type", options_list=["--key-type"], help="primary (the default) or secondary.")
-            c.argument("no_wait", options_list=["--no-wait"], help="Accepted as az accepts it; it is quick here.")
+            c.argument("no_wait", help="Accepted as az accepts it; it is quick here.")
         self._load_asset_arguments()
         batch.load_arguments(self)
         super().load_arguments(command)
@@ -367,25 +358,35 @@ class CommandsLoader(CLICommandsLoader):
                 help="Refused: an Azure resource setting.",
             )
             c.argument("no_wait", help="Accepted: updating a record is quick here.")
-        # azure-cli's generic update arguments (arm.py _cli_generic_update_command) on az ml's update verbs
-        # (generic_update_command in azext_mlv2/manual/commands.py), applied by cli/generic_update.py.
         for scope in ("model update", "data update", "environment update", "compute update"):
-            with ArgumentsContext(self, scope) as c:
-                for dest, option, usage in (
-                    ("params_override", "--set", "KEY=VALUE"),
-                    ("add", "--add", "LIST KEY=VALUE"),
-                    ("remove", "--remove", "LIST INDEX"),
-                ):
-                    c.argument(
-                        dest,
-                        options_list=[option],
-                        action=GenericUpdate,
-                        nargs="+",
-                        metavar=usage,
-                        help=f"Generic update, e.g. {option} " + generic_update.EXAMPLES[option],
-                    )
-                c.argument("force_string", options_list=["--force-string"], help="Keep --set/--add values as text.")
+            self.generic_update_arguments(scope)
         with ArgumentsContext(self, "online-deployment update") as c:
             c.argument("add", options_list=["--add"], nargs="+", help="Refused: use --set KEY=VALUE or the YAML.")
             c.argument("remove", options_list=["--remove"], nargs="+", help="Refused: use --set KEY=VALUE or the YAML.")
             c.argument("force_string", options_list=["--force-string"], help="Accepted: --set values are read as YAML.")
+
+    def generic_update_arguments(self, scope: str, set_example: str | None = None, **helps):
+        """azure-cli's generic update arguments (arm.py _cli_generic_update_command) on one of az ml's update verbs
+        (generic_update_command in azext_mlv2/manual/commands.py), applied by cli/generic_update.py: --set, --add,
+        --remove and --force-string. `set_example` is the verb's own --set example; `helps` replaces a flag's help,
+        by its dest (params_override, add, remove, force_string)."""
+        examples = generic_update.EXAMPLES | ({"--set": set_example} if set_example else {})
+        with ArgumentsContext(self, scope) as c:
+            for dest, option, usage in (
+                ("params_override", "--set", "KEY=VALUE"),
+                ("add", "--add", "LIST KEY=VALUE"),
+                ("remove", "--remove", "LIST INDEX"),
+            ):
+                c.argument(
+                    dest,
+                    options_list=[option],
+                    action=GenericUpdate,
+                    nargs="+",
+                    metavar=usage,
+                    help=helps.get(dest, f"Generic update, e.g. {option} {examples[option]}"),
+                )
+            c.argument(
+                "force_string",
+                options_list=["--force-string"],
+                help=helps.get("force_string", "Keep --set/--add values as text."),
+            )

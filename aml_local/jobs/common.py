@@ -32,20 +32,10 @@ def _generated_name():
     return f"{random.choice(_ADJECTIVES.split())}_{random.choice(_NOUNS.split())}_{suffix}"
 
 
-def _parse_set(pairs):
-    overrides = []
-    for pair in pairs or []:
-        key, sep, value = pair.partition("=")
-        if not sep or not key.strip():
-            raise AmlLocalError(f"--set {pair!r}: expected key=value, e.g. --set inputs.epochs=2")
-        overrides.append((key.strip(), value))
-    return overrides
-
-
 def load(file, set_pairs=()):
     """Load a job YAML with the SDK, applying --set overrides the way the CLI does (params_override)."""
     path = Path(file)
-    overrides = _parse_set(set_pairs)
+    overrides = specs.parse_set_pairs(set_pairs, example="inputs.epochs=2")
     job = specs.load("load_job", path)
     for key, _ in overrides:
         parts = key.split(".")

@@ -1,4 +1,4 @@
-"""Batch endpoints and their deployments: endpoint.py and deployment.py are the two nouns' verbs, records.py the
-on-disk records both read, scoring.py the batch scoring job that `batch-endpoint invoke` starts (a pipeline job with
-one parallel step, run by aml_local/jobs/parallel.py), and mlflow_driver.py the scoring script of an MLflow model
-deployed with no code."""
+"""Batch endpoints and their deployments: endpoint.py and deployment.py are the two nouns' verbs (their on-disk
+records are aml_local/endpoints/records.py's BATCH), scoring.py the batch scoring job that `batch-endpoint invoke`
+starts (a pipeline job with one parallel step, run by aml_local/jobs/parallel.py), and mlflow_driver.py the scoring
+script of an MLflow model deployed with no code."""

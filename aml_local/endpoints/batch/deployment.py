@@ -35,8 +35,9 @@ import yaml
 
 from aml_local import AmlLocalError, ResourceNotFound, specs, store
 from aml_local.assets import environment, model
-from aml_local.assets.env_spec import SpecBuilder
-from aml_local.endpoints.batch import records
+from aml_local.endpoints import deployment_sources, records
+from aml_local.endpoints.batch import scoring
+from aml_local.endpoints.overrides import deployment_overrides
 from aml_local.jobs import verbs as job_verbs
 
 SCHEMA = "https://azuremlschemas.azureedge.net/latest/batchDeployment.schema.json"
@@ -85,17 +86,7 @@ def load(file, overrides=()):
 
 
 def _overrides(set_pairs, name, endpoint_name) -> list[dict]:
-    overrides = []
-    for pair in set_pairs or ():
-        key, sep, value = pair.partition("=")
-        if not sep or not key.strip():
-            raise AmlLocalError(f"--set {pair!r}: expected key=value, e.g. --set settings.mini_batch_size=20")
-        overrides.append({key.strip(): value})
-    if name:
-        overrides.append({"name": name})
-    if endpoint_name:
-        overrides.append({"endpoint_name": endpoint_name})
-    return overrides
+    return deployment_overrides(set_pairs, name, endpoint_name, example="settings.mini_batch_size=20")
 
 
 def _settings(entity) -> dict:
@@ -148,47 +139,12 @@ def _resolve_model(entity, file, folder: Path) -> dict:
         }
     if not isinstance(reference, Model) or reference.path is None:
         raise AmlLocalError(f"{file}: model: expected azureml:<name>:<version> or an inline model with a path")
-    base_dir = Path(reference.base_path or Path(file).resolve().parent)
-    source, _ = model.resolve_source(str(reference.path), base_dir, field="model.path")
-    name = reference.name or "model"
-    model_dir = folder / "azureml-models" / name / "1"  # Azure registers an inline model as version 1
-    model_dir.mkdir(parents=True)
-    target = model_dir / source.name
-    if source.is_dir():
-        shutil.copytree(source, target)
-    else:
-        shutil.copy2(source, target)
-    return {
-        "model": f"azureml:/local/models/{name}/versions/1",
-        "model_dir": str(model_dir),
-        "model_type": reference.type or "custom_model",
-        "model_path": str(target),
-    }
-
-
-def _no_code(entity) -> bool:
-    configuration = entity.code_configuration
-    return configuration is None or not (configuration.code or configuration.scoring_script)
+    model_id, model_dir, model_type, target = deployment_sources.inline_model(reference, file, folder)
+    return {"model": model_id, "model_dir": str(model_dir), "model_type": model_type, "model_path": str(target)}
 
 
 def _copy_code(entity, file, folder: Path) -> dict:
-    configuration = entity.code_configuration
-    if configuration is None or not configuration.code or not configuration.scoring_script:
-        raise AmlLocalError(
-            f"{file}: code_configuration: code and scoring_script are required (only a model of type mlflow_model "
-            "deploys without them)"
-        )
-    code = str(configuration.code)
-    if code.startswith("azureml:"):
-        raise AmlLocalError(f"{file}: code_configuration.code {code}: a registered code asset; give a local folder")
-    source = (Path(entity.base_path or Path(file).resolve().parent) / code).resolve()
-    if not source.is_dir():
-        raise AmlLocalError(f"{file}: code_configuration.code {code}: {source} is not a folder")
-    script = str(configuration.scoring_script)
-    if not (source / script).is_file():
-        raise AmlLocalError(f"{file}: code_configuration.scoring_script {script}: no such file in {source}")
-    target = folder / "code" / source.name
-    shutil.copytree(source, target, ignore=shutil.ignore_patterns("__pycache__", "*.pyc", ".git", "*.egg-info"))
+    source, target, script = deployment_sources.copy_code(entity, file, folder / "code")
     return {"code": str(source), "code_dir": str(target), "scoring_script": script, "mlflow_model_folder": None}
 
 
@@ -208,37 +164,14 @@ def _mlflow_environment(model_path: Path, file):
     """A no-code deployment's environment: the MLflow model's own requirements ("Deploy MLflow models in batch
     deployments": Azure provides an MLflow base image with the model's dependencies). MLflow writes them as
     conda.yaml, and as python_env.yaml with requirements.txt."""
-    mlmodel = model_path / "MLmodel"
-    try:
-        flavors = (yaml.safe_load(mlmodel.read_text()) or {}).get("flavors") or {}
-    except (OSError, yaml.YAMLError, AttributeError) as err:
-        raise AmlLocalError(f"{file}: model: {mlmodel} cannot be read as an MLmodel file ({err})") from None
+    flavors = deployment_sources.mlmodel_flavors(model_path, file)
     if "python_function" not in flavors:
         raise AmlLocalError(
             f"{file}: model {model_path}: its MLmodel has no python_function flavor, and a batch deployment without a "
             'scoring script needs it ("Batch deployments support deploying MLflow models with a pyfunc flavor '
             'only"); give code_configuration and an environment'
         )
-    pyfunc = flavors["python_function"] or {}
-    files = pyfunc.get("env") or {}
-    files = files if isinstance(files, dict) else {"conda": files}
-    builder = SpecBuilder(name=f"MLflow model {model_path.name}", source=str(mlmodel))
-    conda = model_path / (files.get("conda") or "conda.yaml")
-    python_env = model_path / (files.get("virtualenv") or "python_env.yaml")
-    if conda.is_file():
-        builder.read_conda(str(conda), origin=str(conda), base_dir=None)
-    elif python_env.is_file():
-        described = yaml.safe_load(python_env.read_text()) or {}
-        if described.get("python"):
-            builder.add_conda_spec(f"python={described['python']}", origin=str(python_env), where="python")
-        for line in described.get("dependencies") or []:
-            builder.add_pip_line(str(line), origin=str(python_env), base_dir=model_path)
-    elif (model_path / "requirements.txt").is_file():
-        builder.add_pip_line("-r requirements.txt", origin=str(mlmodel), base_dir=model_path)
-    else:
-        builder.add_pip_line("mlflow", origin=f"{mlmodel} (it lists no requirements)", base_dir=None)
-    if builder.python is None and pyfunc.get("python_version"):
-        builder.add_conda_spec(f"python={pyfunc['python_version']}", origin=str(mlmodel), where="python")
+    builder = deployment_sources.mlflow_requirements(model_path, flavors["python_function"] or {})
     builder.notes.append(
         "no-code MLflow batch deployment: the model's own requirements; the scoring script is aml-local's "
         "(aml_local/endpoints/batch/mlflow_driver.py)"
@@ -246,19 +179,11 @@ def _mlflow_environment(model_path: Path, file):
     return builder.finish()
 
 
-def _reference(value):
-    if value is None:
-        return None
-    if isinstance(value, str):
-        return value if value.startswith("azureml:") else f"azureml:{value}"
-    return f"inline {type(value).__name__.lower()}"
-
-
 def _prepare(entity, file, folder: Path) -> dict:
     """The record's fields for the model, code and environment (copies made under `folder`)."""
     fields = _resolve_model(entity, file, folder)
     environment_spec = environment.resolve(entity.environment, file=file) if entity.environment else None
-    if _no_code(entity):
+    if deployment_sources.no_code(entity):
         if fields["model_type"] != "mlflow_model":
             _copy_code(entity, file, folder)  # raises: code and scoring_script are required
         fields |= _mlflow_code(folder, fields["model_path"])
@@ -271,7 +196,7 @@ def _prepare(entity, file, folder: Path) -> dict:
                 "code_configuration gets one of its own)"
             )
         fields |= _copy_code(entity, file, folder)
-    fields["environment"] = _reference(entity.environment)
+    fields["environment"] = deployment_sources.recorded_reference(entity.environment)
     fields["environment_spec"] = environment_spec.to_record() if environment_spec is not None else None
     return fields
 
@@ -279,14 +204,13 @@ def _prepare(entity, file, folder: Path) -> dict:
 def create(file, name=None, endpoint_name=None, set_pairs=(), set_default=False) -> dict:
     entity = load(file, _overrides(set_pairs, name, endpoint_name))
     name, endpoint_name = entity.name, entity.endpoint_name
-    if not name or not records.DEPLOYMENT_NAME.match(name):
-        raise AmlLocalError(f"name {name!r}: 3 to 32 letters, digits and '-', a letter or digit at both ends")
+    records.check_deployment_name(name)
     if not endpoint_name:
         raise AmlLocalError(f"{file}: endpoint_name is required (in the YAML or --endpoint-name)")
-    endpoint = records.load_endpoint(endpoint_name)  # not found: exit 3, as the SDK's GET of the endpoint says
-    folder = records.deployment_dir(endpoint_name, name)
+    endpoint = records.BATCH.load_endpoint(endpoint_name)  # not found: exit 3, as the SDK's GET of the endpoint says
+    folder = records.BATCH.deployment_dir(endpoint_name, name)
     with store.locked("batch-endpoints"):
-        previous = records.deployment_dir(endpoint_name, name) / "deployment.json"
+        previous = records.BATCH.deployment_dir(endpoint_name, name) / "deployment.json"
         # As on Azure, a create of an existing deployment replaces it (begin_create_or_update).
         staging = folder.with_name(f".{name}.new")
         shutil.rmtree(staging, ignore_errors=True)
@@ -296,7 +220,7 @@ def create(file, name=None, endpoint_name=None, set_pairs=(), set_default=False)
         except BaseException:
             shutil.rmtree(staging, ignore_errors=True)
             raise
-        created = records.load_deployment(endpoint_name, name)["created_at"] if previous.exists() else _now()
+        created = records.BATCH.load_deployment(endpoint_name, name)["created_at"] if previous.exists() else _now()
         record = {
             "name": name,
             "endpoint_name": endpoint_name,
@@ -304,7 +228,7 @@ def create(file, name=None, endpoint_name=None, set_pairs=(), set_default=False)
             "tags": {str(k): str(v) for k, v in (entity.tags or {}).items()},
             "file": str(Path(file).resolve()),
             "set_pairs": list(set_pairs or ()),
-            "compute": _reference(entity.compute),
+            "compute": deployment_sources.recorded_reference(entity.compute),
             **fields,
             **_settings(entity),
             "created_at": created,
@@ -315,16 +239,16 @@ def create(file, name=None, endpoint_name=None, set_pairs=(), set_default=False)
                 record[key] = str(folder / Path(record[key]).relative_to(staging))
         shutil.rmtree(folder, ignore_errors=True)
         staging.rename(folder)
-        records.save_deployment(record)
+        records.BATCH.save_deployment(record)
         if set_default:
-            records.save_endpoint(endpoint | {"defaults": {"deployment_name": name}})
+            records.BATCH.save_endpoint(endpoint | {"defaults": {"deployment_name": name}})
     return show(endpoint_name, name)
 
 
 def update(name, endpoint_name, file=None, set_pairs=()) -> dict:
     """A deployment made again from its YAML (--file, else the one it was made from, with the --set pairs it was
     made with and these): batch deployments have nothing running to replace, so an update is a create in place."""
-    record = records.load_deployment(endpoint_name, name)
+    record = records.BATCH.load_deployment(endpoint_name, name)
     pairs = [*record.get("set_pairs", []), *(set_pairs or ())] if file is None else list(set_pairs or ())
     return create(file or record["file"], name=name, endpoint_name=endpoint_name, set_pairs=pairs)
 
@@ -332,7 +256,7 @@ def update(name, endpoint_name, file=None, set_pairs=()) -> dict:
 def show(endpoint_name: str, name: str) -> dict:
     from azure.ai.ml.entities import BatchDeployment, BatchRetrySettings, CodeConfiguration
 
-    record = records.load_deployment(endpoint_name, name)
+    record = records.BATCH.load_deployment(endpoint_name, name)
     code = CodeConfiguration(code=record["code"], scoring_script=record["scoring_script"]) if record["code"] else None
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", UserWarning)
@@ -355,7 +279,7 @@ def show(endpoint_name: str, name: str) -> dict:
             error_threshold=record["error_threshold"],
             logging_level=record["logging_level"],
             environment_variables=record["environment_variables"],
-            properties={"aml_local.deployment_dir": str(records.deployment_dir(endpoint_name, name))}
+            properties={"aml_local.deployment_dir": str(records.BATCH.deployment_dir(endpoint_name, name))}
             | (
                 {"aml_local.scoring_script": str(Path(record["code_dir"]) / record["scoring_script"])}
                 if record.get("mlflow_model_folder")
@@ -368,35 +292,36 @@ def show(endpoint_name: str, name: str) -> dict:
 
 
 def list_deployments(endpoint_name: str) -> list[dict]:
-    records.load_endpoint(endpoint_name)
-    return [show(endpoint_name, r["name"]) for r in records.deployments(endpoint_name)]
+    records.BATCH.load_endpoint(endpoint_name)
+    return [show(endpoint_name, r["name"]) for r in records.BATCH.deployments(endpoint_name)]
 
 
 def delete(endpoint_name: str, name: str):
     """As on Azure, the default deployment of an endpoint is not deleted (a batch endpoint invoked without
     --deployment-name runs its default); make another the default first."""
-    records.load_deployment(endpoint_name, name)
-    endpoint = records.load_endpoint(endpoint_name)
-    if (endpoint.get("defaults") or {}).get("deployment_name") == name and len(records.deployments(endpoint_name)) > 1:
+    records.BATCH.load_deployment(endpoint_name, name)
+    endpoint = records.BATCH.load_endpoint(endpoint_name)
+    is_default = (endpoint.get("defaults") or {}).get("deployment_name") == name
+    if is_default and len(records.BATCH.deployments(endpoint_name)) > 1:
         raise AmlLocalError(
             f"batch deployment {name} is the default of endpoint {endpoint_name}; make another the default first "
             f"(batch-endpoint update -n {endpoint_name} --set defaults.deployment_name=<deployment>)"
         )
     with store.locked("batch-endpoints"):
-        records.remove_folder(records.deployment_dir(endpoint_name, name), f"batch deployment {name}")
-        if (endpoint.get("defaults") or {}).get("deployment_name") == name:
-            records.save_endpoint(endpoint | {"defaults": {}})
+        records.BATCH.remove_folder(records.BATCH.deployment_dir(endpoint_name, name), f"batch deployment {name}")
+        if is_default:
+            records.BATCH.save_endpoint(endpoint | {"defaults": {}})
 
 
 def list_jobs(endpoint_name: str, name: str | None = None) -> list[dict]:
     """The batch scoring jobs of the endpoint (of one deployment), newest first, as `job show` shows them."""
     if name:
-        records.load_deployment(endpoint_name, name)
+        records.BATCH.load_deployment(endpoint_name, name)
     else:
-        records.load_endpoint(endpoint_name)
-    filters = [f"tags.`{records.TAG_ENDPOINT}` = '{endpoint_name}'"]
+        records.BATCH.load_endpoint(endpoint_name)
+    filters = [f"tags.`{scoring.TAG_ENDPOINT}` = '{endpoint_name}'"]
     if name:
-        filters.append(f"tags.`{records.TAG_DEPLOYMENT}` = '{name}'")
+        filters.append(f"tags.`{scoring.TAG_DEPLOYMENT}` = '{name}'")
     runs = store.client().search_runs(
         store.all_experiment_ids(), filter_string=" and ".join(filters), order_by=["attributes.start_time DESC"]
     )

@@ -16,8 +16,8 @@ import getpass
 from pathlib import Path
 
 from aml_local import AmlLocalError, specs, store
+from aml_local.endpoints import records
 from aml_local.endpoints.batch import deployment as deployments_verbs
-from aml_local.endpoints.batch import records
 
 SCHEMA = "https://azuremlschemas.azureedge.net/latest/batchEndpoint.schema.json"
 
@@ -54,18 +54,15 @@ def defaults_of(entity, where) -> dict:
 def create(file=None, name=None, params_override=()) -> dict:
     entity = load(file, name, params_override)
     name = entity.name
-    if not name or not records.ENDPOINT_NAME.match(name):
-        raise AmlLocalError(
-            f"name {name!r}: 3 to 32 letters, digits and '-', starting with a letter and not ending with '-'"
-        )
+    records.check_endpoint_name(name)
     if entity.auth_mode not in (None, "aad_token"):
         # A batch endpoint authenticates with Microsoft Entra tokens only (batchEndpoint schema: auth_mode aad_token).
         raise AmlLocalError(f"{file or 'batch-endpoint create'}: auth_mode {entity.auth_mode!r}: expected aad_token")
     defaults = defaults_of(entity, file or "batch-endpoint create")
     with store.locked("batch-endpoints"):
         existing = None
-        if (records.endpoint_dir(name) / "endpoint.json").exists():
-            existing = records.load_endpoint(name)
+        if (records.BATCH.endpoint_dir(name) / "endpoint.json").exists():
+            existing = records.BATCH.load_endpoint(name)
         if defaults.get("deployment_name"):
             _check_deployment(name, defaults["deployment_name"], "defaults.deployment_name")
         record = {
@@ -77,7 +74,7 @@ def create(file=None, name=None, params_override=()) -> dict:
             "created_at": (existing or {}).get("created_at") or _now(),
             "created_by": (existing or {}).get("created_by") or getpass.getuser(),
         }
-        records.save_endpoint(record)
+        records.BATCH.save_endpoint(record)
     return show(name)
 
 
@@ -86,7 +83,7 @@ def _now() -> str:
 
 
 def _check_deployment(endpoint_name, deployment_name, field):
-    known = [d["name"] for d in records.deployments(endpoint_name)]
+    known = records.BATCH.deployment_names(endpoint_name)
     if deployment_name not in known:
         raise AmlLocalError(
             f"{field} {deployment_name}: endpoint {endpoint_name} has no such deployment "
@@ -97,7 +94,7 @@ def _check_deployment(endpoint_name, deployment_name, field):
 def show(name: str) -> dict:
     from azure.ai.ml.entities import BatchEndpoint
 
-    record = records.load_endpoint(name)
+    record = records.BATCH.load_endpoint(name)
     entity = BatchEndpoint(
         name=name,
         id=f"azureml:/local/batchEndpoints/{name}",
@@ -106,7 +103,7 @@ def show(name: str) -> dict:
         defaults=record.get("defaults") or None,
         provisioning_state="Succeeded",
         properties={
-            "aml_local.endpoint_dir": str(records.endpoint_dir(name)),
+            "aml_local.endpoint_dir": str(records.BATCH.endpoint_dir(name)),
             "createdAt": record["created_at"],
             "createdBy": record["created_by"],
         },
@@ -115,14 +112,14 @@ def show(name: str) -> dict:
 
 
 def list_endpoints() -> list[dict]:
-    return [show(name) for name in records.endpoint_names()]
+    return [show(name) for name in records.BATCH.endpoint_names()]
 
 
 def update(name: str, changed: dict) -> dict:
     """Apply what an update changed (az's generic update of the shown endpoint, cli/batch.py): description, tags and
     defaults.deployment_name can change; anything else is refused there."""
     with store.locked("batch-endpoints"):
-        record = records.load_endpoint(name)
+        record = records.BATCH.load_endpoint(name)
         if "defaults" in changed:
             defaults = changed["defaults"] or {}
             deployment_name = defaults.get("deployment_name") if isinstance(defaults, dict) else None
@@ -135,16 +132,16 @@ def update(name: str, changed: dict) -> dict:
             record["description"] = changed["description"]
         if "tags" in changed:
             record["tags"] = {str(k): str(v) for k, v in (changed["tags"] or {}).items()}
-        records.save_endpoint(record)
+        records.BATCH.save_endpoint(record)
     return show(name)
 
 
 def delete(name: str):
     """The endpoint and its deployments (their jobs stay, as on Azure: "This command doesn't delete batch scoring
     jobs", "Deploy MLflow models in batch deployments")."""
-    records.load_endpoint(name)
+    records.BATCH.load_endpoint(name)
     with store.locked("batch-endpoints"):
-        records.remove_folder(records.endpoint_dir(name), f"batch endpoint {name}")
+        records.BATCH.remove_folder(records.BATCH.endpoint_dir(name), f"batch endpoint {name}")
 
 
 def list_jobs(name: str) -> list[dict]:

@@ -7,7 +7,7 @@ in batch deployments": Azure "creates a batch job pipeline with a scoring script
 `score` holding output_file_name (predictions.csv by default: "The job generates an output named score, where this
 file is placed"). So `job show/list/stream/cancel/download --output-name score` handle it as any pipeline job: the
 step's progress lines are in the pipeline's log (jobs/parallel.py). The job lives in the experiment named after the
-endpoint (our reading), and is found by list-jobs by its run's tags (records.py).
+endpoint (our reading), and is found by list-jobs by its run's tags (TAG_ENDPOINT, TAG_DEPLOYMENT).
 
 What invoke takes is az's (azext_mlv2/manual/custom/batch_endpoint.py ml_batch_endpoint_invoke; azure-ai-ml
 BatchEndpointOperations.invoke): --input, a local folder (or file with --input-type uri_file), a data asset
@@ -30,11 +30,15 @@ import sys
 import uuid
 from pathlib import Path
 
-from aml_local import AmlLocalError, ResourceNotFound, job_records, quiet, store
+from aml_local import AmlLocalError, ResourceNotFound, job_records, quiet, specs, store
 from aml_local.assets import data
-from aml_local.endpoints.batch import records
+from aml_local.endpoints import records
 from aml_local.jobs import common, parallel, runner
 
+# The MLflow run tags that mark a batch scoring job's runs (set here; list-jobs finds the jobs by them). Our own names:
+# Azure keeps the endpoint and deployment of a batch job in its service.
+TAG_ENDPOINT = "aml.batch_endpoint"
+TAG_DEPLOYMENT = "aml.batch_deployment"
 NODE = "batchscoring"
 OUTPUT = "score"
 INPUT = "input_data"
@@ -58,17 +62,17 @@ SET_FIELDS = {
 def _deployment(endpoint: dict, deployment_name: str | None) -> dict:
     name = endpoint["name"]
     if deployment_name:
-        known = [d["name"] for d in records.deployments(name)]
+        known = records.BATCH.deployment_names(name)
         if not known:
             raise ResourceNotFound("No deployment exists for this endpoint")
         if deployment_name not in known:
             # azure-ai-ml's _validate_deployment_name (a RESOURCE_NOT_FOUND ValidationException).
             raise ResourceNotFound(f"Deployment name {deployment_name} not found for this endpoint")
-        return records.load_deployment(name, deployment_name)
+        return records.BATCH.load_deployment(name, deployment_name)
     default = (endpoint.get("defaults") or {}).get("deployment_name")
     if not default:
         raise AmlLocalError(NO_DEFAULT)
-    return records.load_deployment(name, default)
+    return records.BATCH.load_deployment(name, default)
 
 
 def _input(text: str | None, input_type: str | None) -> tuple[str, Path]:
@@ -103,12 +107,7 @@ def _overrides(set_pairs) -> dict:
 
     if not set_pairs:
         return {}
-    pairs = []
-    for pair in set_pairs:
-        key, sep, value = pair.partition("=")
-        if not sep or not key.strip():
-            raise AmlLocalError(f"--set {pair!r}: expected key=value, e.g. --set output_file_name=scores.csv")
-        pairs.append((key.strip(), value))
+    pairs = specs.parse_set_pairs(set_pairs, example="output_file_name=scores.csv")
     try:
         BatchJobSchema(
             context={BASE_PATH_CONTEXT_KEY: Path.cwd(), PARAMS_OVERRIDE_KEY: [{k: v} for k, v in pairs]}
@@ -153,7 +152,7 @@ def invoke(
     job_name=None,
     set_pairs=(),
 ) -> dict:
-    endpoint = records.load_endpoint(endpoint_name)
+    endpoint = records.BATCH.load_endpoint(endpoint_name)
     deployment = _deployment(endpoint, deployment_name)
     input_kind, input_path = _input(input, input_type)
     # As ml_batch_endpoint_invoke appends them to params_override: checked by the same schema as --set.
@@ -184,7 +183,7 @@ def invoke(
     if deployment.get("mlflow_model_folder"):
         variables["MLFLOW_MODEL_FOLDER"] = deployment["mlflow_model_folder"]
     experiment_name, experiment_id, run_id, tags = common.record_run(name, "pipeline", endpoint_name, None)
-    for tag, value in ((records.TAG_ENDPOINT, endpoint_name), (records.TAG_DEPLOYMENT, deployment["name"])):
+    for tag, value in ((TAG_ENDPOINT, endpoint_name), (TAG_DEPLOYMENT, deployment["name"])):
         store.client().set_tag(run_id, tag, value)
     job_dir = store.jobs_dir() / name
     (job_dir / "outputs").mkdir(parents=True)

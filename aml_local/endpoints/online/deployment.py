@@ -41,20 +41,20 @@ AML_LOCAL_MAX_REQUEST_BYTES (our choice: Azure has no such setting and documents
 import contextlib
 import datetime
 import getpass
-import re
 import shutil
 from pathlib import Path
 
 from aml_local import AmlLocalError, ResourceNotFound, processes, specs, store
 from aml_local.assets import environment, model
-from aml_local.assets.env_spec import EnvSpec, SpecBuilder
+from aml_local.assets.env_spec import EnvSpec
+from aml_local.endpoints import deployment_sources
 from aml_local.endpoints.online import records, routing
 from aml_local.endpoints.online import servers as server_processes
+from aml_local.endpoints.overrides import deployment_overrides
+from aml_local.endpoints.records import check_deployment_name
 from aml_local.endpoints.router.routing_table import DEFAULT_MAX_REQUEST_BYTES
 
 SCHEMA = "https://azuremlschemas.azureedge.net/latest/managedOnlineDeployment.schema.json"
-# Azure ML's rule for deployment names: 3 to 32 characters, letters, digits and '-', alphanumeric at both ends.
-DEPLOYMENT_NAME = re.compile(r"^[a-zA-Z0-9][a-zA-Z0-9-]{1,30}[a-zA-Z0-9]$")
 LOG_CONTAINER = records.LOG_CONTAINER
 DEFAULT_LOG_LINES = 5000  # az ml online-deployment get-logs --lines default
 # Azure's defaults for what a deployment YAML leaves out.
@@ -72,16 +72,7 @@ INFERENCE_SERVER = "azureml-inference-server-http"
 
 
 def _load(file, name, endpoint_name, set_pairs):
-    overrides = []
-    for pair in set_pairs or ():
-        key, sep, value = pair.partition("=")
-        if not sep or not key.strip():
-            raise AmlLocalError(f"--set {pair!r}: expected key=value, e.g. --set environment_variables.WORKER_COUNT=1")
-        overrides.append({key.strip(): value})
-    if name:
-        overrides.append({"name": name})
-    if endpoint_name:
-        overrides.append({"endpoint_name": endpoint_name})
+    overrides = deployment_overrides(set_pairs, name, endpoint_name, example="environment_variables.WORKER_COUNT=1")
     return specs.load("load_online_deployment", file, overrides)
 
 
@@ -109,61 +100,20 @@ def _resolve_model(entity, file, revision_folder: Path) -> tuple[str | None, Pat
     if isinstance(reference, Model):
         if reference.path is None:
             raise AmlLocalError(f"{file}: model: an inline model needs a path")
-        base_dir = Path(reference.base_path or Path(file).resolve().parent)
-        source, _ = model.resolve_source(str(reference.path), base_dir, field="model.path")
-        # Azure registers an inline model as an anonymous version 1 under a generated name.
-        model_dir = revision_folder / "azureml-models" / reference.name / "1"
-        model_dir.mkdir(parents=True)
-        target = model_dir / source.name
-        if source.is_dir():
-            shutil.copytree(source, target)
-        else:
-            shutil.copy2(source, target)
-        model_id = f"azureml:/local/models/{reference.name}/versions/1"
-        return model_id, model_dir, reference.type or "custom_model", target
+        return deployment_sources.inline_model(reference, file, revision_folder)
     raise AmlLocalError(f"{file}: model: expected azureml:<name>:<version> or an inline model with a path")
 
 
 def _copy_code(entity, file, app_root: Path) -> tuple[str, str, str]:
     """Copy code_configuration.code under app_root; (source folder, folder name, scoring script)."""
-    configuration = entity.code_configuration
-    if configuration is None or not configuration.code or not configuration.scoring_script:
-        raise AmlLocalError(
-            f"{file}: code_configuration: code and scoring_script are required (only a model of type mlflow_model "
-            "deploys without them)"
-        )
-    code = str(configuration.code)
-    if code.startswith("azureml:"):
-        raise AmlLocalError(f"{file}: code_configuration.code {code}: a registered code asset; give a local folder")
-    base_dir = Path(entity.base_path or Path(file).resolve().parent)
-    source = (base_dir / code).resolve()
-    if not source.is_dir():
-        raise AmlLocalError(f"{file}: code_configuration.code {code}: {source} is not a folder")
-    script = configuration.scoring_script
-    if not (source / script).is_file():
-        raise AmlLocalError(f"{file}: code_configuration.scoring_script {script}: no such file in {source}")
-    shutil.copytree(
-        source, app_root / source.name, ignore=shutil.ignore_patterns("__pycache__", "*.pyc", ".git", "*.egg-info")
-    )
+    source, _, script = deployment_sources.copy_code(entity, file, app_root)
     return str(source), source.name, script
-
-
-def _no_code(entity) -> bool:
-    """Whether the YAML gives no scoring script at all (Azure's no-code deployment, for an MLflow model)."""
-    configuration = entity.code_configuration
-    return configuration is None or not (configuration.code or configuration.scoring_script)
 
 
 def _pyfunc_flavor(model_path: Path, file) -> dict:
     """The MLmodel's python_function flavor: Azure generates a scoring script and environment for that flavor only
     ("Deploy MLflow models to online endpoints": autogeneration is only supported for the pyfunc flavor)."""
-    import yaml
-
-    mlmodel = model_path / "MLmodel"
-    try:
-        flavors = (yaml.safe_load(mlmodel.read_text()) or {}).get("flavors") or {}
-    except (OSError, yaml.YAMLError, AttributeError) as err:
-        raise AmlLocalError(f"{file}: model: {mlmodel} cannot be read as an MLmodel file ({err})") from None
+    flavors = deployment_sources.mlmodel_flavors(model_path, file)
     if "python_function" not in flavors:
         raise AmlLocalError(
             f"{file}: model {model_path}: its MLmodel has no python_function flavor ({', '.join(flavors) or 'none'}), "
@@ -202,31 +152,7 @@ def _mlflow_environment(model_path: Path, file) -> EnvSpec:
     it from the conda dependencies the model lists over its MLflow inference image, which brings
     azureml-inference-server-http ("Guidelines for deploying MLflow models": Python packages and dependencies); MLflow
     writes them as conda.yaml, and as python_env.yaml with requirements.txt."""
-    import yaml
-
-    pyfunc = _pyfunc_flavor(model_path, file)
-    files = pyfunc.get("env") or {}
-    files = files if isinstance(files, dict) else {"conda": files}  # MLflow 1.x wrote `env: conda.yaml`
-    builder = SpecBuilder(name=f"MLflow model {model_path.name}", source=str(model_path / "MLmodel"))
-    conda = model_path / (files.get("conda") or "conda.yaml")
-    python_env = model_path / (files.get("virtualenv") or "python_env.yaml")
-    if conda.is_file():
-        builder.read_conda(str(conda), origin=str(conda), base_dir=None)
-    elif python_env.is_file():
-        try:
-            described = yaml.safe_load(python_env.read_text()) or {}
-        except (OSError, yaml.YAMLError) as err:
-            raise AmlLocalError(f"{python_env}: cannot be read ({err})") from None
-        if described.get("python"):
-            builder.add_conda_spec(f"python={described['python']}", origin=str(python_env), where="python")
-        for line in described.get("dependencies") or []:
-            builder.add_pip_line(str(line), origin=str(python_env), base_dir=model_path)
-    elif (model_path / "requirements.txt").is_file():
-        builder.add_pip_line("-r requirements.txt", origin=str(model_path / "MLmodel"), base_dir=model_path)
-    else:
-        builder.add_pip_line("mlflow", origin=f"{model_path / 'MLmodel'} (it lists no requirements)", base_dir=None)
-    if builder.python is None and pyfunc.get("python_version"):
-        builder.add_conda_spec(f"python={pyfunc['python_version']}", origin=str(model_path / "MLmodel"), where="python")
+    builder = deployment_sources.mlflow_requirements(model_path, _pyfunc_flavor(model_path, file))
     if not any(r.name == INFERENCE_SERVER for r in builder.requirements):
         builder.add_pip_line(INFERENCE_SERVER, origin="the server of Azure's MLflow inference image", base_dir=None)
     builder.notes.append(
@@ -262,7 +188,7 @@ def _spec(entity, file) -> dict:
         "description": entity.description,
         "tags": {str(k): str(v) for k, v in (entity.tags or {}).items()},
         "file": str(Path(file).resolve()),
-        "environment": _reference(entity.environment),
+        "environment": deployment_sources.recorded_reference(entity.environment),
         "environment_variables": environment_variables,
         "instance_type": entity.instance_type,
         "instance_count": entity.instance_count or 1,
@@ -282,7 +208,7 @@ def _prepare_revision(entity, file, folder: Path, revision: int, environment_spe
     (revision_folder / "app").mkdir(parents=True)
     try:
         model_id, model_dir, model_type, model_path = _resolve_model(entity, file, revision_folder)
-        if _no_code(entity):
+        if deployment_sources.no_code(entity):
             code = _copy_mlflow_script(entity, file, revision_folder / "app", model_type, model_path)
             environment_spec = _mlflow_environment(model_path, file)
         else:
@@ -357,8 +283,7 @@ def _stop_servers(record: dict, servers: list[dict], restarted) -> None:
 def create(file, name=None, endpoint_name=None, all_traffic=False, set_pairs=()) -> dict:
     entity = _load(file, name, endpoint_name, set_pairs)
     name, endpoint_name = entity.name, entity.endpoint_name
-    if not name or not DEPLOYMENT_NAME.match(name):
-        raise AmlLocalError(f"name {name!r}: 3 to 32 letters, digits and '-', a letter or digit at both ends")
+    check_deployment_name(name)
     if not endpoint_name:
         raise AmlLocalError(f"{file}: endpoint_name is required (in the YAML or --endpoint-name)")
     try:
@@ -465,14 +390,6 @@ def update(name: str, endpoint_name: str, file=None, set_pairs=()) -> dict:
     _drain_and_stop(record, record.get("servers", []), restarted)
     shutil.rmtree(folder / "revisions" / str(record.get("revision", 1)), ignore_errors=True)
     return show(endpoint_name, name)
-
-
-def _reference(value):
-    if value is None:
-        return None
-    if isinstance(value, str):
-        return value if value.startswith("azureml:") else f"azureml:{value}"
-    return f"inline {type(value).__name__.lower()}"  # noted, not built: the server runs in this Python
 
 
 def _current(record: dict) -> list[dict]:

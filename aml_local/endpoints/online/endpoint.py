@@ -22,10 +22,9 @@ from pathlib import Path
 from aml_local import AmlLocalError, specs, store
 from aml_local.endpoints.online import deployment as deployments_verbs
 from aml_local.endpoints.online import records, routing
+from aml_local.endpoints.records import check_endpoint_name
 
 SCHEMA = "https://azuremlschemas.azureedge.net/latest/managedOnlineEndpoint.schema.json"
-# Azure ML's rule for endpoint names: 3 to 32 characters, a letter first, letters, digits and '-', no '-' last.
-ENDPOINT_NAME = re.compile(r"^[a-zA-Z][a-zA-Z0-9-]{1,30}[a-zA-Z0-9]$")
 TRAFFIC_PAIR = re.compile(r"^(?P<deployment>[^=\s]+)=(?P<percent>\d{1,3})$")
 # azure-ai-ml's EndpointKeyType (constants/_endpoint.py): what --key-type takes; primary when it is not given
 # (OnlineEndpointOperations.begin_regenerate_keys' default).
@@ -75,20 +74,17 @@ def _wanted_port() -> int:
 
 
 def _port_holder(port: int) -> str:
-    for path in records.endpoints_dir().glob("*/endpoint.json"):
-        found = routing.running(path.parent.name)
+    for name in records.endpoint_names():
+        found = routing.running(name)
         if found and found.get("port") == port:
-            return f" (by the router of endpoint {path.parent.name})"
+            return f" (by the router of endpoint {name})"
     return ""
 
 
 def create(file=None, name=None, auth_mode=None, params_override=()) -> dict:
     entity = _load(file, name, auth_mode, params_override)
     name = entity.name
-    if not name or not ENDPOINT_NAME.match(name):
-        raise AmlLocalError(
-            f"name {name!r}: 3 to 32 letters, digits and '-', starting with a letter and not ending with '-'"
-        )
+    check_endpoint_name(name)
     if entity.auth_mode != "key":
         raise AmlLocalError(
             f"{file or 'online-endpoint create'}: auth_mode {entity.auth_mode!r} does not run locally (key only)"
@@ -177,7 +173,7 @@ def show(name: str) -> dict:
 
 
 def list_endpoints() -> list[dict]:
-    return [show(path.parent.name) for path in sorted(records.endpoints_dir().glob("*/endpoint.json"))]
+    return [show(name) for name in records.endpoint_names()]
 
 
 def parse_traffic(text: str, flag: str = "--traffic") -> dict:

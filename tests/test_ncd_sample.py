@@ -4,7 +4,10 @@ examples' cli/ folder: endpoints/online/ncd/{create-endpoint.yaml, sklearn-deplo
 sample-request-sklearn.json, sklearn-diabetes/model/}. The YAML and the request are the sample's text; the model,
 which the sample ships as files, is made here the same way from scikit-learn's bundled diabetes data (no download):
 an MLflow sklearn flavor of a linear regression, its signature the data's ten columns. The answer is what Azure's
-"Deploy MLflow models to online endpoints" page shows for the Azure CLI: a JSON list of the two predictions."""
+"Deploy MLflow models to online endpoints" page shows for the Azure CLI: a JSON list of the two predictions. Around the
+script's lines, on the same deployment, what the sample does not show of a no-code deployment of a table model (the
+MLflow model of this repository, a tensor, is tests/test_mlflow_deployment.py's): what is refused at create, requests
+refused with the reason, an update."""
 
 import json
 from pathlib import Path
@@ -108,12 +111,52 @@ def aml(capsys, command: str) -> str:
     return captured.out
 
 
-def test_the_ncd_samples_sklearn_deployment_answers_its_sample_request(home, cli_folder, capsys, time_limit):
+def refused(capsys, command: str) -> str:
+    """A command (not of the script) that must fail with one line: that line."""
+    code = cli.main(command.replace("$ENDPOINT_NAME", ENDPOINT).split())
+    captured = capsys.readouterr()
+    assert code == 1 and captured.err.count("\n") == 1, (command, code, captured.err)
+    return captured.err
+
+
+def refused_request(capsys, folder: Path, body, reason: str) -> str:
+    """The model's 400 for `body` as the endpoint passes it on to invoke (424, the model's status and its message)."""
+    request = folder / "bad-request.json"
+    request.write_text(json.dumps(body))
+    err = refused(capsys, f"online-endpoint invoke --name $ENDPOINT_NAME --request-file {request}")
+    assert "(deployment sklearn-deployment) answered HTTP 424, the model answered 400: " in err, err
+    assert reason in err, err
+    return err
+
+
+def test_the_ncd_samples_sklearn_deployment_answers_its_sample_request(home, cli_folder, tmp_path, capsys, time_limit):
+    """The script's lines, and around them what the sample does not show (one deployment for all of it): what Azure
+    does not deploy without a scoring script, refused at create before anything starts; requests the model refuses,
+    with the reason (never a 500); an update."""
     from mlflow.sklearn import load_model
 
     aml(capsys, "online-endpoint create --name $ENDPOINT_NAME -f endpoints/online/ncd/create-endpoint.yaml")
     shown = aml(capsys, 'online-endpoint show --name $ENDPOINT_NAME --query "provisioning_state" -o tsv')
     assert shown == "Succeeded\n"
+
+    # Refused at create, before anything starts: an environment with no scoring script, a model with no pyfunc
+    # flavor, a model that is not an MLflow model.
+    create = "online-deployment create --name sklearn-deployment --endpoint $ENDPOINT_NAME -f "
+    with_environment = cli_folder / "endpoints/online/ncd/with-environment.yaml"
+    image = "mcr.microsoft.com/azureml/openmpi5.0-ubuntu24.04"
+    with_environment.write_text(f"{SKLEARN_DEPLOYMENT}\nenvironment:\n  image: {image}\n")
+    assert "environment without code_configuration" in refused(capsys, create + str(with_environment))
+    (tmp_path / "keras-only").mkdir()
+    (tmp_path / "keras-only" / "MLmodel").write_text("flavors:\n  keras:\n    data: data\n")
+    aml(capsys, f"model create --name keras-only --type mlflow_model --path {tmp_path / 'keras-only'}")
+    sample_yaml = "endpoints/online/ncd/sklearn-deployment.yaml"
+    err = refused(capsys, f"{create}{sample_yaml} --set model=azureml:keras-only:1")
+    assert "no python_function flavor" in err
+    aml(capsys, f"model create --name custom --path {tmp_path / 'keras-only'}")
+    err = refused(capsys, f"{create}{sample_yaml} --set model=azureml:custom:1")
+    assert "code and scoring_script are required (only a model of type mlflow_model" in err
+    assert json.loads(aml(capsys, "online-deployment list --endpoint $ENDPOINT_NAME")) == []
+
     aml(
         capsys,
         "online-deployment create --name sklearn-deployment --endpoint $ENDPOINT_NAME "
@@ -133,7 +176,8 @@ def test_the_ncd_samples_sklearn_deployment_answers_its_sample_request(home, cli
     answer = json.loads(json.loads(out))
     assert isinstance(answer, list) and len(answer) == 2 and all(isinstance(x, float) for x in answer)
     model = load_model(str(cli_folder / "endpoints/online/ncd/sklearn-diabetes/model"))
-    table = pd.DataFrame(SAMPLE_REQUEST["input_data"]["data"], columns=SAMPLE_REQUEST["input_data"]["columns"])
+    columns = SAMPLE_REQUEST["input_data"]["columns"]
+    table = pd.DataFrame(SAMPLE_REQUEST["input_data"]["data"], columns=columns)
     assert answer == model.predict(table).tolist()
     # The model made here is the sample's in all but scikit-learn's version: Azure's answer within 0.01%.
     assert np.allclose(answer, AZURES_ANSWER, rtol=1e-4)
@@ -141,4 +185,38 @@ def test_the_ncd_samples_sklearn_deployment_answers_its_sample_request(home, cli
     deployed = json.loads(aml(capsys, "online-deployment show --name sklearn-deployment --endpoint $ENDPOINT_NAME"))
     assert deployed["model"] == "azureml:/local/models/mir-sample-sklearn-ncd-model/versions/1"
     assert "code_configuration" not in deployed and "environment" not in deployed
+    # The model's requirements (mlflow, scikit-learn, cloudpickle, numpy, as installed here): the project venv's.
+    assert deployed["properties"]["aml_local.environment"]["path"] == "project venv"
+
+    # Whole numbers for double columns are cast to the signature's types first, as inference-schema does on Azure.
+    integers = tmp_path / "integers.json"
+    integers.write_text(json.dumps({"input_data": {"columns": columns, "index": [0], "data": [list(range(1, 11))]}}))
+    out = aml(capsys, f"online-endpoint invoke --name $ENDPOINT_NAME --request-file {integers}")
+    assert np.allclose(json.loads(json.loads(out)), model.predict(table.iloc[[0]]))  # row 0 is 1.0 ... 10.0
+
+    # Refused with the reason: a column missing, rows and columns that disagree, a tensor for a table, no input_data.
+    rows = SAMPLE_REQUEST["input_data"]["data"]
+    nine = {"columns": columns[:9], "index": [0], "data": [rows[0][:9]]}
+    refused_request(capsys, tmp_path, {"input_data": nine}, "Model is missing inputs ['s6']")
+    short_rows = {"columns": columns, "index": [0], "data": [rows[0][:9]]}
+    refused_request(capsys, tmp_path, {"input_data": short_rows}, "10 columns passed, passed data had 9 columns")
+    err = refused_request(capsys, tmp_path, {"input_data": rows}, "expected a JSON object, got a JSON array")
+    assert "(columns age, sex, bmi," in err and "a table is sent in split orientation" in err
+    refused_request(capsys, tmp_path, {"inputs": rows}, "A value is not provided for the 'input_data' parameter.")
+
+    # update makes a new revision with the script and environment again, servers replaced as for any deployment.
+    updated = aml(
+        capsys,
+        "online-deployment update --name sklearn-deployment --endpoint $ENDPOINT_NAME "
+        "--set environment_variables.WORKER_COUNT=1",
+    )
+    scoring_script = json.loads(updated)["properties"]["aml_local.scoring_script"]
+    assert "/revisions/2/app/mlflow_resources/" in scoring_script
+    out = aml(
+        capsys,
+        "online-endpoint invoke --name $ENDPOINT_NAME --request-file endpoints/online/ncd/sample-request-sklearn.json",
+    )
+    assert json.loads(json.loads(out)) == answer
+
     aml(capsys, "online-endpoint delete --name $ENDPOINT_NAME --yes")
+    assert not Path(deployed["properties"]["aml_local.deployment_dir"]).exists()

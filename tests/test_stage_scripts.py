@@ -128,7 +128,7 @@ def test_register_takes_a_sweeps_model_from_its_best_trial(warm_env, tmp_path, t
               primary_metric: score
             limits:
               max_total_trials: 2
-              max_concurrent_trials: 1
+              max_concurrent_trials: 2
             """
         )
     )
@@ -212,7 +212,7 @@ def test_wait_and_register_take_a_pipelines_model_from_its_sweep_node_locally(
                   primary_metric: score
                 limits:
                   max_total_trials: 2
-                  max_concurrent_trials: 1
+                  max_concurrent_trials: 2
             """
         )
     )

@@ -23,6 +23,11 @@ ACTIVE_STATES = ("Starting", "Preparing", "Running")
 # `job archive` sets this tag on the job's run and `job restore` removes it: azure-ai-ml's JobOperations.archive /
 # restore set the job's properties.is_archived, and `job list` shows active jobs only unless asked (ListViewType).
 TAG_ARCHIVED = "aml.archived"
+# Every job's default output: its run's artifacts, what `azureml://jobs/<name>/outputs/artifacts/paths/<path>` names
+# (as Azure ML's docs register a job's model: `az ml model create --path azureml://jobs/$RUN/outputs/artifacts/
+# paths/model/`, and the Keras tutorial's Model(path="azureml://jobs/{best_run}/outputs/artifacts/paths/outputs/
+# model/")), declared or not.
+ARTIFACTS = "artifacts"
 
 
 def job_dir(name: str) -> Path:
@@ -117,10 +122,21 @@ def output_folder(name: str, output: str, field: str) -> Path:
     folder = job_dir(name)
     if not (folder / "job.json").is_file():
         raise AmlLocalError(f"{field}: no local job named {name!r}")
-    outputs = read_spec(name).get("outputs") or {}
+    spec = read_spec(name)
+    outputs = spec.get("outputs") or {}
+    if output == ARTIFACTS and (outputs.get(output) or {}).get("path") is None:
+        return artifacts_folder(spec)
     if output not in outputs:
-        raise AmlLocalError(f"{field}: job {name} has no output {output!r} (outputs: {', '.join(outputs) or 'none'})")
+        known = ", ".join([*outputs, ARTIFACTS] if ARTIFACTS not in outputs else outputs)
+        raise AmlLocalError(f"{field}: job {name} has no output {output!r} (outputs: {known})")
     return Path(outputs[output]["path"])
+
+
+def artifacts_folder(spec: dict) -> Path:
+    """The job's run artifacts: what it wrote to ./outputs and ./logs, uploaded when it ended (jobs/runner.py)."""
+    from mlflow.utils.file_utils import local_file_uri_to_path
+
+    return Path(local_file_uri_to_path(store.client().get_run(spec["mlflow_run_id"]).info.artifact_uri))
 
 
 def settle(folder: Path):

@@ -42,7 +42,12 @@ def alive(pid: int | None, started: float | None) -> bool:
 
 def write_pid_file(path: Path):
     """Name this process in `path` as {"pid", "started"} (read back by alive_from_file)."""
-    Path(path).write_text(json.dumps({"pid": os.getpid(), "started": start_time()}))
+    # Written whole, then renamed into place: a reader never sees it empty or half written (alive_from_file would
+    # take that for a dead driver, and `job stream` would end on a job shown Failed while it starts).
+    path = Path(path)
+    partial = path.with_name(f".{path.name}.{os.getpid()}.partial")
+    partial.write_text(json.dumps({"pid": os.getpid(), "started": start_time()}))
+    os.replace(partial, path)
 
 
 def alive_from_file(path: Path) -> bool:

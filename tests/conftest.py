@@ -354,6 +354,7 @@ def pytest_xdist_make_scheduler(config, log):
 # them (as measured by `make test --durations=0` on 2 cores, 2026-12-03), so that the many short tests fill the end of
 # the run and no worker is left alone with a minute-long test while the other idles. Files not named: after these.
 LONGEST_FIRST = (
+    "test_sdk_notebook.py",  # one test of about 2 minutes: the tutorial notebook (job, 8-trial sweep, deployment)
     "test_train.py",
     "test_stage_scripts.py",
     "test_sweep.py",

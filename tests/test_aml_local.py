@@ -375,7 +375,7 @@ def test_an_input_can_read_another_jobs_output_by_its_azureml_uri(home, project,
     code, _, err = run_cli(
         capsys, "job", "create", "-f", str(spec), "--set", "inputs.previous.path=azureml://jobs/producer/outputs/model"
     )
-    assert code == 1 and "has no output 'model' (outputs: out)" in err
+    assert code == 1 and "has no output 'model' (outputs: out, artifacts)" in err
 
 
 @pytest.mark.parametrize("when", ["immediate", "deferred-before-sleep", "deferred-during-sleep"])

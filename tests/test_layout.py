@@ -17,6 +17,7 @@ MAX_LINES = 700
 # The layers, top to bottom: a module may import only modules of its own layer or of a lower one.
 LAYERS = {
     "cli": 4,
+    "sdk": 4,
     "__main__": 4,
     "jobs": 3,
     "endpoints": 3,

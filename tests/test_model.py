@@ -142,9 +142,22 @@ def test_a_jobs_missing_output_or_unfinished_job_is_refused(home, tmp_path, mode
         failed = job.create(_producer_job(tmp_path, model_folder, "&& exit 4"), name="broke", stream=True, echo=quiet)
     assert failed["status"] == "Failed"
     code, _, err = run_cli(capsys, "model", "create", "-f", MODEL_YML, "--path", "azureml://jobs/ok/outputs/weights")
-    assert code == 1 and "job ok has no output 'weights' (outputs: model)" in err
+    assert code == 1 and "job ok has no output 'weights' (outputs: model, artifacts)" in err
     code, _, err = run_cli(capsys, "model", "create", "-f", MODEL_YML, "--path", "azureml://jobs/broke/outputs/model")
     assert code == 1 and "job broke is Failed" in err and err.count("\n") == 1
+
+
+def test_run_artifacts_register_by_the_artifacts_output(home, tmp_path, model_folder, capsys, project_environments):
+    # azureml://jobs/<job>/outputs/artifacts/paths/<path>: what the job wrote to ./outputs, uploaded when it ended, with
+    # no `artifacts` output declared (Azure ML's Keras tutorial registers its best trial's model so).
+    project_environments(tmp_path / "project")
+    spec = _producer_job(tmp_path, model_folder, f"&& mkdir -p outputs && cp -r {model_folder} outputs/model")
+    with open(os.devnull, "w") as quiet:
+        job.create(spec, name="writer", stream=True, echo=quiet)
+    path = "azureml://jobs/writer/outputs/artifacts/paths/outputs/model/"
+    shown = create(capsys, "--path", path)
+    assert shown["properties"]["aml_local.source"] == path
+    assert (home / "models/mnist-mlp/1/model/MLmodel").read_text() == MLMODEL
 
 
 def test_a_runs_artifact_is_registered_by_its_runs_uri(home, model_folder, capsys):

@@ -8,7 +8,8 @@ import textwrap
 import azure.ai.ml
 import nbformat
 import pytest
-from azure.ai.ml import Input, command, load_component
+from azure.ai.ml import Input, Output, command, load_component
+from azure.ai.ml.dsl import pipeline
 from azure.ai.ml.entities import AmlCompute, CommandComponent, Data, Environment, Model
 from azure.ai.ml.exceptions import JobException, ValidationException
 from azure.core.exceptions import ResourceNotFoundError
@@ -27,7 +28,7 @@ def ml_client(home):
 
 
 @pytest.fixture
-def project(tmp_path, project_environments, monkeypatch):
+def sdk_project(tmp_path, project_environments, monkeypatch):
     """A folder with a pyproject.toml and the tiny environment, as the current folder (entities resolve their local
     paths from it, as azure-ai-ml's do)."""
     root = tmp_path / "project"
@@ -119,17 +120,17 @@ def test_a_registry_is_refused_in_one_line(home):
 # Assets and compute
 
 
-def test_data_and_models_round_trip_as_azure_ai_ml_entities(ml_client, project):
+def test_data_and_models_round_trip_as_azure_ai_ml_entities(ml_client, sdk_project):
     data = ml_client.data.create_or_update(Data(name="numbers", version="1", path="./data", type="uri_folder"))
     assert isinstance(data, Data)
     assert (data.name, data.version, str(data.path), data.id) == (
         "numbers",
         "1",
-        str(project / "data"),  # made absolute from the current folder, as azure-ai-ml resolves a local path
+        str(sdk_project / "data"),  # made absolute from the current folder, as azure-ai-ml resolves a local path
         "azureml:/local/data/numbers/versions/1",
     )
     assert data.creation_context.created_at.year >= 2024
-    assert str(ml_client.data.get("numbers", version="1").path) == str(project / "data")
+    assert str(ml_client.data.get("numbers", version="1").path) == str(sdk_project / "data")
     assert [(d.name, d.latest_version) for d in ml_client.data.list()] == [("numbers", "1")]
 
     model = ml_client.create_or_update(Model(name="my-model", path="data", type="custom_model", description="d"))
@@ -161,12 +162,12 @@ def test_gets_fail_as_azure_ai_ml_fails_them(ml_client):
         ml_client.models.get("nope")
 
 
-def test_a_model_path_that_does_not_exist_is_a_validation_error_naming_it(ml_client, project):
+def test_a_model_path_that_does_not_exist_is_a_validation_error_naming_it(ml_client, sdk_project):
     with pytest.raises(ValidationException, match=r"path .*missing-folder.* does not exist"):
         ml_client.models.create_or_update(Model(name="m", path="missing-folder"))
 
 
-def test_environments_and_components_register_and_come_back(ml_client, project):
+def test_environments_and_components_register_and_come_back(ml_client, sdk_project):
     environment = ml_client.environments.create_or_update(
         Environment(name="tiny-env", image="python:3.11-slim", conda_file="environments/tiny-env.conda.yaml")
     )
@@ -174,7 +175,7 @@ def test_environments_and_components_register_and_come_back(ml_client, project):
     assert (environment.name, environment.version, environment.image) == ("tiny-env", "1", "python:3.11-slim")
     assert environment.conda_file["dependencies"][1]["pip"] == ["mlflow"]
 
-    (project / "say_hello.yml").write_text(
+    (sdk_project / "say_hello.yml").write_text(
         textwrap.dedent(
             """\
             $schema: https://azuremlschemas.azureedge.net/latest/commandComponent.schema.json
@@ -223,7 +224,7 @@ def test_compute_create_get_list_delete_with_pollers(ml_client):
 # Jobs (tiny commands in the tiny environment: no training)
 
 
-def test_a_command_node_runs_as_its_job_streams_and_comes_back(ml_client, project, capsys, tmp_path):
+def test_a_command_node_runs_as_its_job_streams_and_comes_back(ml_client, sdk_project, capsys, tmp_path):
     job = command(
         inputs={"who": "world", "folder": Input(type="uri_folder", path="./data")},
         code="./src",
@@ -258,7 +259,7 @@ def test_a_command_node_runs_as_its_job_streams_and_comes_back(ml_client, projec
         ml_client.jobs.begin_cancel(returned.name)
 
 
-def test_a_failing_job_raises_job_exception_when_streamed(ml_client, project):
+def test_a_failing_job_raises_job_exception_when_streamed(ml_client, sdk_project):
     job = command(command="echo about to fail && exit 3", environment="azureml:tiny-env@latest", compute="local")
     returned = ml_client.create_or_update(job)
     with pytest.raises(JobException, match="exited with code 3"):
@@ -266,8 +267,37 @@ def test_a_failing_job_raises_job_exception_when_streamed(ml_client, project):
     assert ml_client.jobs.get(returned.name).status == "Failed"
 
 
-def test_a_job_the_cli_schema_refuses_is_refused_with_its_field(ml_client, project):
+def test_a_job_the_cli_schema_refuses_is_refused_with_its_field(ml_client, sdk_project):
     job = command(command="python hello.py", code="./src", environment="azureml:no-such-env@latest")
     with pytest.raises(ValidationException, match="no-such-env"):
         ml_client.jobs.create_or_update(job)
     assert ml_client.jobs.list() == []
+
+
+def test_a_pipeline_built_with_the_dsl_runs_its_nodes_in_order(ml_client, sdk_project, capsys):
+    make = command(
+        name="make_file",
+        command="echo made > ${{outputs.out}}/made.txt",
+        outputs={"out": Output(type="uri_folder")},
+        environment="azureml:tiny-env@latest",
+    )
+    read = command(
+        name="read_file",
+        command="cat ${{inputs.made}}/made.txt",
+        inputs={"made": Input(type="uri_folder")},
+        environment="azureml:tiny-env@latest",
+    )
+
+    @pipeline(compute="cpu-cluster", description="two steps, the second reads the first's output")
+    def two_steps():
+        first = make()
+        read(made=first.outputs.out)  # a binding, ${{parent.jobs.first.outputs.out}}, kept as one in the YAML
+
+    returned = ml_client.jobs.create_or_update(two_steps(), experiment_name="sdk-dsl")
+    ml_client.jobs.stream(returned.name)
+    assert "Status: Completed" in capsys.readouterr().out
+    got = ml_client.jobs.get(returned.name)
+    assert (type(got).__name__, got.status) == ("PipelineJob", "Completed")
+    children = ml_client.jobs.list(parent_job_name=returned.name)
+    assert sorted(c.display_name for c in children) == ["first", "read_file"]
+    assert {c.status for c in children} == {"Completed"}

@@ -47,7 +47,8 @@ def _plain(value):
 
 
 def _local(text, base: Path) -> str:
-    if not isinstance(text, str) or not text or SCHEME.match(text) or Path(text).is_absolute():
+    # A binding (${{parent.jobs.<node>.outputs.<name>}}, ${{parent.inputs.<name>}}) is a pipeline's, not a path.
+    if not isinstance(text, str) or not text or SCHEME.match(text) or Path(text).is_absolute() or "${{" in text:
         return text
     return str((base / text).resolve())
 

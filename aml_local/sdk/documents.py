@@ -2,7 +2,7 @@
 
 An entity built in Python becomes the document `az ml` would read from a file: the SDK's own `_to_dict()` (the
 CLI's schema, dumped), with local paths made absolute against the entity's base path (the folder it was made in, as
-azure-ai-ml resolves them when it uploads), since the document is kept in the store (AML_LOCAL_HOME/sdk), not beside
+azure-ai-ml resolves them when it uploads), since the document is kept under .aml-local/sdk (see write), not beside
 the code. What a verb shows comes back as the entity again: loaded with the SDK's load_* from the shown fields that
 are settable, the read-only ones (id, creation context, status, provisioning state, scoring URI) set as
 azure-ai-ml's operations set them from the service's answer."""
@@ -102,7 +102,7 @@ def document(entity) -> dict:
 LOCAL_ASSET_ID = re.compile(r"^azureml:/local/(?:models|environments|data|components)/([^/]+)/versions/([^/]+)$")
 
 
-def _loadable_reference(field: str, value):
+def _loadable_reference(value):
     """A shown model or environment as the YAML would give it; None for what only describes one ("inline
     environment": the YAML's own definition, which the entity's YAML file holds)."""
     if not isinstance(value, str):
@@ -161,7 +161,7 @@ def from_shown(loader, shown: dict, **settable):
     fields = {k: v for k, v in shown.items() if k not in (*READ_ONLY, "properties") and v is not None} | settable
     for field in ("model", "environment"):
         if field in fields:
-            fields[field] = _loadable_reference(field, fields[field])
+            fields[field] = _loadable_reference(fields[field])
             if fields[field] is None:
                 del fields[field]
     entity = loader(io.StringIO(yaml.safe_dump(_plain(fields), sort_keys=False)))

@@ -64,8 +64,8 @@ def status_and_run(run, folder: Path):
     """(status, message, run) of the job an MLflow run records, with the run they were read from; a Starting/Running
     job whose driver is gone is Failed. The driver records the job's end before it removes runner.json and exits, so
     when `run` says the job is active and the driver is found gone, the run is read again (a record read just before
-    that end, with the driver found gone just after, would show a finished job Failed); still active then, the driver
-    died without recording an end."""
+    that end, with the driver found gone just after, would show a finished job Failed); a Starting job's pid file that
+    appeared meanwhile is looked at again; still active then, the driver died without recording an end."""
     recorded = run.data.tags.get(store.TAG_STATUS, "NotStarted")
     if recorded not in ACTIVE_STATES or processes.alive_from_file(runner_file(folder)):
         return recorded, run.data.tags.get(store.TAG_STATUS_MESSAGE), run
@@ -74,8 +74,17 @@ def status_and_run(run, folder: Path):
     if recorded not in ACTIVE_STATES:
         return recorded, message, run
     # The runner writes runner.json when it starts and removes it only after recording the end.
+    pid_file = runner_file(folder)
     age = time.time() - (run.info.start_time or 0) / 1000
-    if recorded == "Starting" and not runner_file(folder).exists() and age < STARTING_GRACE_S:
+    if recorded == "Starting" and not pid_file.exists() and age < STARTING_GRACE_S:
+        return recorded, message, run
+    # A driver that wrote its pid file since the first look is up: not a dead one (seen under load, a batch job
+    # streamed as Failed while it started, then ran to Completed).
+    if processes.alive_from_file(pid_file):
+        return recorded, message, run
+    run = store.client().get_run(run.info.run_id)  # or it recorded its end and left since the second look
+    recorded, message = run.data.tags.get(store.TAG_STATUS, "NotStarted"), run.data.tags.get(store.TAG_STATUS_MESSAGE)
+    if recorded not in ACTIVE_STATES:
         return recorded, message, run
     return "Failed", DRIVER_DIED, run
 

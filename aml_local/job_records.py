@@ -134,18 +134,19 @@ def output_folder(name: str, output: str, field: str) -> Path:
     spec = read_spec(name)
     outputs = spec.get("outputs") or {}
     if output == ARTIFACTS and (outputs.get(output) or {}).get("path") is None:
-        return artifacts_folder(spec)
+        return artifacts_folder(spec["mlflow_run_id"])
     if output not in outputs:
         known = ", ".join([*outputs, ARTIFACTS] if ARTIFACTS not in outputs else outputs)
         raise AmlLocalError(f"{field}: job {name} has no output {output!r} (outputs: {known})")
     return Path(outputs[output]["path"])
 
 
-def artifacts_folder(spec: dict) -> Path:
-    """The job's run artifacts: what it wrote to ./outputs and ./logs, uploaded when it ended (jobs/runner.py)."""
+def artifacts_folder(run_id: str) -> Path:
+    """A job's run artifacts: what it wrote to ./outputs and ./logs, uploaded when it ended (jobs/runner.py). Every
+    experiment aml-local makes has a file: artifact location."""
     from mlflow.utils.file_utils import local_file_uri_to_path
 
-    return Path(local_file_uri_to_path(store.client().get_run(spec["mlflow_run_id"]).info.artifact_uri))
+    return Path(local_file_uri_to_path(store.client().get_run(run_id).info.artifact_uri))
 
 
 def settle(folder: Path):

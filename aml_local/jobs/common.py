@@ -152,7 +152,7 @@ def output_path(node_output) -> str | None:
 # that sample writes ${{outputs.artifacts}}/world.txt and reads ${{inputs.world_input}}/world.txt, so in the command
 # ${{outputs.artifacts}} is the artifacts' folder itself. A uri_file named so, or one given a path, is an ordinary
 # output (our reading: the reserved meaning is that of a folder at its default place).
-ARTIFACTS_OUTPUT = "artifacts"
+ARTIFACTS_OUTPUT = job_records.ARTIFACTS
 # An output's `path`: "A path on an Azure Machine Learning datastore: azureml://datastores/<data_store_name>/paths/
 # <path>", the one location the pipeline docs list for outputs besides a data asset ("Manage component and pipeline
 # inputs and outputs", MicrosoftDocs/azure-ai-docs articles/machine-learning/how-to-manage-inputs-outputs-
@@ -192,13 +192,6 @@ def datastore_path(uri: str, field: str, output_type_name: str = "uri_folder") -
     if output_type_name == "uri_file" and not relative.name:
         raise AmlLocalError(f"{field} {uri}: a uri_file output's path names its file, e.g. .../paths/<folder>/<file>")
     return store.home() / "datastores" / match["datastore"] / relative
-
-
-def run_artifact_folder(run_id: str) -> Path:
-    """The local folder of an MLflow run's artifacts (every experiment aml-local makes has a file: location)."""
-    from mlflow.utils.file_utils import local_file_uri_to_path
-
-    return Path(local_file_uri_to_path(store.client().get_run(run_id).info.artifact_uri))
 
 
 def _output_places(name, outputs, job_dir: Path, file) -> dict:
@@ -316,7 +309,7 @@ def prepare_command(
         store.client().log_param(run_id, key, value)
     shown_outputs, values, staging = {}, dict(input_values), {}
     for output_name, place in places.items():
-        place["path"] = place["path"] or run_artifact_folder(run_id)
+        place["path"] = place["path"] or job_records.artifacts_folder(run_id)
         shown_outputs[output_name] = {"type": place["type"], "path": str(place["path"]), "mode": place["mode"]}
         if place["mode"] == "upload":
             staging[output_name] = str(job_dir / "upload" / output_name)

@@ -351,17 +351,6 @@ def _prepare_environment(spec, say):
     return prepared.venv, tracking_uri
 
 
-def _collect(spec: dict, job_dir: Path):
-    code_dir = Path(spec["code_dir"])
-    for folder, artifact_path in (
-        (code_dir / "outputs", "outputs"),
-        (code_dir / "logs", "logs"),
-        (job_dir / "logs" / "user_logs", "user_logs"),
-    ):
-        if folder.is_dir() and any(folder.iterdir()):
-            store.client().log_artifacts(spec["mlflow_run_id"], str(folder), artifact_path)
-
-
 def run(job_dir: Path, echo=None) -> str:
     """Run the parallel job in job_dir to its end; returns its final status."""
     job_dir = Path(job_dir)
@@ -405,7 +394,7 @@ def run(job_dir: Path, echo=None) -> str:
             log.say(f"{status}" + (f": {message}" if message else ""))
             log.close()
             try:
-                _collect(spec, job_dir)
+                runner.upload_run_artifacts(spec, job_dir)
             except Exception as err:
                 message = (f"{message}; " if message else "") + f"its logs could not be collected: {err}"
                 status = "Failed" if status == "Completed" else status

@@ -295,6 +295,11 @@ def _collect_artifacts(spec, job_dir: Path):
         for item in staged.iterdir():
             _replace(target / item.name)  # an upload to a datastore path replaces what was there
             shutil.move(str(item), target / item.name)
+    upload_run_artifacts(spec, job_dir)
+
+
+def upload_run_artifacts(spec, job_dir: Path):
+    """./outputs, ./logs and the job's own log as the run's artifacts (outputs/, logs/, user_logs/)."""
     code_dir = Path(spec["code_dir"])
     for folder, artifact_path in (
         (code_dir / "outputs", "outputs"),

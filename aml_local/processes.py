@@ -81,8 +81,8 @@ def reap(pid: int):
 
 
 def group_gone(pgid: int) -> bool:
-    """Whether no process of the group is left but zombies (reaped by their parents soon: they hold no port and
-    run nothing)."""
+    """Whether no process of the group is left but zombies that have finished exiting (reaped by their parents
+    soon: they hold no port and run nothing)."""
     reap(pgid)
     try:
         os.killpg(pgid, 0)
@@ -90,13 +90,20 @@ def group_gone(pgid: int) -> bool:
         return True
     except PermissionError:
         return False
-    for process in psutil.process_iter(["status"]):
+    for process in psutil.process_iter(["status", "num_threads"]):
         try:
-            if os.getpgid(process.pid) == pgid and process.info["status"] != psutil.STATUS_ZOMBIE:
+            if os.getpgid(process.pid) == pgid and not _exited(process):
                 return False
         except OSError:
             continue
     return True
+
+
+def _exited(process: psutil.Process) -> bool:
+    # A killed process's main thread shows as a zombie while its other threads are still exiting, and until the
+    # last of them has, its files (a server's listening socket among them) are open: a connection to its port is
+    # still accepted, then dropped. Only a zombie left with its main thread alone holds nothing.
+    return process.info["status"] == psutil.STATUS_ZOMBIE and (process.info["num_threads"] or 1) <= 1
 
 
 def stop_group(pgid: int, grace: float = 10.0) -> bool:

@@ -5,6 +5,9 @@ import os
 import re
 import shutil
 import signal
+import socket
+import subprocess
+import sys
 import textwrap
 import threading
 import time
@@ -12,7 +15,7 @@ import time
 import psutil
 import pytest
 
-from aml_local import AmlLocalError, cli, store
+from aml_local import AmlLocalError, cli, processes, store
 from aml_local.jobs import common, runner
 from aml_local.jobs import verbs as job
 
@@ -399,3 +402,40 @@ def test_a_drivers_cancel_signal_raises_at_once_or_at_its_next_sleep(when):
     finally:
         signal.signal(signal.SIGUSR1, previous)
     assert time.monotonic() - started < 4  # never the whole sleep
+
+
+# A process whose main thread has exited while another still runs: the main thread shows as a zombie, and the
+# process's sockets stay open until its last thread is gone (as for a server SIGKILLed: its threads exit one by one).
+HALF_EXITED_SERVER = """
+import ctypes, os, socket, sys, threading, time
+listener = socket.socket()
+listener.bind(("127.0.0.1", 0))
+listener.listen()
+threading.Thread(target=time.sleep, args=(60,)).start()
+print(listener.getsockname()[1], flush=True)
+ctypes.CDLL(None).syscall({"x86_64": 60, "aarch64": 93}[os.uname().machine], 0)  # exit(2): this thread alone
+"""
+
+
+def accepts(port: int) -> bool:
+    with socket.socket() as probe:
+        return probe.connect_ex(("127.0.0.1", port)) == 0
+
+
+def test_a_group_is_gone_only_when_its_processes_hold_nothing_open():
+    server = subprocess.Popen(
+        [sys.executable, "-c", HALF_EXITED_SERVER], stdout=subprocess.PIPE, text=True, start_new_session=True
+    )
+    try:
+        port = int(server.stdout.readline())
+        deadline = time.monotonic() + 10
+        while psutil.Process(server.pid).status() != psutil.STATUS_ZOMBIE and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert psutil.Process(server.pid).status() == psutil.STATUS_ZOMBIE
+        assert not processes.group_gone(server.pid) and accepts(port)  # a zombie main thread, its port still open
+    finally:
+        os.killpg(server.pid, signal.SIGKILL)
+    deadline = time.monotonic() + 10
+    while not processes.group_gone(server.pid) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert processes.group_gone(server.pid) and not accepts(port)

@@ -1,7 +1,9 @@
 """Reading `az ml` YAML with azure.ai.ml's own loaders, so that what the CLI rejects is rejected here too, and the
 SDK's long, nested validation errors cut down to one line that names each field and what is wrong with it."""
 
+import ast
 import json
+import re
 from pathlib import Path
 
 from aml_local import AmlLocalError
@@ -24,7 +26,8 @@ def load(loader_name: str, file, overrides=(), expected: str | None = None):
 
 
 def sdk_error_summary(err) -> str:
-    """The field-level messages buried in the SDK's multi-line validation errors, on one line."""
+    """The field-level messages buried in the SDK's multi-line validation errors, on one line, each after the path of
+    the field it is about."""
     text = str(err)
     found = {}
 
@@ -35,8 +38,16 @@ def sdk_error_summary(err) -> str:
                     walk(item.get("message", "") if isinstance(item, dict) else item, prefix)
                 return
             for key, value in node.items():
-                walk(value, f"{prefix}{key}." if prefix else f"{key}.")
+                if key == "value" and _is_union(value):
+                    walk_union(value, prefix)
+                else:
+                    walk(value, f"{prefix}{key}." if prefix else f"{key}.")
         elif isinstance(node, list):
+            if node and all(isinstance(value, dict) and set(value) == {"_schema"} for value in node):
+                # A field of several scalar types (an integer or a number...): every type it tried, in one message.
+                messages = [" ".join(str(m) for m in value["_schema"]).rstrip(".") for value in node]
+                found.setdefault(_field(prefix), " or ".join(dict.fromkeys(messages)) + ".")
+                return
             for value in node:
                 walk(value, prefix)
         elif isinstance(node, str):
@@ -46,8 +57,25 @@ def sdk_error_summary(err) -> str:
             elif node.strip():
                 # The first message per field is the one that says what is wrong; the SDK appends
                 # the alternatives it also tried (URL, git path, registry...) after it.
-                field = prefix.rstrip(".").removesuffix("._schema")
-                found.setdefault(field, " ".join(node.split()))
+                found.setdefault(_field(prefix), " ".join(node.split()))
+
+    def walk_union(alternatives: list, prefix: str):
+        # A field the SDK reads with one of several schemas (a search space's distributions, a job input's kinds)
+        # reports every schema it tried. Those that took the value's `type` say what is wrong with it; when none
+        # did, the one thing wrong is the type, and every type the schemas take is what was expected.
+        taken = [alternative for alternative in alternatives if not _refuses(alternative)]
+        if taken:
+            for alternative in taken:
+                walk(alternative, prefix)
+            return
+        refusals = [_NOT_IN_SET.match(" ".join(map(str, alt.get("type", [])))) for alt in alternatives]
+        expected = [value for match in refusals if match for value in ast.literal_eval(match["allowed"])]
+        if not expected:
+            for alternative in alternatives:
+                walk(alternative, prefix)
+            return
+        given = next(match["given"] for match in refusals if match)
+        found.setdefault(f"{prefix}type", f"Value {given} passed is not in set {list(dict.fromkeys(expected))}")
 
     nested = _json_after_failed(text)
     if nested is None:
@@ -55,6 +83,24 @@ def sdk_error_summary(err) -> str:
     walk(nested)
     messages = [f"{field}: {message}" if field else message for field, message in found.items()]
     return "; ".join(messages) or " ".join(text.split())[:500]
+
+
+# What the SDK's StringTransformedEnum says of a value outside its set.
+_NOT_IN_SET = re.compile(r"Value (?P<given>.+) passed is not in set (?P<allowed>\[.*\])$")
+
+
+def _field(prefix: str) -> str:
+    return prefix.rstrip(".").removesuffix("._schema")
+
+
+def _is_union(value) -> bool:
+    return isinstance(value, list) and len(value) > 1 and all(isinstance(item, dict) for item in value)
+
+
+def _refuses(alternative: dict) -> bool:
+    """Whether a schema of a union refused the value's kind: its `type` is not one the schema takes (or not a field
+    of it), or it is a scalar's schema (its only complaint, under `null`, that a mapping is not a scalar)."""
+    return "type" in alternative or set(alternative) == {"null"}
 
 
 def _json_after_failed(text: str):

@@ -1,9 +1,12 @@
 """Every Azure ML YAML in the repo loads with the azure-ai-ml loader that `az ml` uses for it."""
 
 import pathlib
+import re
 
 import pytest
 import yaml
+
+from aml_local import AmlLocalError, specs
 
 REPO_ROOT = pathlib.Path(__file__).resolve().parents[1]
 SPEC_FOLDERS = ("jobs", "components", "endpoints", "environments", "compute", "data")
@@ -125,3 +128,56 @@ def test_clusters_scale_to_zero():
 
     for path in (REPO_ROOT / "compute").glob("*.yml"):
         assert load_compute(path).min_instances == 0, path.name
+
+
+SWEEP_WITH = """\
+$schema: https://azuremlschemas.azureedge.net/latest/sweepJob.schema.json
+type: sweep
+trial:
+  command: python train.py --lr ${{{{search_space.lr}}}}
+  code: .
+  environment: azureml:AzureML-sklearn-1.5@latest
+{extra}
+objective:
+  primary_metric: acc
+  goal: maximize
+sampling_algorithm: random
+limits:
+  max_total_trials: 2
+"""
+
+
+@pytest.mark.parametrize(
+    ("extra", "summary"),
+    [
+        # A distribution of a known type: only what is wrong within it, not every other distribution's complaints.
+        (
+            "search_space:\n  lr: {type: uniform, min_value: zero, max_value: 1}",
+            # (once a pipeline has been loaded in the process, the SDK tries a data binding first: said too)
+            r"search_space.lr.min_value: (Value passed is not a data binding string: zero or )?"
+            r"Not a valid integer or Not a valid number.",
+        ),
+        ("search_space:\n  lr: {type: randint}", r"search_space.lr.upper: Missing data for required field."),
+        # An unknown type: every type the field's schemas take, in one message.
+        (
+            "search_space:\n  lr: {type: gaussian, mu: 0, sigma: 1}",
+            re.escape(
+                "search_space.lr.type: Value 'gaussian' passed is not in set ['choice', 'uniform', 'loguniform', "
+                "'quniform', 'qloguniform', 'normal', 'lognormal', 'qnormal', 'qlognormal', 'randint']"
+            ),
+        ),
+        (
+            "search_space:\n  lr: {type: choice, values: [0.1]}\ninputs:\n  x: {type: bogus, path: ./data}",
+            re.escape(
+                "inputs.x.type: Value 'bogus' passed is not in set ['uri_file', 'uri_folder', 'custom_model', "
+                "'mlflow_model', 'triton_model', 'mltable']"
+            ),
+        ),
+    ],
+)
+def test_a_union_fields_error_names_the_field_and_what_its_type_takes(tmp_path, extra, summary):
+    spec = tmp_path / "sweep.yml"
+    spec.write_text(SWEEP_WITH.format(extra=extra))
+    with pytest.raises(AmlLocalError) as refused:
+        specs.load("load_job", spec)
+    assert re.fullmatch(f"{re.escape(str(spec))}: {summary}", str(refused.value)), str(refused.value)

@@ -244,9 +244,8 @@ def test_canceling_a_sweep_stops_every_trial_process(home, project, capsys, how)
         os.killpg(proc.pid, signal.SIGINT)
         proc.wait(timeout=60)
     else:
-        code, out, err = run_cli(capsys, "job", "cancel", "-n", "sw", "--query", "status", "-o", "tsv")
-        assert code == 0, err
-        assert out.strip() == "Canceled"
+        code, out, err = run_cli(capsys, "job", "cancel", "-n", "sw")
+        assert (code, out) == (0, ""), err  # az ml job cancel prints nothing (ml_job_cancel returns None)
     deadline = time.monotonic() + 60
     while time.monotonic() < deadline and any(_alive(pid) for pid in trial_pids):
         time.sleep(0.5)

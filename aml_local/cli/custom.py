@@ -78,8 +78,9 @@ def job_stream(cmd, name):
 
 
 def job_cancel(name, no_wait=False):
-    # --no-wait: accepted; the command returns once the job's processes have stopped (seconds here).
-    return job_verbs.cancel(name)
+    # --no-wait: accepted; the command returns once the job's processes have stopped (seconds here). Nothing is
+    # printed: the ml extension's ml_job_cancel (custom/job.py) returns nothing, whatever begin_cancel gave.
+    job_verbs.cancel(name)
 
 
 def job_download(name, output_name=None, download_path=None, all_outputs=False):

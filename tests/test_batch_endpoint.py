@@ -173,6 +173,17 @@ def test_update_sets_the_default_deployment_as_azs_generic_update(batch_project,
         "settings.mini_batch_size=9",
     )
     assert shown["mini_batch_size"] == 9 and shown["output_file_name"] == "scores.csv"
+    # With --file alone, the YAML names the deployment and its endpoint.
+    shown = ok(
+        capsys,
+        "batch-deployment",
+        "update",
+        "-f",
+        batch_project / "deployment.yml",
+        "--set",
+        "settings.mini_batch_size=4",
+    )
+    assert (shown["name"], shown["endpoint_name"], shown["mini_batch_size"]) == ("digits-dpl", "digits-batch", 4)
 
 
 # (command line, exit code, what its one ERROR line says), all against one endpoint with one deployment, no default.

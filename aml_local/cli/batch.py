@@ -194,8 +194,7 @@ def batch_deployment_update(
     _refuse("--remove", remove, "use --set KEY=VALUE or the YAML")
     pairs = _generic_words(params_override)
     if file and not (name and endpoint_name):
-        entity = deployment.load(file, deployment._overrides([], name, endpoint_name))
-        name, endpoint_name = entity.name, entity.endpoint_name
+        name, endpoint_name = deployment.names_in(file, name, endpoint_name)
     if not (name and endpoint_name):
         raise AmlLocalError("batch-deployment update: give --name/-n and --endpoint-name/-e, or --file/-f")
     return deployment.update(name, endpoint_name, file=file, set_pairs=pairs)

@@ -157,7 +157,7 @@ def online_endpoint_update(
         flags.refuse(flag, value, "only traffic changes on a local endpoint; use --traffic or --mirror-traffic")
     flags.no_web(web)
     if file:
-        entity = endpoint._load(file, name, None)
+        entity = endpoint.load(file, name, None)
         name = entity.name
         if traffic is None and entity.traffic:
             traffic = " ".join(f"{k}={v}" for k, v in entity.traffic.items())
@@ -243,8 +243,7 @@ def online_deployment_update(
         flags.refuse(flag, value, "change a deployment here with --set KEY=VALUE or its YAML (--file)")
     pairs = flags.pairs(params_override)
     if file and not (name and endpoint_name):
-        entity = deployment._load(file, name, endpoint_name, pairs)
-        name, endpoint_name = entity.name, entity.endpoint_name
+        name, endpoint_name = deployment.names_in(file, name, endpoint_name, pairs)
     if not (name and endpoint_name):
         raise AmlLocalError("online-deployment update: give --name/-n and --endpoint-name/-e, or --file/-f")
     return deployment.update(name, endpoint_name, file=file, set_pairs=pairs)

@@ -89,6 +89,13 @@ def _overrides(set_pairs, name, endpoint_name) -> list[dict]:
     return deployment_overrides(set_pairs, name, endpoint_name, example="settings.mini_batch_size=20")
 
 
+def names_in(file, name=None, endpoint_name=None) -> tuple[str, str]:
+    """The deployment's and its endpoint's names as the YAML gives them, -n/-e overriding (how `update --file` finds
+    the deployment it changes)."""
+    entity = load(file, _overrides([], name, endpoint_name))
+    return entity.name, entity.endpoint_name
+
+
 def _settings(entity) -> dict:
     """The deployment's settings, whichever YAML shape gave them, with Azure's defaults for what it leaves out."""
     source = getattr(entity, "settings", None) or getattr(entity, "_settings", None)

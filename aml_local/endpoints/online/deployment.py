@@ -76,6 +76,13 @@ def _load(file, name, endpoint_name, set_pairs):
     return specs.load("load_online_deployment", file, overrides)
 
 
+def names_in(file, name=None, endpoint_name=None, set_pairs=()) -> tuple[str, str]:
+    """The deployment's and its endpoint's names as the YAML gives them, -n/-e/--set overriding (how `update --file`
+    finds the deployment it changes)."""
+    entity = _load(file, name, endpoint_name, set_pairs)
+    return entity.name, entity.endpoint_name
+
+
 def _settings(entity_settings, defaults: dict) -> dict:
     given = {k: v for k, v in vars(entity_settings).items() if v is not None} if entity_settings else {}
     return {**defaults, **{k: v for k, v in given.items() if not k.startswith("_")}}

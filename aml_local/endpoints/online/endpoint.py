@@ -36,7 +36,8 @@ def _now() -> str:
     return datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds")
 
 
-def _load(file, name, auth_mode, params_override=()):
+def load(file, name, auth_mode, params_override=()):
+    """The endpoint entity a YAML (or --name alone) gives, as `online-endpoint create` reads it."""
     # ml_online_endpoint_create (azext_mlv2/manual/custom/online_endpoint.py): --set pairs, then --name and
     # --auth-mode appended; load_online_endpoint(source=file) with file None builds the endpoint from them alone.
     overrides = list(params_override or ())
@@ -82,7 +83,7 @@ def _port_holder(port: int) -> str:
 
 
 def create(file=None, name=None, auth_mode=None, params_override=()) -> dict:
-    entity = _load(file, name, auth_mode, params_override)
+    entity = load(file, name, auth_mode, params_override)
     name = entity.name
     check_endpoint_name(name)
     if entity.auth_mode != "key":

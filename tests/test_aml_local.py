@@ -359,8 +359,17 @@ def test_streaming_a_detached_job_that_fails_exits_1_with_its_reason(home, proje
 
 
 def test_an_input_can_read_another_jobs_output_by_its_azureml_uri(home, project, capsys):
-    first = job.create(write_job(project, SIMPLE), name="producer", stream=True, echo=open(os.devnull, "w"))  # noqa: SIM115
+    # The producer writes its output to a datastore path: read back by the job's output URI and by that path.
+    stored = "azureml://datastores/workspaceblobstore/paths/produced/"
+    first = job.create(
+        write_job(project, SIMPLE),
+        name="producer",
+        set_pairs=[f"outputs.out.path={stored}"],
+        stream=True,
+        echo=open(os.devnull, "w"),  # noqa: SIM115
+    )
     assert first["status"] == "Completed"
+    assert (home / "datastores/workspaceblobstore/produced/out.json").is_file()
     body = SIMPLE.replace("${{outputs.out}}", "${{outputs.out}} ${{inputs.previous}}")
     body = body.replace("  value: 3\n", "  value: 3\n  previous:\n    type: uri_folder\n    path: ./nowhere\n")
     spec = write_job(project, body, name="consumer.yml")
@@ -370,6 +379,14 @@ def test_an_input_can_read_another_jobs_output_by_its_azureml_uri(home, project,
     written = json.loads((home / f"jobs/{shown['name']}/outputs/out/out.json").read_text())
     copy = home / f"jobs/{shown['name']}/inputs/previous"  # ro_mount: a copy of the producer's output
     assert written["rest"] == [str(copy)] and (copy / "out.json").is_file()
+    again = job.create(spec, set_pairs=[f"inputs.previous.path={stored}"], stream=True, echo=open(os.devnull, "w"))  # noqa: SIM115
+    copy = home / f"jobs/{again['name']}/inputs/previous"
+    assert again["status"] == "Completed" and again["inputs"]["previous"]["path"] == stored
+    assert (copy / "out.json").read_bytes() == (home / "datastores/workspaceblobstore/produced/out.json").read_bytes()
+
+    missing = "azureml://datastores/workspaceblobstore/paths/never-written"
+    code, _, err = run_cli(capsys, "job", "create", "-f", str(spec), "--set", f"inputs.previous.path={missing}")
+    assert code == 1 and f"input previous: {missing}: nothing at {home / 'datastores/workspaceblobstore'}/never" in err
 
     code, _, err = run_cli(
         capsys, "job", "create", "-f", str(spec), "--set", "inputs.previous.path=azureml://jobs/nobody/outputs/out"

@@ -9,15 +9,16 @@ Azure a registered version cannot change (the same content again is answered as 
 On Azure ML an input is mounted from a datastore; here it has to be a local path. A local path is used
 as it is; a data asset (`azureml:mnist@latest`, `azureml:mnist:2`) is the version `data create` registered here,
 else (our choice, for a project whose data/*.yml were never registered) the project's `data/*.yml` with that
-name; a remote URL
+name; a datastore path (azureml://datastores/<datastore>/paths/<path>) is its folder of the store, where jobs'
+outputs given that path are written; a remote URL
 is mapped to a local copy when we know how to make one (MNIST: the data module's cache, which fetches
 from the public mirrors), and anything else fails with a message saying how to give a local path.
 """
 
 import re
-from pathlib import Path
+from pathlib import Path, PurePosixPath
 
-from aml_local import AmlLocalError, job_records, specs
+from aml_local import AmlLocalError, job_records, specs, store
 from aml_local.assets import versions
 
 ASSET_REF = re.compile(
@@ -26,6 +27,11 @@ ASSET_REF = re.compile(
 REMOTE = re.compile(r"^(https?|wasbs?|abfss?|adl|azureml)://", re.I)
 # Another job's output, as Azure ML names it: azureml://jobs/<job name>/outputs/<output name>[/<path>]
 JOB_OUTPUT = re.compile(r"^azureml://jobs/(?P<job>[^/]+)/outputs/(?P<output>[^/]+)(?:/(?P<rest>.*))?$")
+# A path on a datastore: "azureml://datastores/<data_store_name>/paths/<path>" ("Manage component and pipeline inputs
+# and outputs", MicrosoftDocs/azure-ai-docs articles/machine-learning/how-to-manage-inputs-outputs-pipeline.md; the
+# same form for inputs in "Access data in a job", how-to-read-write-data-v2.md). Locally a datastore is a folder of
+# the store: $AML_LOCAL_HOME/datastores/<datastore>/<path>.
+DATASTORE_URI = re.compile(r"^azureml://datastores/(?P<datastore>[A-Za-z0-9_]+)/paths/(?P<path>.*)$")
 
 # Remote folders that hold MNIST: the Azure Open Datasets blob (data/mnist.yml) in its https and wasbs
 # spellings, and the public mirrors the data module downloads from.
@@ -70,11 +76,29 @@ def _is_mnist_remote(url: str) -> bool:
     return any(wanted == k.lower() for k in known)
 
 
+def datastore_folder(match: re.Match, field: str, uri: str) -> Path:
+    """The store's file or folder for a DATASTORE_URI match."""
+    relative = PurePosixPath(match["path"])
+    if relative.is_absolute() or ".." in relative.parts:
+        raise AmlLocalError(f"{field} {uri}: the path on the datastore must stay inside it (no '..', no leading '/')")
+    return store.home() / "datastores" / match["datastore"] / relative
+
+
 def local_path(input_name: str, path: str, base_dir: Path, input_type: str = "uri_folder") -> Path:
     """The local path a job input of the given path reads from (never downloads anything but MNIST)."""
     job_output = JOB_OUTPUT.match(path)
     if job_output:
         return _job_output(input_name, path, job_output)
+    on_datastore = DATASTORE_URI.match(path)
+    if on_datastore:
+        local = datastore_folder(on_datastore, f"input {input_name}:", path)
+        if not local.exists():
+            example = "<file>" if input_type == "uri_file" else "<folder>"
+            raise AmlLocalError(
+                f"input {input_name}: {path}: nothing at {local} (a datastore is a folder of the store here: a job's "
+                f"output given this path writes it); or pass a local one with --set inputs.{input_name}.path={example}"
+            )
+        return _checked_type(input_name, local, input_type)
     if REMOTE.match(path):
         if _is_mnist_remote(path):
             import mnist_data
@@ -92,11 +116,7 @@ def local_path(input_name: str, path: str, base_dir: Path, input_type: str = "ur
     if not candidate.is_absolute():
         candidate = base_dir / candidate
     if candidate.exists():
-        if input_type == "uri_file" and not candidate.is_file():
-            raise AmlLocalError(f"input {input_name}: {candidate} is not a file (type uri_file)")
-        if input_type == "uri_folder" and not candidate.is_dir():
-            raise AmlLocalError(f"input {input_name}: {candidate} is not a folder (type uri_folder)")
-        return candidate.resolve()
+        return _checked_type(input_name, candidate, input_type)
     ref = ASSET_REF.match(path)
     if ref and (path.startswith("azureml:") or "@" in path or ":" in path):
         if RECORDS.versions(ref["name"]):  # registered here: what Azure would resolve the reference to
@@ -111,6 +131,14 @@ def local_path(input_name: str, path: str, base_dir: Path, input_type: str = "ur
         spec_dir = Path(asset.base_path) if getattr(asset, "base_path", None) else base_dir
         return local_path(input_name, str(asset.path), spec_dir, str(asset.type))
     raise AmlLocalError(f"input {input_name}: local path {candidate} does not exist")
+
+
+def _checked_type(input_name: str, candidate: Path, input_type: str) -> Path:
+    if input_type == "uri_file" and not candidate.is_file():
+        raise AmlLocalError(f"input {input_name}: {candidate} is not a file (type uri_file)")
+    if input_type == "uri_folder" and not candidate.is_dir():
+        raise AmlLocalError(f"input {input_name}: {candidate} is not a folder (type uri_folder)")
+    return candidate.resolve()
 
 
 def _job_output(input_name: str, path: str, match) -> Path:

@@ -155,9 +155,7 @@ def output_path(node_output) -> str | None:
 ARTIFACTS_OUTPUT = job_records.ARTIFACTS
 # An output's `path`: "A path on an Azure Machine Learning datastore: azureml://datastores/<data_store_name>/paths/
 # <path>", the one location the pipeline docs list for outputs besides a data asset ("Manage component and pipeline
-# inputs and outputs", MicrosoftDocs/azure-ai-docs articles/machine-learning/how-to-manage-inputs-outputs-
-# pipeline.md). Locally a datastore is a folder of the store: $AML_LOCAL_HOME/datastores/<datastore>/<path>.
-DATASTORE_URI = re.compile(r"^azureml://datastores/(?P<datastore>[A-Za-z0-9_]+)/paths/(?P<path>.*)$")
+# inputs and outputs"); locally the datastore's folder of the store (data.DATASTORE_URI), where inputs read it.
 # The placeholders such a path may hold: "By default, component output is stored in azureml://datastores/
 # ${{default_datastore}}/paths/${{name}}/${{output_name}} ... The job {name} is resolved at job execution time, and
 # the {output_name} is the name you defined in the component YAML" (the same page); the default datastore, "if not
@@ -180,18 +178,16 @@ def resolve_output_uri(uri: str, field: str, values: dict) -> str:
 
 def datastore_path(uri: str, field: str, output_type_name: str = "uri_folder") -> Path:
     """The local file or folder of an output path azureml://datastores/<datastore>/paths/<path>."""
-    match = DATASTORE_URI.match(uri)
+    match = data.DATASTORE_URI.match(uri)
     if not match:
         raise AmlLocalError(
             f"{field} {uri}: an output's path is a datastore path here, azureml://datastores/<datastore>/paths/<path> "
             "(written under $AML_LOCAL_HOME/datastores/<datastore>/<path>)"
         )
-    relative = PurePosixPath(match["path"])
-    if relative.is_absolute() or ".." in relative.parts:
-        raise AmlLocalError(f"{field} {uri}: the path on the datastore must stay inside it (no '..', no leading '/')")
-    if output_type_name == "uri_file" and not relative.name:
+    local = data.datastore_folder(match, field, uri)
+    if output_type_name == "uri_file" and not PurePosixPath(match["path"]).name:
         raise AmlLocalError(f"{field} {uri}: a uri_file output's path names its file, e.g. .../paths/<folder>/<file>")
-    return store.home() / "datastores" / match["datastore"] / relative
+    return local
 
 
 def _output_places(name, outputs, job_dir: Path, file) -> dict:

@@ -153,6 +153,13 @@ def test_create_show_and_list_as_az_ml_component_prints_them(home, project, caps
     assert listed[1]["id"] == "azureml:/local/components/tiny_report"
     assert shown(capsys, "component", "list", "-n", "tiny_report", "--query", "[].version") == ["2", "1"]
     assert shown(capsys, "component", "list", "-r", "1", "--query", "[].name") == ["tiny_other"]
+    # -o table: az's transform_component (azext_mlv2/manual/_format.py), the version columns for versions only.
+    code, out, _ = run_cli(capsys, "component", "list", "-r", "1", "-o", "table")
+    assert [line.split() for line in out.splitlines()][::2] == [["Name", "Latest", "version"], ["tiny_other", "7"]]
+    code, out, _ = run_cli(capsys, "component", "list", "-n", "tiny_report", "-o", "table")
+    rows = [line.split() for line in out.splitlines()]
+    assert rows[0] == ["Name", "Version", "Component", "type"]
+    assert rows[2:] == [["tiny_report", "2", "command"], ["tiny_report", "1", "command"]]
 
 
 def test_archive_restore_and_latest(home, project, capsys):

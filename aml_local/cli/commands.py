@@ -40,7 +40,8 @@ class CommandsLoader(CLICommandsLoader):
             for verb in ("archive", "restore", "update"):
                 g.command(verb, f"model_{verb}")
         with CommandGroup(self, "component", ASSETS) as g:
-            for verb in ("create", "show", "list", "archive", "restore"):
+            g.command("list", "component_list", table_transformer=transforms.component_table)
+            for verb in ("create", "show", "archive", "restore"):
                 g.command(verb, f"component_{verb}")
         with CommandGroup(self, "data", ASSETS) as g:
             g.command("create", "data_create", **NO_WAIT)

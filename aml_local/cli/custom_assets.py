@@ -244,15 +244,15 @@ def environment_show(name, version=None, label=None, registry_name=None):
 
 
 def environment_list(name=None, registry_name=None, max_results=None, include_archived=False, archived_only=False):
-    """As az ml lists them: one item per environment (name, latest_version, ...), or with --name its versions,
-    newest first; --registry-name azureml lists the curated catalog (a name there has one definition, never
-    archived)."""
+    """As az ml lists them: one item per environment, or with --name its versions, newest first, each cut to az's
+    shape (transforms.environment_list); --registry-name azureml lists the curated catalog (a name there has one
+    definition, never archived)."""
     if registry_name is not None:
         _curated_registry(registry_name)
         shown = [] if archived_only else [curated.show(name)] if name else curated.list_environments()
     else:
         shown = environment.list_environments(name, include_archived, archived_only)
-    return flags.capped(shown, max_results)
+    return transforms.environment_list(flags.capped(shown, max_results))
 
 
 def environment_archive(name, version=None, label=None, registry_name=None):

@@ -3,9 +3,11 @@
 az ml registers two kinds of reshaping (Azure/azure-cli-extensions,
 src/machinelearningservices/azext_mlv2/manual/commands.py, with the functions in manual/_format.py):
 - `transform=`, applied to the result whatever the output format (azure-cli's _run_job calls it before any
-  output): `online-endpoint list`, `online-deployment list` and `model list`;
-- `table_transformer=`, applied by knack's table output only, and not when --query is given: `job list`
-  (and `model list`, whose transformer returns its rows unchanged).
+  output): `online-endpoint list`, `online-deployment list`, `model list` and `environment list` (the batch
+  nouns' lists are shaped in cli/batch.py);
+- `table_transformer=`, applied by knack's table output only, and not when --query is given, to what `transform=`
+  left: `job list`, `data list`, `environment list`, `component list`, `compute list` (and `model list`, whose
+  transformer returns its rows unchanged).
 The column lists below are read from those functions: (key shown, field of our result, value when missing).
 """
 
@@ -72,6 +74,11 @@ COMPUTE_TABLE = (
 )
 
 
+# transform_component: `component list -o table`; the version columns only for a row with a version.
+COMPONENT_TABLE = (("name", "name", None), ("latest version", "latest_version", None))
+COMPONENT_VERSION = (("version", "version", None), ("Component type", "type", None))
+
+
 def _versioned_rows(result, columns, version_columns):
     return [_rows([item], [*columns, *(version_columns if item.get("version") else ())])[0] for item in result]
 
@@ -80,8 +87,28 @@ def data_table(result):
     return _versioned_rows(result, DATA_TABLE, DATA_VERSION)
 
 
+def environment_list(result):
+    """transform_environment_list: every output of `az ml environment list` is the name, "latest version" (for an
+    environment that has one) and version (for a version)."""
+    rows = []
+    for item in result:
+        row = {"name": item.get("name")}
+        if item.get("latest_version"):
+            row["latest version"] = item["latest_version"]
+        if item.get("version"):
+            row["version"] = item["version"]
+        rows.append(row)
+    return rows
+
+
 def environment_table(result):
+    # transform_environment reads latest_version, which transform_environment_list has just renamed "latest
+    # version": None, which knack's table leaves out: az's table is the names (and versions) alone, as this one.
     return _versioned_rows(result, ENVIRONMENT_TABLE, (("version", "version", None),))
+
+
+def component_table(result):
+    return _versioned_rows(result, COMPONENT_TABLE, COMPONENT_VERSION)
 
 
 def compute_table(result):

@@ -15,12 +15,14 @@ from aml_local import processes
 from faults.aml import Aml, wait_until
 from faults.checks import Check, judge
 
-# A trial or job command: writes its pid into the output folder, logs a metric, then sleeps `seconds` (a hang).
+# A trial or job command: writes its pid into the output folder, logs a metric, then sleeps `seconds` (a hang). The
+# pid comes before MLflow's import (a second or two of CPU): the scenarios that wait for the pid need not wait for it.
 WORKER = """
-import json, os, sys, time, mlflow
+import json, os, sys, time
 seconds, out = float(sys.argv[1]), sys.argv[2]
 with open(os.path.join(out, "pid.json"), "w") as f:
     json.dump({"pid": os.getpid()}, f)
+import mlflow
 with mlflow.start_run():
     mlflow.log_metric("acc", 0.5, step=1)
     time.sleep(seconds)

@@ -9,7 +9,7 @@
 #   AZURE_SUBSCRIPTION_ID     the subscription (optional: the logged-in account's default otherwise)
 # The first two are the names under which the Azure CLI itself reads its `defaults` settings from the
 # environment; aml() also passes them as -g/-w, so no global `az configure --defaults` is written.
-# Waiting for jobs: AML_POLL_S (seconds between `job show` calls, default 30) and AML_WAIT_TIMEOUT_S
+# Waiting for jobs: AML_POLL_S (seconds between `job show` calls, default 30; 0.5 works too) and AML_WAIT_TIMEOUT_S
 # (default 21600, six hours). AML_RELOGIN_S (azure only, unset by default): sign in again with
 # scripts/azure-login.sh (a fresh GitHub OIDC token) every so many seconds while waiting, so that the cached
 # access tokens never run out during a wait longer than they last. The local backend ignores the Azure variables.
@@ -50,9 +50,12 @@ case "$AML_BACKEND" in
     ;;
   *) die "AML_BACKEND must be 'local' or 'azure' (got '$AML_BACKEND')" ;;
 esac
-for _setting in AML_POLL_S AML_WAIT_TIMEOUT_S; do
-  [[ ${!_setting} =~ ^[1-9][0-9]*$ ]] || die "$_setting must be a whole number of seconds >= 1 (got '${!_setting}')"
-done
+# The poll interval only reaches `sleep`, which takes fractions (tests poll a fake `az` every 0.2 s); the timeouts
+# are compared with bash's whole-second $SECONDS, so they stay whole numbers.
+[[ $AML_POLL_S =~ ^([0-9]+([.][0-9]*)?|[.][0-9]+)$ && $AML_POLL_S =~ [1-9] ]] \
+  || die "AML_POLL_S must be a positive number of seconds (got '$AML_POLL_S')"
+[[ $AML_WAIT_TIMEOUT_S =~ ^[1-9][0-9]*$ ]] \
+  || die "AML_WAIT_TIMEOUT_S must be a whole number of seconds >= 1 (got '$AML_WAIT_TIMEOUT_S')"
 [ -z "$AML_RELOGIN_S" ] || [[ $AML_RELOGIN_S =~ ^[1-9][0-9]*$ ]] \
   || die "AML_RELOGIN_S must be empty or a whole number of seconds >= 1 (got '$AML_RELOGIN_S')"
 

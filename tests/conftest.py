@@ -3,6 +3,7 @@
 import gzip
 import os
 import pathlib
+import shutil
 import signal
 import struct
 
@@ -83,14 +84,26 @@ def empty_mlflow_db(tmp_path_factory) -> pathlib.Path:
     return folder / "mlflow.db"
 
 
+@pytest.fixture(scope="session")
+def seed_store(empty_mlflow_db):
+    """seed_store(folder, db="mlflow.db") -> folder: the folder made, with a copy of empty_mlflow_db as its MLflow
+    database (an aml-local home, or train.py's tracking store): a store made afresh runs every migration, seconds of
+    its first command. Only the tests of a first run (a fresh install, concurrent first commands) start without."""
+
+    def seed(folder, db: str = "mlflow.db") -> pathlib.Path:
+        folder = pathlib.Path(folder)
+        folder.mkdir(parents=True, exist_ok=True)
+        shutil.copy2(empty_mlflow_db, folder / db)
+        return folder
+
+    return seed
+
+
 @pytest.fixture
-def home(tmp_path, monkeypatch, empty_mlflow_db):
+def home(tmp_path, monkeypatch, seed_store):
     """A fresh aml-local store (AML_LOCAL_HOME) for one test, with no fixed port for its endpoints. Every endpoint
     left in it at the end is deleted (its router and its deployments' servers stopped)."""
-    import shutil
-
-    (tmp_path / "home").mkdir()
-    shutil.copy2(empty_mlflow_db, tmp_path / "home" / "mlflow.db")
+    seed_store(tmp_path / "home")
     monkeypatch.setenv("AML_LOCAL_HOME", str(tmp_path / "home"))
     monkeypatch.delenv("AML_LOCAL_PORT", raising=False)
     yield tmp_path / "home"
@@ -133,7 +146,7 @@ def small_mnist_dir(tmp_path_factory) -> pathlib.Path:
 
 
 @pytest.fixture(scope="session")
-def trained_model_dir(small_mnist_dir, tmp_path_factory) -> pathlib.Path:
+def trained_model_dir(small_mnist_dir, tmp_path_factory, seed_store) -> pathlib.Path:
     """A real model folder as train.py writes it (MLflow keras flavour, MLmodel at its top), in a throwaway tracking
     store, trained once per run (the xdist workers share it, see _once_per_run) and shared by every serving test.
     With MNIST_DATA: 4 epochs on all of MNIST (SGD, momentum 0.9; about 15 s on 2 cores), the model that reads the
@@ -147,6 +160,7 @@ def trained_model_dir(small_mnist_dir, tmp_path_factory) -> pathlib.Path:
         args = ["--data-folder", str(small_mnist_dir), "--epochs", "3", "--momentum", "0.9", "--validation-size", "500"]
 
     def train(workdir: pathlib.Path):
+        seed_store(workdir)
         env = {k: v for k, v in os.environ.items() if not k.startswith(("MLFLOW_", "TF_CONFIG", "AZUREML_"))}
         env["MLFLOW_TRACKING_URI"] = f"sqlite:///{workdir / 'mlflow.db'}"
         env["PYTHONPATH"] = str(REPO_ROOT / "src")
@@ -250,7 +264,7 @@ def warm_aml_local(tmp_path_factory):
 
 
 @pytest.fixture(scope="session")
-def mnist_deployment(trained_model_dir, tmp_path_factory, warm_aml_local):
+def mnist_deployment(trained_model_dir, tmp_path_factory, warm_aml_local, seed_store):
     """(Aml, faults.endpoint.Deployment): trained_model_dir deployed with the project's endpoints/*.yml in a home
     of its own, one worker, a body limit above every hand-written bad request; deleted at the end of the session.
     Shared by the bad-input and security scenarios, Postman's collection and the draw-a-digit page
@@ -259,7 +273,7 @@ def mnist_deployment(trained_model_dir, tmp_path_factory, warm_aml_local):
     from faults.aml import Aml
     from faults.bad_requests import LIMIT_ABOVE_EVERY_CASE
 
-    home = tmp_path_factory.mktemp("mnist-deployment") / "home"
+    home = seed_store(tmp_path_factory.mktemp("mnist-deployment") / "home")
     aml = Aml.at(home, (warm_aml_local["command"],), **warm_aml_local["env"])
     settings = {"WORKER_COUNT": "1", "AML_LOCAL_MAX_REQUEST_BYTES": str(LIMIT_ABOVE_EVERY_CASE)}
     with endpoint.mnist_deployment(aml, trained_model_dir, settings) as deployed:

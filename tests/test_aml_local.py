@@ -3,7 +3,6 @@
 import json
 import os
 import re
-import shutil
 import signal
 import socket
 import subprocess
@@ -241,13 +240,11 @@ def test_a_job_that_ends_between_the_store_read_and_the_driver_check_is_shown_as
     assert "aml_local.status_message" not in shown["properties"]
 
 
-def test_the_store_keeps_one_mlflow_client(tmp_path, monkeypatch, empty_mlflow_db):
+def test_the_store_keeps_one_mlflow_client(tmp_path, monkeypatch, seed_store):
     # One client for the current home, not one per AML_LOCAL_HOME ever used by the process.
     clients = []
     for index in range(3):
-        (tmp_path / f"home{index}").mkdir()
-        shutil.copy2(empty_mlflow_db, tmp_path / f"home{index}" / "mlflow.db")
-        monkeypatch.setenv("AML_LOCAL_HOME", str(tmp_path / f"home{index}"))
+        monkeypatch.setenv("AML_LOCAL_HOME", str(seed_store(tmp_path / f"home{index}")))
         clients.append(store.client())
         assert store.client() is clients[-1]
     assert len({id(c) for c in clients}) == 3

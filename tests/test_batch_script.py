@@ -36,7 +36,7 @@ def azure(tmp_path):
         AZURE_DEFAULTS_GROUP="rg-mnist",
         AZURE_DEFAULTS_WORKSPACE="ws-mnist",
         AZURE_SUBSCRIPTION_ID="0000-sub",
-        AML_POLL_S="1",
+        AML_POLL_S="0.2",  # the fake answers at once: each step of a job is one poll, however soon it comes
         FAKE_AZ_LOG=str(tmp_path / "calls.jsonl"),
         FAKE_AZ_STATE=str(tmp_path / "state.json"),
         FAKE_AZ_SCENARIO=str(scenario),

@@ -62,10 +62,11 @@ def write_environment(root: Path, name: str, pip: list[str]) -> Path:
 
 
 @pytest.fixture(scope="module")
-def project(tmp_path_factory):
+def project(tmp_path_factory, seed_store):
     """A project as a user has it: environments/ (one the project venv satisfies, two it does not), src/, and one
     store and environment cache for the module."""
     root = tmp_path_factory.mktemp("project")
+    seed_store(root / ".aml-local")
     (root / "pyproject.toml").write_text("[project]\nname = 'issue15'\n")
     (root / "src").mkdir()
     write_environment(root, "fast", ["mlflow"])  # the project venv has it: no build

@@ -97,7 +97,7 @@ def test_most_confused_are_the_most_confident_mistakes():
     assert plots.most_confused(labels[[0, 3]], probabilities[[0, 3]]).tolist() == []
 
 
-def test_a_training_runs_pictures_are_logged_to_mlflow(tmp_path):
+def test_a_training_runs_pictures_are_logged_to_mlflow(tmp_path, seed_store):
     import mlflow
 
     rng = np.random.default_rng(0)
@@ -108,6 +108,7 @@ def test_a_training_runs_pictures_are_logged_to_mlflow(tmp_path):
          "validation_acc": 1 - 0.12 / e}
         for e in (1, 2, 3)
     ]  # fmt: skip
+    seed_store(tmp_path)
     mlflow.set_tracking_uri(f"sqlite:///{tmp_path / 'mlflow.db'}")
     try:
         artifacts = (tmp_path / "artifacts").as_uri()  # not ./mlruns in the working directory
@@ -122,8 +123,9 @@ def test_a_training_runs_pictures_are_logged_to_mlflow(tmp_path):
 
 
 def test_the_model_card_shows_the_confusion_matrix_and_the_most_confident_mistakes(
-    trained_model_dir, small_mnist_dir, tmp_path
+    trained_model_dir, small_mnist_dir, tmp_path, seed_store
 ):
+    seed_store(tmp_path)
     env = {k: v for k, v in os.environ.items() if not k.startswith(("MLFLOW_", "AZUREML_"))}
     env |= {"MLFLOW_TRACKING_URI": f"sqlite:///{tmp_path / 'mlflow.db'}", "PYTHONPATH": str(REPO_ROOT / "src")}
     argv = ["--model", trained_model_dir, "--data-folder", small_mnist_dir, "--output", tmp_path / "card"]

@@ -19,10 +19,10 @@ def report(checks) -> str:
 
 
 @pytest.fixture
-def sleepy(tmp_path, warm_aml_local):
+def sleepy(tmp_path, warm_aml_local, seed_store):
     """(Aml, faults.endpoint.Deployment) of the sleepy deployment, in an endpoint of its own; deleted after. Its
     aml-local commands are processes forked from conftest's warm_aml_local (the scenario kills servers, not them)."""
-    aml = Aml.at(tmp_path / "home", (warm_aml_local["command"],), **warm_aml_local["env"])
+    aml = Aml.at(seed_store(tmp_path / "home"), (warm_aml_local["command"],), **warm_aml_local["env"])
     with endpoint.sleepy_deployment(aml, tmp_path) as deployed:
         yield aml, deployed
 
@@ -44,8 +44,9 @@ def test_requests_past_the_slots_get_429_a_stuck_run_408_and_a_dead_server_is_sh
 
 @pytest.mark.slow
 @pytest.mark.parametrize("kind", ["command job", "sweep"])
-def test_a_killed_streaming_driver_leaves_no_process_and_no_running_record(tmp_path, kind):
-    check = jobs.killed_driver(Aml.at(tmp_path / "home"), jobs.write_project(tmp_path / "project"), kind)
+def test_a_killed_streaming_driver_leaves_no_process_and_no_running_record(tmp_path, kind, seed_store):
+    aml = Aml.at(seed_store(tmp_path / "home"))
+    check = jobs.killed_driver(aml, jobs.write_project(tmp_path / "project"), kind)
     assert check.passed, check
 
 
@@ -62,8 +63,8 @@ def test_two_jobs_and_two_model_versions_at_once_leave_the_store_intact(tmp_path
 
 
 @pytest.mark.slow
-def test_a_full_disk_fails_training_with_one_line_and_no_partial_checkpoint(tmp_path, small_mnist_dir):
-    check = training.disk_full(training.Trainer(small_mnist_dir), tmp_path, SHORT)
+def test_a_full_disk_fails_training_with_one_line_and_no_partial_checkpoint(tmp_path, small_mnist_dir, seed_store):
+    check = training.disk_full(training.Trainer(small_mnist_dir), seed_store(tmp_path), SHORT)
     if check.passed is None:
         pytest.skip(check.figure)
     assert check.passed, check

@@ -49,8 +49,9 @@ print("PROBE " + json.dumps({"prefix": sys.prefix, "python": sys.version.split()
 
 
 @pytest.fixture(scope="module")
-def project(tmp_path_factory):
+def project(tmp_path_factory, seed_store):
     root = tmp_path_factory.mktemp("isolation")
+    seed_store(root / ".aml-local")
     (root / "pyproject.toml").write_text("[project]\nname = 'issue21'\n")
     (root / "src").mkdir()
     (root / "src" / "probe.py").write_text(PROBE)

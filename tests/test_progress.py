@@ -167,8 +167,11 @@ limits:
 
 
 @pytest.mark.slow
-def test_a_streamed_sweep_shows_its_trials_and_best_live_on_a_terminal(tmp_path, project_environments, warm_aml_local):
+def test_a_streamed_sweep_shows_its_trials_and_best_live_on_a_terminal(
+    tmp_path, project_environments, warm_aml_local, seed_store
+):
     project_environments(tmp_path)
+    seed_store(tmp_path / "home")
     (tmp_path / "src").mkdir()
     (tmp_path / "src/trial.py").write_text(textwrap.dedent(TRIAL))
     (tmp_path / "sweep.yml").write_text(SWEEP)

@@ -26,8 +26,9 @@ VENV_BIN = pathlib.Path(sys.executable).parent
 
 
 @pytest.fixture
-def env(tmp_path):
+def env(tmp_path, seed_store):
     """The environment a user of the scripts has: the venv on PATH, the local backend, a private store."""
+    seed_store(tmp_path / "home")
     variables = {k: v for k, v in os.environ.items() if not k.startswith(("MLFLOW_", "AML_", "ENDPOINT_NAME"))}
     variables.update(
         AML_BACKEND="local",
@@ -416,7 +417,7 @@ def azure(tmp_path):
         AZURE_DEFAULTS_GROUP="rg-mnist",
         AZURE_DEFAULTS_WORKSPACE="ws-mnist",
         AZURE_SUBSCRIPTION_ID="0000-sub",
-        AML_POLL_S="1",
+        AML_POLL_S="0.2",  # the fake answers at once: each step of a job is one poll, however soon it comes
         ROLLOUT_OBSERVE_S="0",
         FAKE_AZ_LOG=str(paths["calls.jsonl"]),
         FAKE_AZ_STATE=str(paths["state.json"]),
@@ -602,7 +603,12 @@ def test_waiting_gives_up_after_the_timeout_and_says_the_job_still_runs(azure):
     run_script, _, _ = azure
     scenario = {"jobs": {"jobs/train.yml": {"statuses": ["Queued", "Running"]}}}
     result = run_script(
-        "train.sh", "jobs/train.yml", "--name", "train_3", scenario=scenario, extra={"AML_WAIT_TIMEOUT_S": "2"}
+        "train.sh",
+        "jobs/train.yml",
+        "--name",
+        "train_3",
+        scenario=scenario,
+        extra={"AML_WAIT_TIMEOUT_S": "2", "AML_POLL_S": "1"},  # the wait lasts 2 s either way: fewer `az` processes
     )
     assert result.returncode == 1
     assert "ERROR: job train_3 is still Running after 2s (AML_WAIT_TIMEOUT_S); it was not canceled" in result.stderr
@@ -806,8 +812,8 @@ def oidc_server():
 
 
 def test_a_long_wait_signs_in_again_before_the_cached_tokens_run_out(azure, oidc_server):
-    """The cached tokens last 4 `az ml` calls here (token_lifetime_calls); signing in every 2 s while polling every
-    1 s keeps them fresh with a new GitHub OIDC token each time. Without it the same wait fails."""
+    """The cached tokens last 4 `az ml` calls here (token_lifetime_calls); signing in every 1 s while polling every
+    0.5 s keeps them fresh with a new GitHub OIDC token each time. Without it the same wait fails."""
     run_script, calls, state = azure
     github, requests = oidc_server
     statuses = ["Queued", "Preparing", "Running", "Running", "Running", "Finalizing", "Completed"]
@@ -817,7 +823,12 @@ def test_a_long_wait_signs_in_again_before_the_cached_tokens_run_out(azure, oidc
         "oidc_token": "fake-oidc-jwt",
     }
     waited = run_script(
-        "train.sh", "jobs/train.yml", "--name", "long_1", scenario=scenario, extra=github | {"AML_RELOGIN_S": "2"}
+        "train.sh",
+        "jobs/train.yml",
+        "--name",
+        "long_1",
+        scenario=scenario,
+        extra=github | {"AML_RELOGIN_S": "1", "AML_POLL_S": "0.5"},
     )
     assert waited.returncode == 0, waited.stderr
     assert waited.stdout.splitlines()[-1] == "model:         azureml://jobs/long_1/outputs/model"
@@ -997,10 +1008,13 @@ def test_bad_settings_fail_with_one_clear_line(azure):
     assert bad_name.stderr.splitlines()[-1].startswith("ERROR: ENDPOINT_NAME '1-mnist': expected 3 to 32 letters")
     no_group = run_script("teardown.sh", extra={"AZURE_DEFAULTS_GROUP": ""})
     assert no_group.returncode == 1 and "ERROR: AZURE_DEFAULTS_GROUP is not set" in no_group.stderr
-    bad_poll = run_script("train.sh", extra={"AML_POLL_S": "soon"})
-    assert (
-        bad_poll.returncode == 1 and "AML_POLL_S must be a whole number of seconds >= 1 (got 'soon')" in bad_poll.stderr
-    )
+    for poll in ("soon", "0", "0.0", "-1", "1e3"):
+        bad_poll = run_script("train.sh", extra={"AML_POLL_S": poll})
+        assert bad_poll.returncode == 1
+        assert (
+            bad_poll.stderr.splitlines()[-1] == f"ERROR: AML_POLL_S must be a positive number of seconds (got '{poll}')"
+        )
+        assert "Traceback" not in bad_poll.stderr
     bad_mirror = run_script("rollout.sh", scenario=LIVE_BLUE, extra={"ROLLOUT_MIRROR_PERCENT": "60"})
     assert bad_mirror.returncode == 1 and "ROLLOUT_MIRROR_PERCENT must be 0 to 50 (got '60')" in bad_mirror.stderr
     for result in (bad_name, no_group, bad_poll, bad_mirror):

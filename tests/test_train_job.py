@@ -20,7 +20,8 @@ pytestmark = pytest.mark.slow
 
 
 @pytest.fixture
-def env(tmp_path, monkeypatch):
+def env(tmp_path, monkeypatch, seed_store):
+    seed_store(tmp_path / "aml-local")
     monkeypatch.setenv("AML_LOCAL_HOME", str(tmp_path / "aml-local"))
     monkeypatch.setenv("CI", "true")
     return tmp_path / "aml-local"

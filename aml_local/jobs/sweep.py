@@ -37,7 +37,7 @@ logger = get_logger(__name__)
 # that a test can run a 60 s trial_timeout (the SDK's floor) on a faster clock instead of waiting a minute. Grace
 # periods for a stopping process stay on real time.
 clock = time.monotonic
-POLL_SECONDS = 1.0
+POLL_SECONDS = 0.5  # as `job stream` polls: a trial's end is seen, and the next one started, half a second sooner
 PROGRESS_SECONDS = 30.0  # how often the running trials' latest metrics are printed, when they changed
 STOP_GRACE_SECONDS = 30.0
 

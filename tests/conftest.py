@@ -1,11 +1,14 @@
 """Shared data fixtures: tiny MNIST-shaped IDX files, and the real MNIST folder when MNIST_DATA is set."""
 
+import contextlib
 import gzip
 import os
 import pathlib
 import shutil
 import signal
+import sqlite3
 import struct
+import time
 
 import numpy as np
 import pytest
@@ -80,7 +83,9 @@ def empty_mlflow_db(tmp_path_factory) -> pathlib.Path:
 
     folder = tmp_path_factory.mktemp("mlflow-template")
     env = {**os.environ, "AML_LOCAL_HOME": str(folder)}
-    subprocess.run([sys.executable, "-c", "from aml_local import store; store.client()"], env=env, check=True)
+    command = [sys.executable, "-c", "from aml_local import store; store.client()"]
+    # MLflow places the Default experiment's artifacts in ./mlruns of the directory the store is made in.
+    subprocess.run(command, env=env, cwd=folder, check=True)
     return folder / "mlflow.db"
 
 
@@ -94,6 +99,12 @@ def seed_store(empty_mlflow_db):
         folder = pathlib.Path(folder)
         folder.mkdir(parents=True, exist_ok=True)
         shutil.copy2(empty_mlflow_db, folder / db)
+        # The Default experiment's artifacts (train.py and evaluate.py log there) in the folder, as a store made
+        # there afresh would have them: not in the template's folder, nor a checkout's ./mlruns.
+        with contextlib.closing(sqlite3.connect(folder / db)) as connection, connection:
+            connection.execute(
+                "UPDATE experiments SET artifact_location = ? WHERE experiment_id = 0", (str(folder / "mlruns" / "0"),)
+            )
         return folder
 
     return seed
@@ -107,8 +118,6 @@ def home(tmp_path, monkeypatch, seed_store):
     monkeypatch.setenv("AML_LOCAL_HOME", str(tmp_path / "home"))
     monkeypatch.delenv("AML_LOCAL_PORT", raising=False)
     yield tmp_path / "home"
-    import contextlib
-
     from aml_local import AmlLocalError
     from aml_local.endpoints.online import endpoint
 
@@ -291,8 +300,20 @@ def pytest_runtest_logreport(report):
         _skipped.append(f"{report.nodeid}: {report.longrepr[2] if isinstance(report.longrepr, tuple) else ''}")
 
 
+# A test's MLflow run belongs in its tmp folder: runs the session leaves in the checkout's ./mlruns (a store's
+# Default experiment made with the checkout as its working directory) fail the run.
+_SESSION_STARTED = time.time()
+
+
+def _runs_left_in_the_checkout() -> list[str]:
+    runs = (REPO_ROOT / "mlruns").glob("*/*")
+    return sorted(str(run.relative_to(REPO_ROOT)) for run in runs if run.stat().st_mtime >= _SESSION_STARTED)
+
+
 def pytest_sessionfinish(session, exitstatus):
     if _skipped and _REAL_MNIST and os.environ.get("AML_TEST_ALLOW_SKIPS") != "1" and exitstatus == 0:
+        session.exitstatus = 1
+    if exitstatus == 0 and _runs_left_in_the_checkout():
         session.exitstatus = 1
 
 
@@ -300,6 +321,11 @@ def pytest_terminal_summary(terminalreporter):
     if _skipped and _REAL_MNIST and os.environ.get("AML_TEST_ALLOW_SKIPS") != "1":
         terminalreporter.section("unexpected skips (MNIST_DATA is set, so nothing may skip)", red=True)
         for line in _skipped:
+            terminalreporter.line(line)
+    left = _runs_left_in_the_checkout()
+    if left:
+        terminalreporter.section("MLflow runs written into the checkout's ./mlruns (not a tmp folder)", red=True)
+        for line in left:
             terminalreporter.line(line)
 
 

@@ -159,16 +159,20 @@ def test_a_run_killed_mid_way_resumes_to_the_same_weights(env, tmp_path, seed_st
 
     checkpoints = tmp_path / "killed/checkpoints"
     paths = ["--model-output", "killed/model", "--checkpoint-dir", str(checkpoints)]
-    process = start(env, tmp_path, tmp_path / "killed.log", *args, *paths)
-    deadline = time.monotonic() + 120
-    while checkpoint_epoch(checkpoints) < 1 and process.poll() is None and time.monotonic() < deadline:
-        time.sleep(0.02)
-    process.send_signal(signal.SIGKILL)
-    process.wait()
-    killed_after = checkpoint_epoch(checkpoints)
-    assert 1 <= killed_after < 4, (tmp_path / "killed.log").read_text()[-3000:]
-
-    whole.wait(timeout=300)
+    try:
+        process = start(env, tmp_path, tmp_path / "killed.log", *args, *paths)
+        deadline = time.monotonic() + 120
+        while checkpoint_epoch(checkpoints) < 1 and process.poll() is None and time.monotonic() < deadline:
+            time.sleep(0.02)
+        process.send_signal(signal.SIGKILL)
+        process.wait()
+        killed_after = checkpoint_epoch(checkpoints)
+        assert 1 <= killed_after < 4, (tmp_path / "killed.log").read_text()[-3000:]
+        whole.wait(timeout=300)
+    finally:
+        if whole.poll() is None:  # a failure above: no training left running through the rest of the session
+            whole.kill()
+            whole.wait()
     whole_stderr = (tmp_path / "whole.err").read_text()
     assert whole.returncode == 0, whole_stderr[-3000:]
     assert "WARNING: --validation-size 7000 would hold out more than half of the 12000 training images" in whole_stderr

@@ -35,7 +35,12 @@ def sdk_error_summary(err) -> str:
         if isinstance(node, dict):
             if "errors" in node and isinstance(node["errors"], list):
                 for item in node["errors"]:
-                    walk(item.get("message", "") if isinstance(item, dict) else item, prefix)
+                    if not isinstance(item, dict):
+                        walk(item, prefix)
+                        continue
+                    # An item names the field it is about ("jobs.train"; "*" is the whole document).
+                    where = str(item.get("path") or "*")
+                    walk(item.get("message", ""), prefix if where == "*" else f"{prefix}{where}.")
                 return
             for key, value in node.items():
                 if key == "value" and _is_union(value):
@@ -44,29 +49,41 @@ def sdk_error_summary(err) -> str:
                     walk(value, f"{prefix}{key}." if prefix else f"{key}.")
         elif isinstance(node, list):
             if node and all(isinstance(value, dict) and set(value) == {"_schema"} for value in node):
-                # A field of several scalar types (an integer or a number...): every type it tried, in one message.
+                # A field of several scalar types (an integer or a number...): every type it tried, in one message;
+                # otherwise (a local path or a URL...) the first, which says what is wrong with the value.
                 messages = [" ".join(str(m) for m in value["_schema"]).rstrip(".") for value in node]
-                found.setdefault(_field(prefix), " or ".join(dict.fromkeys(messages)) + ".")
+                # A `${{...}}` binding is tried first wherever one may stand: no news to a value that is not one.
+                messages = [m for m in messages if not m.startswith(_NOT_A_BINDING)] or messages
+                if all(message.startswith("Not a valid ") for message in messages):
+                    found.setdefault(_field(prefix), " or ".join(dict.fromkeys(messages)) + ".")
+                else:
+                    found.setdefault(_field(prefix), messages[0] + ".")
                 return
             for value in node:
                 walk(value, prefix)
         elif isinstance(node, str):
             nested = _json_after_failed(node)
+            alternatives = _repr_alternatives(node) if nested is None else None
             if nested is not None:
                 walk(nested, prefix)
+            elif alternatives is not None:
+                walk_union(alternatives, prefix)
             elif node.strip():
                 # The first message per field is the one that says what is wrong; the SDK appends
                 # the alternatives it also tried (URL, git path, registry...) after it.
                 found.setdefault(_field(prefix), " ".join(node.split()))
 
     def walk_union(alternatives: list, prefix: str):
-        # A field the SDK reads with one of several schemas (a search space's distributions, a job input's kinds)
-        # reports every schema it tried. Those that took the value's `type` say what is wrong with it; when none
-        # did, the one thing wrong is the type, and every type the schemas take is what was expected.
-        taken = [alternative for alternative in alternatives if not _refuses(alternative)]
+        # A field the SDK reads with one of several schemas (a search space's distributions, a job input's kinds, a
+        # pipeline node's types) reports every schema it tried. Of those that took the value's kind, the ones that
+        # found least wrong say what is wrong with it; when none took it, the one thing wrong is the type, and every
+        # type the schemas take is what was expected.
+        taken = [alternative for alternative in alternatives if not _refuses(alternative, alternatives)]
         if taken:
+            closest = min(map(_distance, taken))
             for alternative in taken:
-                walk(alternative, prefix)
+                if _distance(alternative) == closest:
+                    walk(alternative, prefix)
             return
         refusals = [_NOT_IN_SET.match(" ".join(map(str, alt.get("type", [])))) for alt in alternatives]
         expected = [value for match in refusals if match for value in ast.literal_eval(match["allowed"])]
@@ -97,10 +114,51 @@ def _is_union(value) -> bool:
     return isinstance(value, list) and len(value) > 1 and all(isinstance(item, dict) for item in value)
 
 
-def _refuses(alternative: dict) -> bool:
+def _refuses(alternative: dict, alternatives: list) -> bool:
     """Whether a schema of a union refused the value's kind: its `type` is not one the schema takes (or not a field
-    of it), or it is a scalar's schema (its only complaint, under `null`, that a mapping is not a scalar)."""
-    return "type" in alternative or set(alternative) == {"null"}
+    of it), or it is a scalar's schema (`null`: a mapping is not a scalar; `_schema` alone, as a binding string's,
+    while another schema of the union read the mapping's fields), as azure-ai-ml's TypeSensitiveUnionField weighs
+    them (azure/ai/ml/_schema/core/fields.py)."""
+    if "type" in alternative or set(alternative) == {"null"}:
+        return True
+    read_fields = any(set(other) - {"_schema", "null"} for other in alternatives)
+    return set(alternative) == {"_schema"} and read_fields
+
+
+def _messages(node) -> list[str]:
+    if isinstance(node, dict):
+        return [message for value in node.values() for message in _messages(value)]
+    if isinstance(node, list):
+        return [message for value in node for message in _messages(value)]
+    return [str(node)]
+
+
+def _distance(alternative: dict) -> tuple[int, int]:
+    """How far a schema of a union was from the value: first the fields it lacks or does not know (a schema for
+    another shape of node), then every complaint."""
+    messages = _messages(alternative)
+    return sum(m in ("Missing data for required field.", "Unknown field.") for m in messages), len(messages)
+
+
+def _repr_alternatives(text: str) -> list[dict] | None:
+    """A pipeline node's (or a search space entry's) errors, one per schema tried: the SDK joins their Python reprs,
+    and a scalar schema's plain message, with '; '."""
+    parts = re.split(r"; (?=\{)", text)
+    if len(parts) < 2 and not text.startswith("{"):
+        return None
+    alternatives = []
+    for part in parts:
+        if not part.startswith("{"):
+            alternatives.append({"_schema": [part]})  # a binding string's or a scalar's refusal
+            continue
+        try:
+            alternatives.append(ast.literal_eval(part))
+        except (ValueError, SyntaxError):
+            return None
+    return alternatives if all(isinstance(a, dict) for a in alternatives) else None
+
+
+_NOT_A_BINDING = "Value passed is not a data binding string"
 
 
 def _json_after_failed(text: str):

@@ -153,11 +153,10 @@ limits:
         # A distribution of a known type: only what is wrong within it, not every other distribution's complaints.
         (
             "search_space:\n  lr: {type: uniform, min_value: zero, max_value: 1}",
-            # (once a pipeline has been loaded in the process, the SDK tries a data binding first: said too)
-            r"search_space.lr.min_value: (Value passed is not a data binding string: zero or )?"
-            r"Not a valid integer or Not a valid number.",
+            # (once a pipeline has been loaded in the process, the SDK tries a ${{...}} binding first: left out)
+            r"search_space\.lr\.min_value: Not a valid integer or Not a valid number\.",
         ),
-        ("search_space:\n  lr: {type: randint}", r"search_space.lr.upper: Missing data for required field."),
+        ("search_space:\n  lr: {type: randint}", r"search_space\.lr\.upper: Missing data for required field\."),
         # An unknown type: every type the field's schemas take, in one message.
         (
             "search_space:\n  lr: {type: gaussian, mu: 0, sigma: 1}",
@@ -181,3 +180,35 @@ def test_a_union_fields_error_names_the_field_and_what_its_type_takes(tmp_path, 
     with pytest.raises(AmlLocalError) as refused:
         specs.load("load_job", spec)
     assert re.fullmatch(f"{re.escape(str(spec))}: {summary}", str(refused.value)), str(refused.value)
+
+
+PIPELINE_WITH = """\
+$schema: https://azuremlschemas.azureedge.net/latest/pipelineJob.schema.json
+type: pipeline
+jobs:
+  step:
+    command: echo hi > ${{{{outputs.out}}}}/a.txt
+    environment: azureml:AzureML-sklearn-1.5@latest
+{extra}
+"""
+
+
+@pytest.mark.parametrize(
+    ("extra", "summary"),
+    [
+        # A node is read with every node type's schema (the SDK joins their complaints as Python reprs): the
+        # command's own complaint, not the other types' missing fields nor the output binding string tried first.
+        (
+            "    outputs:\n      out: {type: uri_folder, mode: ro_mount}",
+            "jobs.step.outputs.out.mode: Value 'ro_mount' passed is not in set ['mount', 'upload', 'rw_mount', "
+            "'direct']",
+        ),
+        ("    resources: {instance_count: many}", "jobs.step.resources.instance_count: Not a valid integer."),
+    ],
+)
+def test_a_pipeline_nodes_error_is_the_one_its_own_type_finds(tmp_path, extra, summary):
+    spec = tmp_path / "pipeline.yml"
+    spec.write_text(PIPELINE_WITH.format(extra=extra))
+    with pytest.raises(AmlLocalError) as refused:
+        specs.load("load_job", spec)
+    assert str(refused.value) == f"{spec}: {summary}"

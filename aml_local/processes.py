@@ -40,6 +40,13 @@ def alive(pid: int | None, started: float | None) -> bool:
         return False
 
 
+def replaced(pid: int, started: float) -> bool:
+    """Whether pid now names another process than the one that started at `started` (the system gave the pid to
+    another program once ours was gone)."""
+    now = start_time(pid)
+    return now is not None and abs(now - started) >= _SAME_START_S
+
+
 def write_pid_file(path: Path):
     """Name this process in `path` as {"pid", "started"} (read back by alive_from_file)."""
     # Written whole, then renamed into place: a reader never sees it empty or half written (alive_from_file would
@@ -90,11 +97,11 @@ def group_gone(pgid: int) -> bool:
         return True
     except PermissionError:
         return False
-    for process in psutil.process_iter(["status", "num_threads"]):
+    for pid in psutil.pids():
         try:
-            if os.getpgid(process.pid) == pgid and not _exited(process):
+            if os.getpgid(pid) == pgid and not _exited(psutil.Process(pid)):
                 return False
-        except OSError:
+        except (OSError, psutil.Error):
             continue
     return True
 
@@ -103,7 +110,8 @@ def _exited(process: psutil.Process) -> bool:
     # A killed process's main thread shows as a zombie while its other threads are still exiting, and until the
     # last of them has, its files (a server's listening socket among them) are open: a connection to its port is
     # still accepted, then dropped. Only a zombie left with its main thread alone holds nothing.
-    return process.info["status"] == psutil.STATUS_ZOMBIE and (process.info["num_threads"] or 1) <= 1
+    with process.oneshot():
+        return process.status() == psutil.STATUS_ZOMBIE and process.num_threads() <= 1
 
 
 def stop_group(pgid: int, grace: float = 10.0) -> bool:

@@ -449,7 +449,9 @@ def test_a_group_is_gone_only_when_its_processes_hold_nothing_open():
         assert not processes.group_gone(server.pid) and accepts(port)  # a zombie main thread, its port still open
     finally:
         os.killpg(server.pid, signal.SIGKILL)
+        server.stdout.close()
     deadline = time.monotonic() + 10
     while not processes.group_gone(server.pid) and time.monotonic() < deadline:
         time.sleep(0.05)
     assert processes.group_gone(server.pid) and not accepts(port)
+    server.wait(timeout=10)  # reaped already by group_gone: Popen learns it

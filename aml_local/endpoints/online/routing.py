@@ -260,8 +260,9 @@ def server_states(endpoint: str, deployment: str) -> dict[int, dict]:
 
 
 def stop_process(pid: int, started: float | None, grace: float) -> bool:
-    """Stop a server's process group if (pid, started) still names it; whether it is gone."""
-    if not processes.alive(pid, started):
+    """Stop a server's process group unless its leader's pid names another program now; whether it is gone. A leader
+    gone, or a zombie, is no proof the group is: its workers, or its own threads still exiting, may hold its port."""
+    if started is None or processes.replaced(pid, started):
         processes.reap(pid)
         return True
     return processes.stop_group(pid, grace=grace)

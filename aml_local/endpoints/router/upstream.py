@@ -12,6 +12,7 @@ import time
 import httptools
 import psutil
 
+from aml_local import processes
 from aml_local.endpoints.router.routing_table import ServerSpec
 
 STOP_GRACE_S = 10  # a server being replaced gets this long after SIGTERM before SIGKILL
@@ -49,31 +50,28 @@ class Server:
 
 
 def process_if_ours(pid: int | None, started: float | None):
-    """The process with this pid if it is still the one recorded (same start time), else None."""
-    if not pid or started is None:
+    """The process with this pid if it is still the one recorded (same start time; a zombie too, whose group may
+    hold the port until it has exited), else None."""
+    if not pid or started is None or processes.start_time(pid) is None or processes.replaced(pid, started):
         return None
     try:
-        process = psutil.Process(pid)
-        if abs(process.create_time() - started) < 1 and process.status() != psutil.STATUS_ZOMBIE:
-            return process
-    except psutil.Error:
-        pass
-    return None
+        return psutil.Process(pid)
+    except psutil.Error:  # gone since
+        return None
 
 
 async def stop_process_group(pid: int):
-    """SIGTERM to the server's process group (it was started in a session of its own), SIGKILL after the grace."""
-    with contextlib.suppress(ProcessLookupError, PermissionError):
-        os.killpg(pid, signal.SIGTERM)
-    deadline = time.monotonic() + STOP_GRACE_S
-    while time.monotonic() < deadline:
-        with contextlib.suppress(ChildProcessError):
-            os.waitpid(pid, os.WNOHANG)
-        if not psutil.pid_exists(pid) or psutil.Process(pid).status() == psutil.STATUS_ZOMBIE:
-            return
-        await asyncio.sleep(0.1)
-    with contextlib.suppress(ProcessLookupError, PermissionError):
-        os.killpg(pid, signal.SIGKILL)
+    """SIGTERM to the server's process group (it was started in a session of its own), SIGKILL after the grace; it
+    returns once no process of the group holds anything (its port free for the server started next), or the grace
+    after the SIGKILL has passed too."""
+    for sig in (signal.SIGTERM, signal.SIGKILL):
+        with contextlib.suppress(ProcessLookupError, PermissionError):
+            os.killpg(pid, sig)
+        deadline = time.monotonic() + STOP_GRACE_S
+        while time.monotonic() < deadline:
+            if processes.group_gone(pid):  # reaps the leader too, when it is the router's child
+                return
+            await asyncio.sleep(0.1)
 
 
 # ---------------------------------------------------------------------------------------------------------------------

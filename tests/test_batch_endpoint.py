@@ -200,6 +200,22 @@ INVOKE_ERRORS = [
         1,
         "There is no folder on target path: no/such",
     ),
+    # An azureml: value without --input-type is a data asset's <name>:<version> to az (parse_name_version), and a
+    # datastore path has no version: DataOperations.get's message.
+    (
+        (
+            "batch-endpoint",
+            "invoke",
+            "-n",
+            "digits-batch",
+            "-d",
+            "digits-dpl",
+            "--input",
+            "azureml://datastores/x/paths/y",
+        ),
+        1,
+        "Must provide either version or label.",
+    ),
     (
         ("batch-endpoint", "invoke", "-n", "digits-batch", "-d", "digits-dpl", "--input", ".", "--inputs", "x"),
         1,

@@ -49,6 +49,9 @@ UNSUPPORTED_INPUT = (
     "Unsupported input please use either a path on the datastore, public URI, a registered data asset, or a local "
     "folder path."
 )
+# ...and an `azureml:` --input without --input-type that gives no version or label (a datastore path among them): az
+# reads any azureml: value there as <name>:<version> (parse_name_version) and DataOperations.get refuses it so.
+NO_VERSION = "Must provide either version or label."
 SET_FIELDS = {
     "mini_batch_size": "mini_batch_size",
     "compute.instance_count": "instance_count",
@@ -84,6 +87,8 @@ def _input(text: str | None, input_type: str | None) -> tuple[str, Path]:
     if input_type not in (None, "uri_folder", "uri_file"):
         raise AmlLocalError(UNSUPPORTED_INPUT)
     if text.startswith("azureml:") and not input_type:
+        if not data.ASSET_REF.match(text):
+            raise AmlLocalError(NO_VERSION)
         local = data.local_path(INPUT, text, Path.cwd())  # a data asset: its own type decides
         return ("uri_file" if local.is_file() else "uri_folder"), local
     kind = input_type or "uri_folder"

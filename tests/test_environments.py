@@ -217,6 +217,15 @@ def test_an_environment_that_is_neither_registered_nor_in_the_project_is_refused
     code, _, err = run_cli(capsys, "job", "create", "-f", job_yaml(project, "nowhere", "echo hi", "azureml:nowhere:3"))
     assert code == 1  # a user error, as az exits (aml_local/cli/app.py)
     assert "environment azureml:nowhere:3: not registered here" in err and "has name: nowhere and version: 3" in err
+    assert "curated" not in err
+    # A workspace name that is also a curated environment's (azureml-examples' hello-sweep.yml names
+    # azureml:sklearn-1.0@latest): the message gives the reference to the curated one.
+    code, _, err = run_cli(
+        capsys, "job", "create", "-f", job_yaml(project, "ws", "echo hi", "azureml:sklearn-1.0@latest")
+    )
+    assert code == 1 and err.rstrip().endswith(
+        "; the azureml registry's curated sklearn-1.0 is azureml://registries/azureml/environments/sklearn-1.0/labels/latest"
+    )
 
 
 def test_a_curated_name_not_in_the_catalog_is_refused_at_create_naming_the_catalog(project, capsys):

@@ -28,7 +28,7 @@ import yaml
 from knack.log import get_logger
 
 from aml_local import AmlLocalError, specs
-from aml_local.assets import data, env_build, versions
+from aml_local.assets import curated, data, env_build, versions
 
 RECORDS = versions.RecordStore("environments", "environment")
 # The one cache of built environments on this machine, shared by every AML_LOCAL_HOME (a venv depends on the
@@ -180,9 +180,24 @@ def _resolve(environment, *, file, field: str) -> env_build.EnvSpec | None:
         root = data.project_root(file.parent)
         raise AmlLocalError(
             f"{file}: {field} {text}: not registered here (environment create --file ENV.yml) and no "
-            f"{root / 'environments'}/*.yml has name: {name}" + (f" and version: {version}" if version else "")
+            f"{root / 'environments'}/*.yml has name: {name}"
+            + (f" and version: {version}" if version else "")
+            + _curated_hint(name)
         )
     return env_build.spec_from_environment(specs.load("load_environment", found), source=str(found))
+
+
+def _curated_hint(name: str) -> str:
+    """Where a workspace name is also a curated environment's (azureml-examples name `azureml:sklearn-1.0@latest`),
+    the reference that names the curated one."""
+    try:
+        registry_name, _, _ = curated.find(name, curated.load())
+    except AmlLocalError:
+        return ""
+    return (
+        f"; the azureml registry's curated {registry_name} is "
+        f"azureml://registries/{curated.REGISTRY}/environments/{registry_name}/labels/latest"
+    )
 
 
 def _from_record(record: dict):

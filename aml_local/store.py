@@ -132,11 +132,13 @@ def write_json(path: Path, data):
 
 
 def set_status(run_id: str, status: str, message: str | None = None):
-    client().set_tag(run_id, TAG_STATUS, status)
+    # The status tag last: whoever reads it (`job show`, a sweep's driver, a test) finds its message and the MLflow
+    # run's end already written.
     if message:
         client().set_tag(run_id, TAG_STATUS_MESSAGE, message[:4000])
     if status in _MLFLOW_END_STATE:
         client().set_terminated(run_id, _MLFLOW_END_STATE[status])
+    client().set_tag(run_id, TAG_STATUS, status)
 
 
 def _quote(value: str) -> str:

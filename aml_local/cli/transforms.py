@@ -56,16 +56,21 @@ MODEL_LIST = (
     ("description", "description", ""),
     ("creation_context", "creation_context", None),
 )
-MODEL_LATEST = ("latest version", "latest_version", None)
+LATEST_VERSION = (("latest version", "latest_version", None),)
 MODEL_VERSION = (("version", "version", None), ("model type", "type", None), ("path", "path", None))
 
 
-# transform_data, transform_environment, transform_compute: the tables (table_transformer only) of `data list`,
-# `environment list` and `compute list`; the version columns only for a row with a version.
-DATA_TABLE = (("name", "name", None), ("latest version", "latest_version", None))
+# transform_environment_list: every output of `az ml environment list`.
+NAME = (("name", "name", None),)
+VERSION = (("version", "version", None),)
+
+# transform_data, transform_environment, transform_component, transform_compute: the tables (table_transformer
+# only) of `data list`, `environment list`, `component list` and `compute list`; the version columns only for a row
+# with a version.
+ASSET_TABLE = (("name", "name", None), ("latest version", "latest_version", None))
 # transform_data puts the version again under "data type" (its r.get("version")): read as written there.
 DATA_VERSION = (("version", "version", None), ("data type", "version", None), ("path", "path", None))
-ENVIRONMENT_TABLE = (("name", "name", None), ("latest version", "latest_version", None))
+COMPONENT_VERSION = (("version", "version", None), ("Component type", "type", None))
 COMPUTE_TABLE = (
     ("name", "name", None),
     ("compute type", "type", None),
@@ -74,41 +79,34 @@ COMPUTE_TABLE = (
 )
 
 
-# transform_component: `component list -o table`; the version columns only for a row with a version.
-COMPONENT_TABLE = (("name", "name", None), ("latest version", "latest_version", None))
-COMPONENT_VERSION = (("version", "version", None), ("Component type", "type", None))
-
-
-def _versioned_rows(result, columns, version_columns):
-    return [_rows([item], [*columns, *(version_columns if item.get("version") else ())])[0] for item in result]
+def _versioned_rows(result, columns, version_columns, latest_columns=()):
+    """`columns` in every row, then `latest_columns` in a row with a latest_version and `version_columns` in a row
+    with a version, as az's asset transforms add them."""
+    rows = []
+    for item in result:
+        latest = latest_columns if item.get("latest_version") else ()
+        rows.append(_rows([item], [*columns, *latest, *(version_columns if item.get("version") else ())])[0])
+    return rows
 
 
 def data_table(result):
-    return _versioned_rows(result, DATA_TABLE, DATA_VERSION)
+    return _versioned_rows(result, ASSET_TABLE, DATA_VERSION)
 
 
 def environment_list(result):
     """transform_environment_list: every output of `az ml environment list` is the name, "latest version" (for an
     environment that has one) and version (for a version)."""
-    rows = []
-    for item in result:
-        row = {"name": item.get("name")}
-        if item.get("latest_version"):
-            row["latest version"] = item["latest_version"]
-        if item.get("version"):
-            row["version"] = item["version"]
-        rows.append(row)
-    return rows
+    return _versioned_rows(result, NAME, VERSION, LATEST_VERSION)
 
 
 def environment_table(result):
     # transform_environment reads latest_version, which transform_environment_list has just renamed "latest
     # version": None, which knack's table leaves out: az's table is the names (and versions) alone, as this one.
-    return _versioned_rows(result, ENVIRONMENT_TABLE, (("version", "version", None),))
+    return _versioned_rows(result, ASSET_TABLE, VERSION)
 
 
 def component_table(result):
-    return _versioned_rows(result, COMPONENT_TABLE, COMPONENT_VERSION)
+    return _versioned_rows(result, ASSET_TABLE, COMPONENT_VERSION)
 
 
 def compute_table(result):
@@ -134,12 +132,4 @@ def online_deployment_list(result):
 
 
 def model_list(result):
-    rows = []
-    for item in result:
-        columns = list(MODEL_LIST)
-        if item.get("latest_version"):
-            columns.append(MODEL_LATEST)
-        if item.get("version"):
-            columns.extend(MODEL_VERSION)
-        rows.append(_rows([item], columns)[0])
-    return rows
+    return _versioned_rows(result, MODEL_LIST, MODEL_VERSION, LATEST_VERSION)

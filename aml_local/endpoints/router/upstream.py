@@ -52,12 +52,13 @@ class Server:
 def process_if_ours(pid: int | None, started: float | None):
     """The process with this pid if it is still the one recorded (same start time; a zombie too, whose group may
     hold the port until it has exited), else None."""
-    if not pid or started is None or processes.start_time(pid) is None or processes.replaced(pid, started):
+    if not pid or started is None:
         return None
     try:
-        return psutil.Process(pid)
-    except psutil.Error:  # gone since
+        process = psutil.Process(pid)
+    except psutil.Error:
         return None
+    return None if processes.replaced(pid, started) else process
 
 
 async def stop_process_group(pid: int):

@@ -47,6 +47,18 @@ def replaced(pid: int, started: float) -> bool:
     return now is not None and abs(now - started) >= _SAME_START_S
 
 
+def listens(pid: int, port: int) -> bool:
+    """Whether process pid itself holds a listening TCP socket on port (a free port chosen for a server may be given
+    to another program before the server has bound it)."""
+    try:
+        return any(
+            found.status == psutil.CONN_LISTEN and found.laddr.port == port
+            for found in psutil.Process(pid).net_connections(kind="tcp")
+        )
+    except psutil.Error:
+        return False
+
+
 def write_pid_file(path: Path):
     """Name this process in `path` as {"pid", "started"} (read back by alive_from_file)."""
     # Written whole, then renamed into place: a reader never sees it empty or half written (alive_from_file would

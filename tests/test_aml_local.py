@@ -1,5 +1,6 @@
 """aml-local's job verbs on small jobs that need no TensorFlow: parsing, errors, records, processes."""
 
+import http.server
 import json
 import os
 import re
@@ -15,6 +16,7 @@ import psutil
 import pytest
 
 from aml_local import AmlLocalError, cli, processes, store
+from aml_local.endpoints.online import servers as online_servers
 from aml_local.jobs import common, runner
 from aml_local.jobs import verbs as job
 
@@ -455,3 +457,30 @@ def test_a_group_is_gone_only_when_its_processes_hold_nothing_open():
         time.sleep(0.05)
     assert processes.group_gone(server.pid) and not accepts(port)
     server.wait(timeout=10)  # reaped already by group_gone: Popen learns it
+
+
+class Healthy(http.server.BaseHTTPRequestHandler):
+    def do_GET(self):
+        self.send_response(200)
+        self.send_header("Content-Length", "0")
+        self.end_headers()
+
+    def log_message(self, *_):
+        pass
+
+
+def test_a_starting_server_is_ready_only_when_its_own_process_answers_on_its_port():
+    """A deployment's port is free when chosen; another program may be given it before gunicorn binds it. That
+    program answering GET / does not make the deployment ready."""
+    stranger = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Healthy)  # this test's process holds the port
+    threading.Thread(target=stranger.serve_forever, daemon=True).start()
+    starting = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(30)"])
+    port = stranger.server_address[1]
+    try:
+        assert online_servers.ready({"port": port, "pid": os.getpid()}, 2)
+        assert not online_servers.ready({"port": port, "pid": starting.pid}, 2)
+    finally:
+        stranger.shutdown()
+        stranger.server_close()
+        starting.kill()
+        starting.wait()

@@ -202,7 +202,7 @@ class StillStarting:
 @pytest.mark.parametrize("ci", [False, True])
 def test_the_readiness_wait_counts_seconds_on_a_terminal(monkeypatch, ci):
     answers = iter([False, False, True])
-    monkeypatch.setattr(servers, "answers", lambda port, timeout: next(answers))
+    monkeypatch.setattr(servers, "ready", lambda server, timeout: next(answers))
     monkeypatch.setattr(servers, "READY_POLL_S", 0.01)
     monkeypatch.setattr(sys, "stderr", FakeTerminal())
     if ci:

@@ -18,6 +18,7 @@ import time
 import uuid
 from pathlib import Path
 
+import psutil
 import pytest
 
 from aml_local import AmlLocalError
@@ -411,6 +412,28 @@ def test_while_no_server_is_up_requests_get_424_at_once_never_a_hang(endpoint):
         assert (status, headers["azureml-model-deployment"]) in ((200, "green"), (424, "blue"))
     assert answered[200] > 10 and answered[424] > 10, answered
     assert wait_for(lambda: not endpoint.state()["deployments"]["blue"][0]["up"], 3, "blue marked down")
+
+
+def test_a_dead_servers_port_taken_by_another_program_is_never_its_deployment(endpoint):
+    """Servers get free ports, so once one has died another endpoint's server or router may be given its port (CI
+    saw a request to a killed deployment answered by a stranger there). The router knows its servers by process:
+    requests get 424 and the probes keep it down, whatever answers on the port."""
+    port = endpoint.backend("blue")
+    original = endpoint.processes[-1]
+    table = deployment([port])
+    table["servers"][0] |= {"pid": original.pid, "started": psutil.Process(original.pid).create_time()}
+    endpoint.write({"blue": table}, {"blue": 100})
+    client = Client(endpoint.start())
+    assert served_by(client.call()[2]) == "blue"
+    stop_group(original.pid)
+    original.wait()
+    endpoint.backend("stranger", port=port)  # the same port, another program
+    for _ in range(10):  # over several probe periods
+        status, headers, raw, _ = Client(endpoint.port).call()
+        assert status == 424 and headers["ms-azureml-model-error-reason"] == "liveness_probe_failed", raw
+        time.sleep(FAST_PROBE["period"])
+    (server,) = endpoint.state()["deployments"]["blue"]
+    assert server["up"] is False
 
 
 def test_instance_count_servers_share_the_requests(endpoint):

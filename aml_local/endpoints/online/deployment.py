@@ -431,7 +431,7 @@ def _provisioning_state(record: dict) -> tuple[str, str | None]:
     if not server_alive(record):
         return "Failed", "its inference server is not running (stopped, or this machine restarted)"
     timeout = record["liveness_probe"]["timeout"]
-    if any(server_processes.answers(server["port"], timeout) for server in record["servers"]):
+    if any(routing.answers(server["port"], timeout) for server in record["servers"]):
         return "Succeeded", None
     if record["state"] == "Creating":
         return "Creating", None

@@ -177,8 +177,10 @@ def start_servers(record: dict, on_disk: dict | None = None) -> list[dict]:
     return servers
 
 
-# One probe for the router and its servers (GET / answered 200); a name here, so a test can stand in for it.
-answers = routing.answers
+def ready(server: dict, timeout: float) -> bool:
+    """A starting server's readiness probe: GET / answered 200 on its port, by its own process (gunicorn's master
+    holds the listening socket): the port was free when chosen, and another program may have been given it since."""
+    return routing.answers(server["port"], timeout=timeout) and processes.listens(server["pid"], server["port"])
 
 
 def wait_until_ready(record: dict, servers: list[dict]):
@@ -198,7 +200,7 @@ def wait_until_ready(record: dict, servers: list[dict]):
                         f"online deployment {record['name']}: its inference server exited with code {code} before "
                         f"it was ready; last log lines: {tail_for_error(record)}"
                     )
-                if answers(server["port"], timeout=probe["timeout"]):
+                if ready(server, probe["timeout"]):
                     waiting.remove(server)
             if not waiting:
                 status_line.finish(f"deployment {record['name']}: ready after {time.monotonic() - started:.1f} s")

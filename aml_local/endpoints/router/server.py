@@ -337,9 +337,8 @@ class Router:
             if spec is None:
                 return
             probe = spec.liveness_probe
-            if server.process is not None and server.process.poll() is not None:
-                server.process.wait()  # reap it: it is ours
-            healthy = await self._probe(server, probe.timeout)
+            # A server whose process has ended is down whatever answers on its port now.
+            healthy = not server.gone() and await self._probe(server, probe.timeout)
             if healthy:
                 server.failures = 0
                 self._set_up(server, True)
@@ -532,6 +531,10 @@ class Router:
             try:
                 connection = idle_connection(server)
                 if connection is None:
+                    if server.gone():
+                        self._set_up(server, False)
+                        refused.add(server)
+                        continue
                     try:
                         connection = await connect(server, remaining)
                     except TimeoutError:

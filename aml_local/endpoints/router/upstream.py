@@ -37,6 +37,15 @@ class Server:
         self.grace_until = 0.0  # monotonic time before which failed probes are not counted (initial_delay)
         self.watcher: asyncio.Task | None = None
 
+    def gone(self) -> bool:
+        """Whether the server's process is known to have ended. Its port may be another program's by then (another
+        endpoint's server or router, given the same free port): what answers there is not this deployment."""
+        if self.process is not None:
+            return self.process.poll() is not None  # the router's own child: reaped here
+        if not self.pid or self.started is None:
+            return False  # a server given without its process: only its probes tell
+        return not processes.alive(self.pid, self.started)
+
     def describe(self) -> dict:
         return {
             "host": self.spec.host,

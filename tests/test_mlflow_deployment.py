@@ -86,7 +86,10 @@ def test_a_model_with_no_signature_takes_each_form_azure_documents(tmp_path, mon
 
     table = pd.DataFrame({"a": [0.0, 1.0, 2.0, 3.0], "b": [1.0, 0.0, 1.0, 0.0]})
     fitted = LinearRegression().fit(table.to_numpy(), 2 * table["a"] + 10 * table["b"])
-    mlflow.sklearn.save_model(fitted, str(tmp_path / "model"), serialization_format="cloudpickle")
+    # Requirements given (served in this process): their inference imports the model in a subprocess, seconds.
+    mlflow.sklearn.save_model(
+        fitted, str(tmp_path / "model"), serialization_format="cloudpickle", pip_requirements=["scikit-learn"]
+    )
     monkeypatch.setenv("AZUREML_MODEL_DIR", str(tmp_path))
     monkeypatch.setenv("MLFLOW_MODEL_FOLDER", "model")
     spec = importlib.util.spec_from_file_location("mlflow_score_under_test", online_deployment.MLFLOW_SCORING_SCRIPT)

@@ -342,7 +342,7 @@ def test_a_model_that_is_not_a_plain_dense_stack_runs_through_tensorflow(tmp_pat
             keras.layers.Dense(10, activation="softmax"),
         ]
     )
-    mlflow.keras.save_model(model, str(tmp_path / "model"))
+    mlflow.keras.save_model(model, str(tmp_path / "model"), pip_requirements=["keras"])  # not inferred: seconds
     other = init_with(import_score(), tmp_path)
     images, _ = test_images
     answer = other.run(images[:20].tolist())

@@ -44,7 +44,9 @@ What it does, and where Azure documents it:
   before any of it is read.
 - Health: every server is probed with `GET /` (the inference server's liveness route) every liveness_probe.period
   seconds, with liveness_probe.timeout; a server that fails a probe, or refuses a connection, takes no new requests
-  until a probe succeeds. After failure_threshold failures in a row (not counting those within initial_delay of its
+  until a probe succeeds. A server is known by its process (pid and start time), not by its port alone: once that
+  process has ended, the server is down whatever answers on the port (a freed port may be given to another
+  endpoint's server or router; on Azure each deployment has a container of its own). After failure_threshold failures in a row (not counting those within initial_delay of its
   start) it is stopped, if still running, and started again from its `restart` argv. While none of a deployment's
   servers is up, its requests get 424 at once with `ms-azureml-model-error-reason: liveness_probe_failed` and no
   status code header: the docs tie 424 to failing probes ("If 424 comes with liveness or readiness probe failing,

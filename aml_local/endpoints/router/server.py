@@ -45,14 +45,15 @@ What it does, and where Azure documents it:
 - Health: every server is probed with `GET /` (the inference server's liveness route) every liveness_probe.period
   seconds, with liveness_probe.timeout; a server that fails a probe, or refuses a connection, takes no new requests
   until a probe succeeds. A server is known by its process (pid and start time), not by its port alone: once that
-  process has ended, the server is down whatever answers on the port (a freed port may be given to another
-  endpoint's server or router; on Azure each deployment has a container of its own). After failure_threshold failures in a row (not counting those within initial_delay of its
-  start) it is stopped, if still running, and started again from its `restart` argv. While none of a deployment's
-  servers is up, its requests get 424 at once with `ms-azureml-model-error-reason: liveness_probe_failed` and no
-  status code header: the docs tie 424 to failing probes ("If 424 comes with liveness or readiness probe failing,
-  consider adjusting ProbeSettings"), and the container gave no status (the reason value is our choice). A server
-  that drops a connection after the request was sent: the request is tried once more, then 502 (the closest
-  documented code: "502 ... crashed in the run() method", in the Kubernetes online endpoints table).
+  process has ended, the server is down whatever answers on the port (a freed port may be given to another endpoint's
+  server or router; on Azure each deployment has a container of its own). After failure_threshold failures in a row (not
+  counting those within initial_delay of its start) it is stopped, if still running, and started again from its
+  `restart` argv. While none of a deployment's servers is up, its requests get 424 at once with
+  `ms-azureml-model-error-reason: liveness_probe_failed` and no status code header: the docs tie 424 to failing probes
+  ("If 424 comes with liveness or readiness probe failing, consider adjusting ProbeSettings"), and the container gave no
+  status (the reason value is our choice). A server that drops a connection after the request was sent: the request is
+  tried once more, then 502 (the closest documented code: "502 ... crashed in the run() method", in the Kubernetes
+  online endpoints table).
 - instance_count: N servers per deployment; each request goes to the server with the fewest requests in progress,
   taking turns among equals. Connections to the servers are kept alive and pooled.
 

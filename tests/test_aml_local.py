@@ -1,5 +1,6 @@
 """aml-local's job verbs on small jobs that need no TensorFlow: parsing, errors, records, processes."""
 
+import functools
 import http.server
 import json
 import os
@@ -459,20 +460,12 @@ def test_a_group_is_gone_only_when_its_processes_hold_nothing_open():
     server.wait(timeout=10)  # reaped already by group_gone: Popen learns it
 
 
-class Healthy(http.server.BaseHTTPRequestHandler):
-    def do_GET(self):
-        self.send_response(200)
-        self.send_header("Content-Length", "0")
-        self.end_headers()
-
-    def log_message(self, *_):
-        pass
-
-
-def test_a_starting_server_is_ready_only_when_its_own_process_answers_on_its_port():
+def test_a_starting_server_is_ready_only_when_its_own_process_answers_on_its_port(tmp_path):
     """A deployment's port is free when chosen; another program may be given it before gunicorn binds it. That
     program answering GET / does not make the deployment ready."""
-    stranger = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Healthy)  # this test's process holds the port
+    # The standard library's file server: GET / answers 200 (a listing of tmp_path); this test's process holds the port.
+    files = functools.partial(http.server.SimpleHTTPRequestHandler, directory=str(tmp_path))
+    stranger = http.server.ThreadingHTTPServer(("127.0.0.1", 0), files)
     threading.Thread(target=stranger.serve_forever, daemon=True).start()
     starting = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(30)"])
     port = stranger.server_address[1]
